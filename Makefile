@@ -1,0 +1,39 @@
+# forgeml — set-up, demo, tests, benchmarks. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup dev demo test bench lint clean
+
+# torch first: `pip install torch==2.13.0` takes the CPU build from local disk on our machines and the
+# regular build elsewhere; the project's range `torch>=2.3` then keeps it. Never remove pip's constraint file.
+$(VENV)/.stamp-core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-core
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.stamp-core
+
+dev: $(VENV)/.stamp-dev
+
+demo: setup
+	$(BIN)/forgeml demo
+
+test: dev
+	$(BIN)/python -m pytest -q
+
+bench: dev
+	$(BIN)/python benchmarks/loop_overhead.py
+	$(BIN)/python benchmarks/precision.py
+
+lint: dev
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

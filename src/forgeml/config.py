@@ -1,0 +1,332 @@
+"""The typed config for a whole run: `data`, `model`, `train`, `eval`.
+
+Every field has a default and a one-line description beside it. `load_config` reads YAML, applies
+`--set key=value` overrides and validates; any mistake becomes a ConfigError that names the field,
+the bad value, what is allowed and the nearest valid key.
+
+    cfg = load_config("examples/digits-cnn.yaml", overrides=["train.epochs=5"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forgeml.errors import ConfigError, did_you_mean
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------------- data
+FeatureType = Literal["numeric", "category", "binary", "image", "ignore"]
+
+
+class SplitConfig(Section):
+    val: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation (unless data.val_path is set)")
+    test: float = Field(0.2, ge=0, lt=1, description="fraction held out for test (unless data.test_path is set)")
+    seed: int = Field(0, description="seed of the shuffled split; the same seed gives the same split")
+    stratify: bool = Field(True, description="keep class proportions in every split (classification only)")
+    ordered: bool = Field(False, description="no shuffle: train, then val, then test in file order")
+
+
+class ImageConfig(Section):
+    size: tuple[int, int] | None = Field(None, description="(height, width) every image is resized to; None keeps the stored size")
+    channels: Literal[1, 3] | None = Field(None, description="1 = grayscale, 3 = RGB; None keeps what is stored")
+
+
+class AugmentConfig(Section):
+    translate: int = Field(0, ge=0, description="random shift of up to this many pixels in x and y (zero fill)")
+    crop_padding: int = Field(0, ge=0, description="pad by this many pixels, then crop back at a random place")
+    hflip: bool = Field(False, description="random horizontal flip (not for digits or text!)")
+    cutout: int = Field(0, ge=0, description="side of a random square set to zero in each image; 0 = off")
+
+
+class DataConfig(Section):
+    source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "sklearn"] = Field(
+        "auto", description="how to read data.path; auto decides from the file extension or folder layout"
+    )
+    path: str | None = Field(None, description="training data: a file, a folder of class folders, or a scikit-learn set name")
+    labels_path: str | None = Field(None, description="IDX only: the labels file that goes with data.path")
+    val_path: str | None = Field(None, description="your own validation file (same format as path); replaces split.val")
+    test_path: str | None = Field(None, description="your own test file (same format as path); replaces split.test")
+    target: str | None = Field(None, description="column to predict; default 'label' for images/arrays, 'target' for scikit-learn sets")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: classification for text/bool/integer targets with at most 50 values, else regression"
+    )
+    columns: list[str] | None = Field(None, description="column names for a table file without a header row")
+    features: dict[str, FeatureType] = Field(default_factory=dict, description="feature type by column; unnamed columns are inferred")
+    drop: list[str] = Field(default_factory=list, description="columns to ignore")
+    na_values: list[str] = Field(default_factory=list, description="extra strings that mean 'missing' (e.g. '?')")
+    label_aliases: dict[str, str] = Field(default_factory=dict, description="rename target values before training, e.g. '>50K.': '>50K'")
+    comment: str | None = Field(None, description="table lines starting with this character are skipped")
+    sep: str | None = Field(None, description="table field separator; None: ',' for .csv, tab for .tsv")
+    x_key: str = Field("x", description="NPZ only: the array of inputs")
+    y_key: str = Field("y", description="NPZ only: the array of targets")
+    limit: int | None = Field(None, ge=10, description="use a seeded random subset of this many training rows (quick runs)")
+    category_min_count: int = Field(1, ge=1, description="category values seen fewer times in training go to the unknown bucket")
+    category_max_vocab: int | None = Field(None, ge=1, description="keep only this many most frequent values per category")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how train/val/test are carved from data.path")
+    image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
+
+
+# ---------------------------------------------------------------------------------------------- model
+Activation = Literal["relu", "gelu", "silu", "tanh", "leaky_relu"]
+InitScheme = Literal["default", "kaiming", "xavier", "normal", "orthogonal"]
+
+
+class MLPConfig(Section):
+    name: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], description="width of each hidden layer")
+    activation: Activation = Field("relu", description="nonlinearity after each hidden layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="normalisation before each activation")
+    init: InitScheme = Field("kaiming", description="weight initialisation scheme")
+
+
+class ConvBlockConfig(Section):
+    channels: int = Field(..., ge=1, description="output channels of the convolution")
+    kernel: int = Field(3, ge=1, description="kernel size")
+    stride: int = Field(1, ge=1, description="stride")
+    padding: int = Field(0, ge=0, description="zero padding on each side")
+    pool: int = Field(1, ge=1, description="pooling window and stride after the activation; 1 = no pooling")
+    pool_type: Literal["max", "avg"] = Field("max", description="max or average pooling")
+    batch_norm: bool = Field(False, description="BatchNorm2d after the convolution")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout at the end of the block")
+
+
+class CNNConfig(Section):
+    name: Literal["cnn"] = "cnn"
+    blocks: list[ConvBlockConfig] = Field(
+        default_factory=lambda: [ConvBlockConfig(channels=32, padding=1, pool=2), ConvBlockConfig(channels=64, padding=1, pool=2)],
+        description="conv -> [batch norm] -> activation -> [pool] -> [dropout], in order",
+    )
+    head: Literal["flatten", "global_avg"] = Field("flatten", description="how feature maps become a vector")
+    hidden: list[int] = Field(default_factory=lambda: [128], description="fully connected layers before the output")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before each fully connected layer")
+    activation: Activation = Field("relu", description="nonlinearity everywhere")
+    init: InitScheme = Field("kaiming", description="weight initialisation scheme")
+
+
+class CustomConfig(Section):
+    name: Literal["custom"] = "custom"
+    target: str = Field(..., description="import path of an nn.Module class or factory: 'package.module:Name'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it; in_features/in_shape/n_outputs are filled in when it takes them")
+    init: InitScheme = Field("default", description="weight initialisation scheme")
+
+
+ModelConfig = Annotated[MLPConfig | CNNConfig | CustomConfig, Field(discriminator="name")]
+
+
+# ---------------------------------------------------------------------------------------------- train
+class EarlyStoppingConfig(Section):
+    patience: int | None = Field(None, ge=1, description="stop after this many evaluations without improvement; None = off")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="passes over the training data (max_steps wins when set)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(64, ge=1, description="samples per optimizer step (split into grad_accum micro-batches)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = Field("adamw", description="optimizer")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay, applied to weight matrices/kernels only")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/RMSprop momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (SGD)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW betas")
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = Field("constant", description="learning-rate schedule after warmup")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup from 0 to lr over this many steps")
+    min_lr: float = Field(0.0, ge=0, description="floor of the cosine/onecycle decay")
+    step_every_epochs: int = Field(10, ge=1, description="step schedule: multiply lr by gamma every this many epochs")
+    gamma: float = Field(0.1, gt=0, description="step schedule: the factor")
+    onecycle_pct: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent rising to lr")
+    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber", "bce"] = Field(
+        "auto", description="auto: cross_entropy for classification, mse for regression"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross entropy label smoothing")
+    class_weights: Literal["none", "balanced"] | list[float] = Field("none", description="cross entropy class weights")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype (fp16 adds a gradient scaler)")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this; None = off")
+    compile: bool = Field(False, description="torch.compile the model")
+    monitor: str = Field("val.loss", description="metric that picks the best checkpoint and drives early stopping")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig, description="early stopping on train.monitor")
+    restore_best: bool = Field(True, description="the bundle keeps the best weights by train.monitor, not the last")
+    eval_every_steps: int | None = Field(None, ge=1, description="evaluate every N steps; None = at the end of each epoch")
+    log_every_steps: int = Field(50, ge=1, description="loss/lr/throughput logged every N steps (the only host syncs)")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also write checkpoints/last.pt every N steps")
+    seed: int = Field(0, description="seed of weights, shuffling, dropout and augmentation")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    progress: bool = Field(True, description="show a progress bar")
+    tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be divisible by train.grad_accum ({self.grad_accum})")
+        if self.precision == "fp16" and self.device == "cpu":
+            pass  # allowed: autocast supports fp16 on CPU, slowly
+        return self
+
+    def micro_batch_size(self) -> int:
+        """Samples per forward/backward: batch_size split across grad_accum micro-steps."""
+        return self.batch_size // self.grad_accum
+
+
+# ----------------------------------------------------------------------------------------------- eval
+class EvalConfig(Section):
+    batch_size: int = Field(512, ge=1, description="samples per batch during evaluation and prediction")
+    splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["val", "test"], description="splits measured into metrics.json after training"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- whole
+class Config(Section):
+    name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
+    runs_dir: str = Field("runs", description="where run folders are written")
+    data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn or custom")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# -------------------------------------------------------------------------------------------- loading
+def load_config(source: str | Path | dict[str, Any], overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Read a YAML file (or a dict), apply overrides, validate, and fill every default.
+
+    Args:
+        source: path to a YAML file, or an already parsed dict.
+        overrides: ``["train.lr=3e-4", ...]`` (values parsed as YAML) or ``{"train.lr": 3e-4}``.
+    """
+    if isinstance(source, dict):
+        raw: dict[str, Any] = dict(source)
+        where = "config"
+        default_name = None
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found. Give the path to a YAML file, e.g. examples/digits-cnn.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, eval)")
+        where = str(path)
+        default_name = path.stem
+    for key, value in _parse_overrides(overrides):
+        _set_dotted(raw, key, value)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: invalid config\n" + format_validation_error(exc)) from None
+    if cfg.name is None and default_name:
+        cfg.name = default_name
+    return cfg
+
+
+def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if not overrides:
+        return []
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    pairs = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.lr=3e-4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set raw['a']['b'] = value for 'a.b'; list items by index ('model.blocks.0.channels')."""
+    parts = dotted.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            node = node[_list_index(node, part, dotted)]
+            continue
+        if node.get(part) is None:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {dotted}: {'.'.join(parts[: i + 1])} is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, dotted)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list, part: str, dotted: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {dotted}: {part!r} is not an index of a list with {len(node)} items; "
+                          "to change a list the config file does not spell out, write the whole list in the YAML")
+    return int(part)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Valid field names of the section at a pydantic error location."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in ("mlp", "cnn", "custom"):
+            model = {"mlp": MLPConfig, "cnn": CNNConfig, "custom": CustomConfig}[part]
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+            model = inner[0]  # list[ConvBlockConfig]
+        else:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: 'train.epoch: unknown key; did you mean train.epochs?'."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("mlp", "cnn", "custom") or err["loc"].index(p) != 1)
+        dotted = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            fields = _fields_at(err["loc"])
+            prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
+            hint = did_you_mean(str(loc[-1]), fields)
+            hint = hint.replace("did you mean ", f"did you mean {prefix}") if hint else f"; valid keys here: {', '.join(fields)}"
+            lines.append(f"  {dotted}: unknown key{hint}")
+        elif err["type"] == "union_tag_invalid":
+            lines.append(f"  {dotted}.name: {err['input'].get('name')!r} is not a model; choose one of mlp, cnn, custom"
+                         f"{did_you_mean(str(err['input'].get('name')), ['mlp', 'cnn', 'custom'])}")
+        elif err["type"] == "value_error":
+            lines.append(f"  {dotted or '(top level)'}: {err['msg'].removeprefix('Value error, ')}")
+        else:
+            bad = err.get("input")
+            shown = f"got {bad!r}" if not isinstance(bad, dict) else "got a section"
+            lines.append(f"  {dotted or '(top level)'}: {shown}; {err['msg'][0].lower() + err['msg'][1:]}")
+    return "\n".join(lines)
