@@ -1,0 +1,1 @@
+"""Data: sources (files in), features (fit/transform/save), split, batching and augmentation."""

@@ -1,0 +1,96 @@
+"""The in-memory fast path: tensors held whole, batched by index. No per-sample Python, no collate.
+
+Each epoch shuffles once with one gather (a permutation seeded by seed + epoch, so epoch e is the
+same batches on every run and after a resume), then hands out contiguous slices, which are views
+and cost nothing. On a GPU the tensors move to the device once, and augmentation runs there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorBatcher:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True, drop_last: bool = False,
+                 seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 device: str | torch.device | None = None):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        if len(x) == 0:
+            raise ValueError("no rows to batch")
+        self.x = x.to(device) if device is not None else x
+        self.y = y.to(device) if device is not None else y
+        self.batch_size, self.shuffle, self.drop_last, self.seed, self.augment = batch_size, shuffle, drop_last, seed, augment
+        if drop_last and len(x) < batch_size:
+            self.drop_last = False  # a tiny set still gives one batch
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.y)
+
+    def __len__(self) -> int:
+        n = self.n_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def to(self, device: str | torch.device) -> TensorBatcher:
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """Batches of one epoch, beginning at batch `start` (for an exact resume)."""
+        x, y = self.x, self.y
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(len(y), generator=gen).to(y.device)
+            x, y = x.index_select(0, perm), y.index_select(0, perm)  # one gather per epoch
+        bs = self.batch_size
+        for i in range(start, len(self)):
+            xb, yb = x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs]
+            yield (self.augment(xb) if self.augment is not None else xb), yb
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch(0)
+
+
+class IterableBatches:
+    """Any iterable of (x, y) batches (a DataLoader, a list) behind the batcher interface.
+
+    A resume skips the first `start` batches of the epoch; a sampler with set_epoch gets the epoch.
+    """
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    @property
+    def n_samples(self) -> int | None:
+        ds = getattr(self.batches, "dataset", None)
+        return len(ds) if ds is not None else None
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        sampler = getattr(self.batches, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for i, batch in enumerate(self.batches):
+            if i >= start:
+                yield batch[0], batch[1]
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.epoch(0)
+
+
+def as_batches(data, batch_size: int, shuffle: bool, seed: int = 0, device=None) -> TensorBatcher | IterableBatches:
+    """Turn what a user hands the Trainer into a batcher: a batcher, an (x, y) pair of tensors, or an iterable."""
+    if isinstance(data, (TensorBatcher, IterableBatches)):
+        return data.to(device) if device is not None and isinstance(data, TensorBatcher) else data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return TensorBatcher(data[0], data[1], batch_size, shuffle=shuffle, seed=seed, device=device)
+    if hasattr(data, "__iter__") and hasattr(data, "__len__"):
+        return IterableBatches(data)
+    raise TypeError("training data must be a TensorBatcher, an (x, y) pair of tensors, or an iterable of (x, y) batches")

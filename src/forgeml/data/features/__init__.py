@@ -1,0 +1,13 @@
+"""Features by type. Each is fitted on the training split only, transforms a column into a float
+array, and saves and loads itself as JSON (no pickle)."""
+
+from forgeml.data.features.binary import BinaryFeature
+from forgeml.data.features.category import CategoryFeature
+from forgeml.data.features.image import ImageFeature
+from forgeml.data.features.numeric import NumericFeature
+from forgeml.data.features.target import ClassLabels, RegressionTarget
+
+KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature)}
+TARGETS = {t.kind: t for t in (ClassLabels, RegressionTarget)}
+
+__all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "KINDS", "TARGETS"]

@@ -1,0 +1,144 @@
+"""All the features of a run plus its target: fitted together, saved together as features.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from forgeml.config import DataConfig
+from forgeml.data.columns import Columns
+from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
+from forgeml.data.features.category import MISSING, as_tokens
+from forgeml.data.features.numeric import as_float
+from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
+
+FEATURES_VERSION = 1
+
+
+def infer_task(values: np.ndarray) -> str:
+    """classification for text/bool or integer targets with at most 50 values; regression otherwise."""
+    if values.dtype.kind in "iub":
+        return "classification" if len(np.unique(values)) <= 50 else "regression"
+    if values.dtype.kind == "f":
+        finite = values[~np.isnan(values)]
+        integral = np.all(np.mod(finite, 1) == 0)
+        return "classification" if integral and len(np.unique(finite)) <= 50 else "regression"
+    return "classification"
+
+
+def infer_kind(values: np.ndarray) -> str:
+    if values.ndim == 4:
+        return "image"
+    tokens = set(as_tokens(values[: 100_000])) - {MISSING}
+    try:
+        as_float(values, "")
+        numeric = True
+    except DataError:
+        numeric = False
+    if numeric:
+        return "binary" if tokens <= {"0", "1"} and len(tokens) == 2 else "numeric"
+    return "binary" if len(tokens) <= 2 else "category"
+
+
+class FeatureSet:
+    def __init__(self, inputs: list, target: ClassLabels | RegressionTarget):
+        self.inputs, self.target = inputs, target
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, train: Columns, cfg: DataConfig, target_name: str) -> FeatureSet:
+        if target_name not in train.data:
+            raise DataError(f"{train.origin}: no target column {target_name!r} (columns: {', '.join(train.names)}). "
+                            f"Set data.target{did_you_mean(target_name, train.names)}")
+        for name in list(cfg.features) + cfg.drop:
+            if name not in train.data:
+                raise ConfigError(f"data.features/data.drop: {name!r} is not a column of {train.origin}"
+                                  f"{did_you_mean(name, train.names)}")
+        y = train.data[target_name]
+        task = cfg.task if cfg.task != "auto" else infer_task(y)
+        target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
+        inputs = []
+        for name, values in train.data.items():
+            if name == target_name or name in cfg.drop:
+                continue
+            kind = cfg.features.get(name) or infer_kind(values)
+            if kind == "ignore":
+                continue
+            cls_ = KINDS[kind]
+            feat = cls_(name, min_count=cfg.category_min_count, max_vocab=cfg.category_max_vocab) if kind == "category" else cls_(name)
+            inputs.append(feat.fit(values, train.origin))
+        if not inputs:
+            raise DataError(f"{train.origin}: no input columns left besides the target {target_name!r}")
+        images = [f for f in inputs if f.kind == "image"]
+        if images and len(inputs) > 1:
+            raise ConfigError(f"{train.origin}: images mixed with table columns are not supported yet; "
+                              f"drop the other columns ({', '.join(f.name for f in inputs if f.kind != 'image')}) with data.drop")
+        return cls(inputs, target)
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def task(self) -> str:
+        return self.target.kind
+
+    @property
+    def input_shape(self) -> list[int]:
+        if self.inputs[0].kind == "image":
+            return list(self.inputs[0].shape)
+        return [sum(f.width for f in self.inputs)]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.target.n_outputs
+
+    def schema(self) -> dict[str, str]:
+        return {f.name: f.kind for f in self.inputs}
+
+    # ------------------------------------------------------------------ transforming
+    def transform_inputs(self, cols: Columns) -> torch.Tensor:
+        missing = [f.name for f in self.inputs if f.name not in cols.data]
+        if missing:
+            raise DataError(f"{cols.origin}: missing input column(s) {', '.join(missing)} (the model was trained on "
+                            f"{', '.join(self.schema())})")
+        parts = [f.transform(cols.data[f.name], cols.origin) for f in self.inputs]
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+    def transform_target(self, cols: Columns) -> torch.Tensor:
+        if self.target.name not in cols.data:
+            raise DataError(f"{cols.origin}: no target column {self.target.name!r}; evaluation needs the true values")
+        return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
+
+    def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request") -> Columns:
+        """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing."""
+        names = list(self.schema())
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise RequestError(f"{origin}: row {i} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
+            extra = [k for k in row if k not in names and k != self.target.name]
+            if extra:
+                raise RequestError(f"{origin}: row {i}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
+            absent = [n for n in names if n not in row]
+            if absent:
+                raise RequestError(f"{origin}: row {i}: missing {', '.join(absent)} (give null for a missing value)")
+        data: dict[str, np.ndarray] = {}
+        for f in self.inputs:
+            values = [r[f.name] for r in rows]
+            if f.kind == "image":
+                try:
+                    data[f.name] = np.stack([np.asarray(v) for v in values])
+                except ValueError as exc:
+                    raise RequestError(f"{origin}: images of different shapes ({exc})") from None
+            else:
+                data[f.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
+        return Columns(data, origin=origin)
+
+    # ------------------------------------------------------------------ saving
+    def to_json(self) -> dict[str, Any]:
+        return {"version": FEATURES_VERSION, "task": self.task, "input_shape": self.input_shape, "schema": self.schema(),
+                "target": self.target.to_json(), "inputs": [f.to_json() for f in self.inputs]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FeatureSet:
+        return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], TARGETS[d["target"]["kind"]].from_json(d["target"]))

@@ -1,0 +1,110 @@
+"""From a DataConfig to fitted features and tensors per split.
+
+    data = prepare(cfg.data)            # reads, splits, fits on train only, transforms
+    data.splits["train"].x, data.splits["train"].y
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forgeml.config import DataConfig
+from forgeml.data.columns import Columns
+from forgeml.data.featureset import FeatureSet
+from forgeml.data.features.category import as_tokens
+from forgeml.data.sources import read_source
+from forgeml.data.split import split_indices
+from forgeml.errors import ConfigError
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+    raw: Columns
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class PreparedData:
+    features: FeatureSet
+    splits: dict[str, Split]
+
+
+def target_name(cfg: DataConfig, cols: Columns) -> str:
+    if cfg.target:
+        return cfg.target
+    for guess in ("label", "target"):
+        if guess in cols.data:
+            return guess
+    raise ConfigError(f"data.target: not set and {cols.origin} has no 'label' or 'target' column; name the column to predict "
+                      f"(columns: {', '.join(cols.names[:20])})")
+
+
+def _read(cfg: DataConfig, path: str | None = None) -> Columns:
+    cols = read_source(cfg, path, labels_path=_labels_for(cfg, path))
+    if cfg.label_aliases:
+        name = target_name(cfg, cols)
+        if name in cols.data:
+            tokens = as_tokens(cols.data[name])
+            values = cols.data[name]
+            if values.dtype == object or any(t in cfg.label_aliases for t in tokens):
+                cols.data[name] = np.array([cfg.label_aliases.get(t, v) for t, v in zip(tokens, values)], dtype=object)
+    return cols
+
+
+def _labels_for(cfg: DataConfig, path: str | None) -> str | None:
+    """IDX val/test files: their labels file sits beside them with 'images' -> 'labels' in the name."""
+    if path is None or cfg.labels_path is None:
+        return cfg.labels_path
+    return path.replace("images-idx3", "labels-idx1").replace("images", "labels")
+
+
+def load_columns(cfg: DataConfig) -> dict[str, Columns]:
+    """Raw columns per split (train, and val/test where there are any)."""
+    main = _read(cfg)
+    if cfg.limit and cfg.limit < len(main):
+        keep = np.sort(np.random.default_rng(cfg.split.seed).choice(len(main), cfg.limit, replace=False))
+        main = main.take(keep)
+    name = target_name(cfg, main)
+    labels = None
+    if name in main.data and (cfg.task == "classification" or (cfg.task == "auto" and _looks_categorical(main.data[name]))):
+        labels = np.array(as_tokens(main.data[name]), dtype=object)
+    try:
+        idx = split_indices(len(main), cfg.split, labels, want_val=cfg.val_path is None, want_test=cfg.test_path is None)
+    except ValueError as exc:
+        raise ConfigError(f"data.split: {exc}") from None
+    out = {k: main.take(v) for k, v in idx.items() if len(v)}
+    if cfg.val_path:
+        out["val"] = _read(cfg, cfg.val_path)
+    if cfg.test_path:
+        out["test"] = _read(cfg, cfg.test_path)
+    return out
+
+
+def _looks_categorical(values: np.ndarray) -> bool:
+    from forgeml.data.featureset import infer_task
+
+    return infer_task(values) == "classification"
+
+
+def prepare(cfg: DataConfig) -> PreparedData:
+    cols = load_columns(cfg)
+    train = cols["train"]
+    features = FeatureSet.fit(train, cfg, target_name(cfg, train))
+    splits = {name: make_split(features, c) for name, c in cols.items()}
+    return PreparedData(features, splits)
+
+
+def make_split(features: FeatureSet, cols: Columns) -> Split:
+    return Split(features.transform_inputs(cols), features.transform_target(cols), cols)
+
+
+def load_eval_file(cfg: DataConfig, features: FeatureSet, path: str) -> Split:
+    """A new labelled file (same format as training) transformed with the run's fitted features."""
+    return make_split(features, _read(cfg, path))

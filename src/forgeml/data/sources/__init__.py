@@ -1,0 +1,63 @@
+"""Readers that turn files into Columns. `read_source` picks one from the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forgeml.config import DataConfig
+from forgeml.data.columns import Columns
+from forgeml.errors import ConfigError, DataError
+
+TABLE_EXT = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".txt": "csv"}
+
+
+def detect_source(path: str) -> str:
+    """The source kind for a path: by extension (a trailing .gz is looked through) or folder layout."""
+    p = Path(path)
+    if p.is_dir():
+        return "image_folder"
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in TABLE_EXT:
+        return TABLE_EXT[ext]
+    if ext == ".npz":
+        return "npz"
+    if "ubyte" in p.name or ext.startswith(".idx"):
+        return "idx"
+    if ext in (".data", ".test", ".names", ""):
+        return "csv"
+    raise ConfigError(f"data.path {path}: cannot tell its format from the name; set data.source (csv, tsv, parquet, jsonl, npz, idx, image_folder)")
+
+
+def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | None = None) -> Columns:
+    """Read one file/folder/set named by the config (or `path` for val/test/evaluation files)."""
+    path = path or cfg.path
+    if not path:
+        raise ConfigError("data.path: not set. Give a file, a folder of class folders, or a scikit-learn set (data.source: sklearn, data.path: digits)")
+    kind = cfg.source if cfg.source != "auto" else ("sklearn" if path.startswith("sklearn:") else None)
+    if kind == "sklearn" or path.startswith("sklearn:"):
+        from forgeml.data.sources.sklearn_sets import read_sklearn
+
+        return read_sklearn(path.removeprefix("sklearn:"))
+    if not Path(path).exists():
+        raise DataError(f"{path}: no such file or folder (relative paths are read from {Path.cwd()}). Check data.path / data.test_path")
+    kind = kind or detect_source(path)
+    if kind in ("csv", "tsv", "parquet", "jsonl"):
+        from forgeml.data.sources.tables import read_table
+
+        return read_table(path, kind, cfg)
+    if kind == "npz":
+        from forgeml.data.sources.arrays import read_npz
+
+        return read_npz(path, cfg.x_key, cfg.y_key, target=cfg.target or "label")
+    if kind == "idx":
+        from forgeml.data.sources.arrays import read_idx_pair
+
+        return read_idx_pair(path, labels_path or cfg.labels_path, target=cfg.target or "label")
+    if kind == "image_folder":
+        from forgeml.data.sources.images import read_image_folder
+
+        return read_image_folder(path, cfg.image.size, cfg.image.channels, target=cfg.target or "label")
+    raise ConfigError(f"data.source: {kind!r} is not a source")

@@ -1,0 +1,79 @@
+"""Arrays: NPZ files and IDX files (MNIST's own format, gzipped or not)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from forgeml.data.columns import Columns
+from forgeml.errors import ConfigError, DataError
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """One IDX file: magic (0, 0, dtype, ndim), ndim big-endian sizes, then the data."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - offset != expected:
+        raise DataError(f"{path}: header says {dims} but the file holds {len(raw) - offset} bytes of data (expected {expected}); it is truncated")
+    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _as_images(x: np.ndarray, origin: str) -> np.ndarray:
+    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in 1/3/4 -> (N, C, H, W)."""
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.ndim == 4:
+        return x
+    raise DataError(f"{origin}: an image array must be (N, H, W), (N, H, W, C) or (N, C, H, W); got shape {x.shape}")
+
+
+def read_idx_pair(images: str, labels: str | None, target: str = "label") -> Columns:
+    if not labels:
+        raise ConfigError(f"data.labels_path: IDX images {images} need their labels file (e.g. t10k-labels-idx1-ubyte.gz)")
+    if not Path(labels).exists():
+        raise DataError(f"{labels}: no such labels file. Check data.labels_path")
+    x, y = read_idx(images), read_idx(labels)
+    if len(x) != len(y):
+        raise DataError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels")
+    data = {"image": _as_images(x, images)} if x.ndim >= 3 else {f"x{i}": x[:, i].astype(np.float64) for i in range(x.shape[1])}
+    data[target] = y.astype(np.int64)
+    return Columns(data, origin=images)
+
+
+def read_npz(path: str, x_key: str, y_key: str, target: str = "label") -> Columns:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if x_key not in keys or y_key not in keys:
+                raise DataError(f"{path}: holds arrays {keys}; set data.x_key and data.y_key to the inputs and targets")
+            x, y = npz[x_key], npz[y_key]
+    except ValueError as exc:  # object arrays need pickle: refuse
+        raise DataError(f"{path}: cannot read without pickle ({exc}); save plain numeric arrays") from None
+    if len(x) != len(y):
+        raise DataError(f"{path}: {x_key} has {len(x)} rows but {y_key} has {len(y)}")
+    if x.ndim >= 3:
+        data = {"image": _as_images(x, path)}
+    elif x.ndim == 2:
+        data = {f"x{i}": x[:, i].astype(np.float64) for i in range(x.shape[1])}
+    else:
+        data = {"x0": x.astype(np.float64)}
+    data[target] = y if y.dtype.kind in "iufb" else y.astype(object)
+    return Columns(data, origin=path)

@@ -1,0 +1,38 @@
+"""Train/val/test split: seeded, stratified for classification, or in file order."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from forgeml.config import SplitConfig
+
+
+def split_indices(n: int, cfg: SplitConfig, labels: np.ndarray | None, want_val: bool, want_test: bool) -> dict[str, np.ndarray]:
+    """Row indices per split. `labels` (class tokens) turns on stratification."""
+    val = cfg.val if want_val else 0.0
+    test = cfg.test if want_test else 0.0
+    n_test, n_val = round(n * test), round(n * val)
+    if n - n_test - n_val < 1:
+        raise ValueError(f"split.val + split.test leave no training rows out of {n}")
+    if cfg.ordered:
+        idx = np.arange(n)
+        return {"train": idx[: n - n_val - n_test], "val": idx[n - n_val - n_test : n - n_test], "test": idx[n - n_test :]}
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    strat = labels if (labels is not None and cfg.stratify) else None
+    if strat is not None and min(np.unique(strat, return_counts=True)[1]) < 2:
+        warnings.warn("a class has fewer than 2 rows: the split is not stratified", stacklevel=2)
+        strat = None
+    out = {"val": idx[:0], "test": idx[:0]}
+    rest = idx
+    if n_test:
+        rest, out["test"] = train_test_split(idx, test_size=n_test, random_state=cfg.seed, stratify=strat)
+    if n_val:
+        strat_rest = strat[rest] if strat is not None else None
+        rest, out["val"] = train_test_split(rest, test_size=n_val, random_state=cfg.seed + 1, stratify=strat_rest)
+    out["train"] = np.sort(rest)
+    out["val"], out["test"] = np.sort(out["val"]), np.sort(out["test"])
+    return out
