@@ -285,9 +285,9 @@ def _list_index(node: list, part: str, dotted: str) -> int:
     return int(part)
 
 
-def _fields_at(loc: tuple) -> list[str]:
+def _fields_at(loc: tuple, root: type[BaseModel]) -> list[str]:
     """Valid field names of the section at a pydantic error location."""
-    model: Any = Config
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -308,14 +308,18 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: 'train.epoch: unknown key; did you mean train.epochs?'."""
+def format_validation_error(exc: ValidationError, root: type[BaseModel] = None, prefix: str = "") -> str:
+    """One line per problem: 'train.epoch: unknown key; did you mean train.epochs?'.
+
+    `root` is the model that was validated (Config by default) and `prefix` its place in a whole config."""
+    root = root or Config
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("mlp", "cnn", "custom") or err["loc"].index(p) != 1)
+        loc = tuple(prefix.split(".")) + loc if prefix else loc
         dotted = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
-            fields = _fields_at(err["loc"])
+            fields = _fields_at(err["loc"], root)
             prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
             hint = did_you_mean(str(loc[-1]), fields)
             hint = hint.replace("did you mean ", f"did you mean {prefix}") if hint else f"; valid keys here: {', '.join(fields)}"

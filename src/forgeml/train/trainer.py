@@ -1,0 +1,318 @@
+"""The Trainer: one plain loop for any nn.Module and loss.
+
+    trainer = forgeml.Trainer(model, "cross_entropy", optimizer="adamw", lr=1e-3, epochs=5)
+    result = trainer.fit((x_train, y_train), (x_val, y_val))
+
+The loop, in order: forward/backward over grad_accum micro-batches -> unscale and clip -> step ->
+zero_grad(set_to_none) -> schedule -> log on an interval -> evaluate/checkpoint on an interval.
+Device and precision are fixed before the loop (Runtime); the loop itself does not branch on them.
+Loss values stay on the device and are read (.item(), a host sync) only on the log interval.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from forgeml.config import TrainConfig
+from forgeml.data.batcher import as_batches
+from forgeml.train.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
+from forgeml.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from forgeml.train.losses import build_loss
+from forgeml.train.optim import build_optimizer
+from forgeml.train.runtime import Runtime
+from forgeml.train.schedules import build_schedule
+
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "perplexity", "error")
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end training cleanly after the current step."""
+
+
+@dataclass
+class FitResult:
+    steps: int
+    epochs: float
+    wall_time: float
+    samples_per_s: float
+    best: dict[str, Any] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+class Monitor:
+    """Tracks the best value of one metric ('val.accuracy') and evaluations without improvement."""
+
+    def __init__(self, name: str, min_delta: float = 0.0):
+        self.name, self.min_delta = name, min_delta
+        self.mode = "min" if any(k in name for k in LOWER_IS_BETTER) else "max"
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """True when `value` improves on the best so far."""
+        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta)
+        if better:
+            self.best, self.best_step, self.bad_evals = value, step, 0
+        else:
+            self.bad_evals += 1
+        return better
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step, self.bad_evals = state["best"], state["best_step"], state["bad_evals"]
+
+
+def _train_config(config: TrainConfig | None, settings: dict[str, Any]) -> TrainConfig:
+    from pydantic import ValidationError
+
+    from forgeml.config import format_validation_error
+    from forgeml.errors import ConfigError
+
+    try:
+        return TrainConfig(**{**(config.model_dump() if config is not None else {}), **settings})
+    except ValidationError as exc:
+        raise ConfigError("Trainer settings:\n" + format_validation_error(exc, TrainConfig, "train")) from None
+
+
+class Trainer:
+    """Train any nn.Module with any loss.
+
+    Args:
+        model: the module; its forward takes a batch of inputs and returns outputs for `loss_fn`.
+        loss_fn: a name (cross_entropy, mse, l1, huber, bce) or any callable (outputs, targets) -> scalar.
+        optimizer: a name (sgd, adam, adamw, rmsprop) or a ready torch.optim.Optimizer.
+        metrics: optional factory of an object with update(outputs, targets) and compute() -> dict,
+            measured on validation data at every evaluation.
+        callbacks: extra Callback objects.
+        run_dir: where history.jsonl, checkpoints/ and tensorboard/ go (None: nothing written).
+        config: a TrainConfig; or give its fields as keyword arguments (epochs=5, lr=3e-4, precision="bf16").
+
+    Example:
+        >>> model = torch.nn.Linear(4, 3)
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> Trainer(model, "cross_entropy", epochs=2, progress=False).fit((x, y)).steps
+        2
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: str | Callable = "cross_entropy", optimizer: str | torch.optim.Optimizer = "adamw",
+                 *, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
+                 config: TrainConfig | None = None, **settings: Any):
+        if isinstance(optimizer, str):
+            settings.setdefault("optimizer", optimizer)
+        self.cfg = _train_config(config, settings)
+        self.runtime = Runtime(self.cfg.device, self.cfg.precision)
+        self.device = self.runtime.device
+        self.model = model.to(self.device)
+        self.loss_fn = build_loss(loss_fn, self.cfg.label_smoothing) if isinstance(loss_fn, str) else loss_fn
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn = self.loss_fn.to(self.device)
+        self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else build_optimizer(self.model, self.cfg)
+        self.metrics = metrics
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks: list[Callback] = []
+        if self.cfg.progress:
+            self.callbacks.append(ProgressBar())
+        if self.run_dir is not None:
+            self.callbacks.append(HistoryWriter(self.run_dir))
+            if self.cfg.tensorboard:
+                self.callbacks.append(TensorBoard(self.run_dir))
+        self.callbacks += list(callbacks)
+        # the compiled module shares parameters with self.model; state dicts always come from self.model
+        self.step_model = torch.compile(self.model) if self.cfg.compile else self.model
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0  # epochs completed
+        self.batch = 0  # micro-batches consumed in the current epoch
+        self.samples = 0
+        self.monitor = Monitor(self.cfg.monitor, self.cfg.early_stopping.min_delta)
+        self.last_eval: dict[str, Any] = {}
+        self.stop = False
+
+    # ------------------------------------------------------------------------------------------ fit
+    def fit(self, train_data, val_data=None, resume: bool = False) -> FitResult:
+        """Train on `train_data` (an (x, y) pair of tensors, a TensorBatcher, or any iterable of
+        batches), evaluating on `val_data` each epoch (or every eval_every_steps). `resume=True`
+        continues from run_dir/checkpoints/last.pt exactly where it stopped."""
+        cfg = self.cfg
+        train = as_batches(train_data, cfg.micro_batch_size(), shuffle=True, seed=cfg.seed, device=self.device)
+        val = as_batches(val_data, cfg.micro_batch_size() * 4, shuffle=False, device=self.device) if val_data is not None else None
+        self.micro_per_epoch = len(train)
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
+        self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps, self.steps_per_epoch)
+        self.has_val = val is not None
+        torch.manual_seed(cfg.seed)
+        if resume:
+            self._resume()
+        self._step_rng = capture_rng()
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        started, wall_before = time.perf_counter(), getattr(self, "_wall_before", 0.0)
+        samples_before = self.samples
+        try:
+            self._loop(train, val)
+        except KeyboardInterrupt:
+            self._save_last(interrupted=True)
+            raise
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        wall = wall_before + time.perf_counter() - started
+        self._wall_before = wall
+        if cfg.restore_best and self.has_val and self.run_dir is not None and (self.run_dir / "checkpoints" / "best.safetensors").is_file():
+            from forgeml.bundle import load_safetensors
+
+            self.model.load_state_dict(load_safetensors(self.run_dir / "checkpoints" / "best.safetensors"))
+        elapsed = time.perf_counter() - started
+        return FitResult(
+            steps=self.step, epochs=self.step / self.steps_per_epoch, wall_time=wall,
+            samples_per_s=(self.samples - samples_before) / elapsed if elapsed > 0 else 0.0,
+            best={"metric": self.monitor.name, "value": self.monitor.best, "step": self.monitor.best_step} if self.has_val else {},
+            last_eval=self.last_eval, stopped_early=self.stop and self.step < self.total_steps,
+        )
+
+    def _loop(self, train, val) -> None:
+        cfg, model, opt, runtime = self.cfg, self.step_model, self.optimizer, self.runtime
+        scaler = runtime.scaler
+        accum = cfg.grad_accum
+        model.train()
+        running = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        running_n, log_samples, log_time = 0, 0, time.perf_counter()
+        while self.step < self.total_steps and not self.stop:
+            for x, y in train.epoch(self.epoch, start=self.batch):
+                with runtime.autocast():
+                    loss = self.loss_fn(model(x), y)
+                (scaler.scale(loss / accum) if scaler else loss / accum).backward()
+                running += loss.detach()
+                running_n += 1
+                log_samples += len(y)
+                self.samples += len(y)
+                self.batch += 1
+                if self.batch % accum and self.batch != self.micro_per_epoch:
+                    continue  # gradients keep accumulating over micro-batches
+                if scaler is not None:
+                    scaler.unscale_(opt)
+                if cfg.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                opt.zero_grad(set_to_none=True)  # frees gradient memory until the next backward
+                self.scheduler.step()
+                self.step += 1
+                if self.batch == self.micro_per_epoch:
+                    self.epoch, self.batch = self.epoch + 1, 0
+                self._step_rng = capture_rng()  # the state an interruption saves: a step boundary
+                if self.step % cfg.log_every_steps == 0 or self.step == self.total_steps:
+                    now = time.perf_counter()
+                    record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
+                              "loss": (running / running_n).item(), "lr": self.scheduler.get_last_lr()[0],
+                              "samples_per_s": log_samples / (now - log_time), "time": time.time()}
+                    running.zero_()
+                    running_n, log_samples, log_time = 0, 0, now
+                    for cb in self.callbacks:
+                        cb.on_log(self, record)
+                for cb in self.callbacks:
+                    cb.on_step_end(self)
+                at_epoch_end = self.batch == 0
+                if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0) or (not cfg.eval_every_steps and at_epoch_end):
+                    self._evaluate_and_monitor(val)
+                    log_time = time.perf_counter()  # evaluation time is not training throughput
+                if at_epoch_end:
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self)
+                if (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end:
+                    self._save_last()
+                if self.step >= self.total_steps or self.stop:
+                    break
+        self._save_last()
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def _evaluate_and_monitor(self, val) -> None:
+        if val is None:
+            return
+        result = self.evaluate(val)
+        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "val", **result, "time": time.time()}
+        self.last_eval = record
+        for cb in self.callbacks:
+            cb.on_eval(self, record)
+        key = self.monitor.name.split(".", 1)[-1]
+        if key not in result:
+            from forgeml.errors import ConfigError
+
+            raise ConfigError(f"train.monitor: {self.monitor.name!r} is not measured; choose one of "
+                              f"{', '.join('val.' + k for k in result)}")
+        if self.monitor.update(result[key], self.step) and self.run_dir is not None:
+            from forgeml.bundle import save_safetensors
+
+            save_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self.model.state_dict())
+        patience = self.cfg.early_stopping.patience
+        if patience and self.monitor.bad_evals >= patience:
+            self.stop = True
+
+    @torch.no_grad()
+    def evaluate(self, data) -> dict[str, float]:
+        """Mean loss (and metrics, when the Trainer has them) over `data`, in eval mode."""
+        batches = as_batches(data, self.cfg.micro_batch_size() * 4, shuffle=False, device=self.device)
+        was_training = self.model.training
+        self.model.eval()
+        total, count = torch.zeros((), device=self.device), 0
+        metrics = self.metrics() if self.metrics is not None else None
+        for x, y in batches.epoch(0):
+            with self.runtime.autocast():
+                out = self.step_model(x)
+                loss = self.loss_fn(out, y)
+            total += loss.float() * len(y)
+            count += len(y)
+            if metrics is not None:
+                metrics.update(out.float(), y)
+        self.model.train(was_training)
+        result = {"loss": (total / max(count, 1)).item()}
+        if metrics is not None:
+            result.update(metrics.compute())
+        return result
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def _save_last(self, interrupted: bool = False) -> None:
+        if self.run_dir is None:
+            return
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
+            "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
+            "rng": self._step_rng, "monitor": self.monitor.state_dict(), "stop": self.stop,
+            "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
+        }
+        save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+
+    def _resume(self) -> None:
+        if self.run_dir is None:
+            raise ValueError("resume needs run_dir, where checkpoints/last.pt was written")
+        state = load_checkpoint(self.run_dir / "checkpoints" / "last.pt", map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.runtime.scaler is not None and state["scaler"]:
+            self.runtime.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch, self.samples = state["step"], state["epoch"], state["batch"], state["samples"]
+        self.monitor.load_state_dict(state["monitor"])
+        self.stop = state["stop"]
+        self._wall_before = state["wall_before"]
+        restore_rng(state["rng"])
+        from forgeml.bundle import Bundle
+
+        Bundle(self.run_dir).truncate_history(self.step)
