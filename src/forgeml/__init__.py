@@ -19,7 +19,7 @@ __all__ = ["train", "evaluate", "load", "Trainer", "ForgeError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from forgeml.api import evaluate, load, train
-    from forgeml.train.trainer import Trainer
+    from forgeml.training.trainer import Trainer
 
 
 def __getattr__(name: str) -> Any:
@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "Trainer":
-        from forgeml.train.trainer import Trainer
+        from forgeml.training.trainer import Trainer
 
         return Trainer
     raise AttributeError(f"module 'forgeml' has no attribute {name!r}")

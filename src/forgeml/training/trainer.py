@@ -23,12 +23,12 @@ from torch import nn
 
 from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
-from forgeml.train.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
-from forgeml.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from forgeml.train.losses import build_loss
-from forgeml.train.optim import build_optimizer
-from forgeml.train.runtime import Runtime
-from forgeml.train.schedules import build_schedule
+from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
+from forgeml.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from forgeml.training.losses import build_loss
+from forgeml.training.optim import build_optimizer
+from forgeml.training.runtime import Runtime
+from forgeml.training.schedules import build_schedule
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "perplexity", "error")
 

@@ -1,0 +1,53 @@
+"""The Python face: a few stable names.
+
+    import forgeml
+    run = forgeml.train("examples/digits-cnn.yaml", overrides={"train.epochs": 5})
+    model = forgeml.load(run)
+    model.predict([{"image": array}])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from forgeml.predictor import Predictor
+
+
+def train(config: str | Path | dict[str, Any], overrides: list[str] | dict[str, Any] | None = None, *, name: str | None = None,
+          overwrite: bool = False, callbacks=()) -> Path:
+    """Train from a YAML file (or a dict with the same sections) and return the run folder.
+
+    Args:
+        config: path to a YAML config, or a dict with sections data/model/train/eval.
+        overrides: ``{"train.epochs": 5}`` or ``["train.epochs=5"]``. Default: none.
+        name: run folder name under runs_dir. Default: the config's name (its file name).
+        overwrite: replace an existing run of that name instead of writing name-2. Default: False.
+        callbacks: extra forgeml.training.callbacks.Callback objects. Default: none.
+
+    Example:
+        >>> run = forgeml.train("examples/digits-cnn.yaml", overrides={"train.epochs": 2})  # doctest: +SKIP
+    """
+    from forgeml import pipeline
+    from forgeml.config import load_config
+
+    cfg = load_config(config, overrides)
+    return pipeline.train(cfg, name=name, overwrite=overwrite, callbacks=callbacks)
+
+
+def evaluate(run: str | Path, data: str | None = None) -> dict[str, Any]:
+    """Metrics of a run on its held-out splits, or on a labelled file `data`; also saved to metrics.json."""
+    from forgeml import pipeline
+
+    return pipeline.evaluate(run, data)
+
+
+def load(run: str | Path, device: str = "cpu") -> Predictor:
+    """Rebuild a trained model and its preprocessing from a run folder.
+
+    Example:
+        >>> model = forgeml.load("runs/digits-cnn")  # doctest: +SKIP
+        >>> model.predict([{"image": images[0]}])[0]["label"]  # doctest: +SKIP
+        '0'
+    """
+    return Predictor(run, device)

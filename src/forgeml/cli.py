@@ -1,0 +1,214 @@
+"""The `forgeml` command. One table maps each subcommand to a plain function; its help comes from
+the function's docstring. User mistakes (ForgeError) print one message and exit 2; bugs stay tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from forgeml.errors import ForgeError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model from a YAML config and write a run folder (a bundle).
+
+    The run goes to runs/<name>/ (name: --name, the config's `name`, or the file name). An existing
+    run of that name is never overwritten: the new one gets name-2, unless --overwrite. Ctrl-C saves
+    a checkpoint; `forgeml train --resume RUN` continues exactly where it stopped.
+
+    examples:
+      forgeml train examples/digits-cnn.yaml
+      forgeml train examples/mnist-cnn.yaml --set train.epochs=3 --set train.precision=bf16
+      forgeml train --resume runs/mnist-cnn
+    """
+    from forgeml import pipeline
+
+    run = None
+    try:
+        if args.resume:
+            run = Path(args.resume)
+            path = pipeline.resume(run, args.config, args.set)
+        else:
+            if not args.config:
+                raise ForgeError("give a CONFIG file to train, or --resume RUN")
+            path = pipeline.train(args.config, overrides=args.set, name=args.name, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        errors.print("\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume <run folder>")
+        return 130
+    _print_run(path)
+    return 0
+
+
+def _print_run(path: Path) -> None:
+    from forgeml.bundle import Bundle
+    from forgeml.show import metrics_table
+
+    bundle = Bundle(path)
+    meta = bundle.meta()
+    metrics = bundle.read_json("metrics.json")
+    console.print(metrics_table({k: v for k, v in metrics.items()}, title=f"{path.name}: final metrics"))
+    console.print(f"wall time {meta.get('wall_time', 0):.1f} s, {meta.get('samples_per_s', 0):,.0f} samples/s, "
+                  f"{meta.get('parameters', 0):,} parameters, {meta.get('hardware', '')}")
+    console.print(f"bundle: [bold]{path}[/]")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a trained run: on its own held-out splits (val/test), or on a new labelled file.
+
+    Classification: accuracy, precision/recall/F1 (macro and per class), AUROC, confusion matrix.
+    Regression: MSE, MAE, R². Results are merged into RUN/metrics.json.
+
+    examples:
+      forgeml evaluate runs/digits-cnn
+      forgeml evaluate runs/adult-mlp --data data/adult/adult.test.gz
+    """
+    from forgeml import pipeline
+    from forgeml.show import metrics_table, per_class_table
+
+    result = pipeline.evaluate(args.run, args.data, args.split)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    console.print(metrics_table(result, title=f"{Path(args.run).name}: evaluation"))
+    last = list(result.values())[-1]
+    table = per_class_table(last)
+    if table is not None:
+        console.print(table)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict from raw inputs with a trained run; preprocessing is the run's own (features.json).
+
+    INPUT is any of: a CSV/TSV/Parquet file (one prediction per row), image files, a .json/.jsonl
+    file of rows, JSON text ('{"age": 39, ...}'), or - for JSON lines on stdin. Prints a table,
+    or JSON lines with --json. Rows that carry the target column show it beside the prediction.
+
+    examples:
+      forgeml predict runs/mnist-cnn digit.png
+      forgeml predict runs/adult-mlp people.csv --json
+    """
+    from forgeml.predict_inputs import read_inputs
+    from forgeml.predictor import Predictor
+    from forgeml.show import image_as_text, predictions_table
+
+    predictor = Predictor(args.run)
+    cols, names, truth = read_inputs(predictor, args.inputs)
+    preds = predictor.predict(cols)
+    if args.json:
+        for name, pred in zip(names, preds):
+            print(json.dumps({"input": name, **pred}))
+        return 0
+    pictures = None
+    if predictor.features.inputs[0].kind == "image" and len(preds) <= 50:
+        pictures = [image_as_text(im, width=14) for im in cols.data[predictor.features.inputs[0].name]]
+    console.print(predictions_table(names, preds, truth, pictures))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Show the resolved config: the file with every default filled in and --set applied.
+
+    examples:
+      forgeml config show examples/digits-cnn.yaml
+      forgeml config show examples/mnist-cnn.yaml --set train.lr=3e-4
+    """
+    from rich.syntax import Syntax
+
+    from forgeml.config import load_config
+
+    cfg = load_config(args.config, args.set)
+    text = cfg.to_yaml()
+    if sys.stdout.isatty():
+        console.print(Syntax(text, "yaml"))
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole life on shipped data: train a CNN on scikit-learn's digits, evaluate it on a
+    held-out test split, then load the bundle back and predict raw test images.
+
+    examples:
+      forgeml demo
+      forgeml demo --set train.epochs=5
+    """
+    from forgeml.demo import run_demo
+
+    run_demo(console, overrides=args.set, runs_dir=args.runs_dir)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "config": cmd_config, "demo": cmd_demo,
+}
+
+
+# -------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from forgeml import __version__
+
+    parser = argparse.ArgumentParser(prog="forgeml", description="A deep-learning model's whole life from one YAML file: "
+                                     "data, model, training, evaluation, prediction.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"forgeml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {}
+    for name, fn in COMMANDS.items():
+        doc = inspect.getdoc(fn) or ""
+        summary = doc.splitlines()[0] if doc else ""
+        parsers[name] = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    set_help = "override a config value, e.g. --set train.lr=3e-4 (repeatable; values parsed as YAML)"
+    p = parsers["train"]
+    p.add_argument("config", nargs="?", help="YAML config file (with --resume: only to check it matches the run)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--name", help="run folder name under runs_dir (default: the config's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
+    p = parsers["evaluate"]
+    p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p.add_argument("--data", metavar="FILE", help="a labelled file in the training data's format (default: the run's own splits)")
+    p.add_argument("--split", action="append", choices=["train", "val", "test"], help="which of the run's splits (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p = parsers["predict"]
+    p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input row")
+    p = parsers["config"]
+    p.add_argument("action", choices=["show"], help="show: print the resolved config")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p = parsers["demo"]
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--runs-dir", default="runs", help="where the demo run folder goes (default: runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except ForgeError as exc:
+        from rich.markup import escape
+
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The stages as plain functions over a Config and a bundle: train, evaluate, predict.
+
+The faces (cli.py, api.py) parse, call one of these, and print. Nothing here prints tables.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forgeml import __version__
+from forgeml.bundle import FORMAT_VERSION, Bundle
+from forgeml.config import Config, load_config
+from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
+from forgeml.errors import BundleError, ConfigError
+from forgeml.evaluation.metrics import metrics_for
+from forgeml.models import build_model, count_parameters
+from forgeml.predictor import Predictor
+from forgeml.training.callbacks import Callback
+from forgeml.training.losses import balanced_class_weights, build_loss
+from forgeml.training.trainer import Trainer
+
+
+# ------------------------------------------------------------------------------------------ run folder
+def choose_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Path:
+    """runs_dir/name; a finished or interrupted run of that name is never silently replaced:
+    the new run gets name-2, name-3, ... unless overwrite is asked for."""
+    base = Path(cfg.runs_dir) / (name or cfg.name or "run")
+    if not base.exists() or overwrite:
+        return base
+    n = 2
+    while (base.parent / f"{base.name}-{n}").exists():
+        n += 1
+    return base.parent / f"{base.name}-{n}"
+
+
+def _loss_for(cfg: Config, data_features) -> torch.nn.Module:
+    t = cfg.train
+    name = t.loss if t.loss != "auto" else ("cross_entropy" if data_features.task == "classification" else "mse")
+    if name == "cross_entropy" and data_features.task != "classification":
+        raise ConfigError("train.loss: cross_entropy needs a classification target; use mse, l1 or huber for regression")
+    weights = None
+    if name == "cross_entropy":
+        if t.class_weights == "balanced":
+            weights = balanced_class_weights(data_features.target.counts)
+        elif isinstance(t.class_weights, list):
+            if len(t.class_weights) != data_features.n_outputs:
+                raise ConfigError(f"train.class_weights: {len(t.class_weights)} weights for {data_features.n_outputs} classes "
+                                  f"({', '.join(data_features.target.classes)})")
+            weights = t.class_weights
+    return build_loss(name, t.label_smoothing, weights)
+
+
+def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
+    model = build_model(cfg.model, data.features.input_shape, data.features.n_outputs, seed=cfg.train.seed)
+    return Trainer(model, _loss_for(cfg, data.features), config=cfg.train, run_dir=run_dir, callbacks=callbacks,
+                   metrics=lambda: metrics_for(data.features, full=False))
+
+
+def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
+    """The training split as device-resident tensors, with batched augmentation for images."""
+    from forgeml.data.augment import Augment
+    from forgeml.data.batcher import TensorBatcher
+
+    augment = Augment(cfg.data.augment)
+    use_augment = augment.active and data.features.inputs[0].kind == "image"
+    split = data.splits["train"]
+    return TensorBatcher(split.x, split.y, cfg.train.micro_batch_size(), shuffle=True, seed=cfg.train.seed,
+                         augment=augment if use_augment else None, device=trainer.device)
+
+
+# ----------------------------------------------------------------------------------------------- train
+def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] | None = None, name: str | None = None,
+          overwrite: bool = False, callbacks: Iterable[Callback] = ()) -> Path:
+    """Train a model from a config; returns the run folder (a complete bundle)."""
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if isinstance(config, Config) and overrides:
+        cfg = load_config(cfg.to_dict(), overrides)
+    # Everything that can fail on bad input happens before the run folder exists.
+    data = prepare(cfg.data)
+    if "train" not in data.splits:
+        raise ConfigError("data.split: no training rows")
+    run_dir = choose_run_dir(cfg, name, overwrite)
+    trainer = _trainer(cfg, data, run_dir, callbacks)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    cfg.name = run_dir.name
+    bundle = Bundle(run_dir)
+    run_dir.mkdir(parents=True)
+    bundle.write_config(cfg.to_yaml())
+    bundle.write_json("features.json", data.features.to_json())
+    bundle.update_meta(
+        format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=data.features.task, parameters=count_parameters(trainer.model),
+        hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
+        data={k: len(v) for k, v in data.splits.items()},
+    )
+    return _fit(cfg, data, trainer, bundle, resume=False)
+
+
+def resume(run: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
+           callbacks: Iterable[Callback] = ()) -> Path:
+    """Continue an interrupted run from checkpoints/last.pt; ends with the weights an uninterrupted run has."""
+    bundle = Bundle(run)
+    if not bundle.path.is_dir():
+        raise BundleError(f"{bundle.path}: no such run folder to resume")
+    meta = bundle.meta()
+    if meta.get("status") == "complete":
+        raise BundleError(f"{bundle.path}: this run already finished; train a new one (forgeml train CONFIG)")
+    saved = Config.model_validate(bundle.read_config_dict())
+    if config is not None or overrides:
+        wanted = load_config(config if config is not None else saved.to_dict(), overrides)
+        wanted.name, wanted.runs_dir = saved.name, saved.runs_dir
+        changed = _diff(saved.to_dict(), wanted.to_dict())
+        if changed:
+            raise BundleError(f"{bundle.path}: cannot resume with a changed config; an exact resume needs the run's own config.\n"
+                              + "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in changed)
+                              + "\nResume without CONFIG/--set, or start a new run.")
+    data = prepare(saved.data)
+    if data.features.to_json() != bundle.read_json("features.json"):
+        raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
+                          "resume needs the same data, or start a new run")
+    trainer = _trainer(saved, data, bundle.path, callbacks)
+    bundle.update_meta(status="running")
+    return _fit(saved, data, trainer, bundle, resume=True)
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append((f"{prefix}{key}", va, vb))
+    return out
+
+
+def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+    train_batches = _train_batches(cfg, data, trainer)
+    val = data.splits.get("val")
+    try:
+        result = trainer.fit(train_batches, (val.x, val.y) if val is not None else None, resume=resume)
+    except KeyboardInterrupt:
+        bundle.update_meta(status="interrupted", step=trainer.step)
+        raise
+    except BaseException as exc:
+        bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    bundle.save_weights(trainer.model.state_dict())
+    weights_step = result.best.get("step") if (cfg.train.restore_best and result.best.get("step")) else result.steps
+    metrics = evaluate_splits(Predictor(bundle.path, device=str(trainer.device)), data, cfg.eval.splits, step=weights_step)
+    bundle.write_json("metrics.json", metrics)
+    bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
+                       samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early)
+    return bundle.path
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) -> dict[str, Any]:
+    """Metrics of one split, computed through the Predictor: exactly the path forgeml.load takes."""
+    out = predictor.outputs(split.x)
+    metrics = metrics_for(predictor.features, full=True)
+    metrics.update(out, split.y)
+    loss_fn = _loss_for(predictor.config, predictor.features)
+    loss = float(loss_fn(out, split.y))
+    return {"step": step, "n": len(split), "loss": loss, **metrics.compute()}
+
+
+def evaluate_splits(predictor: Predictor, data: PreparedData, splits: Iterable[str], step: int | None) -> dict[str, Any]:
+    return {name: evaluate_split(predictor, data.splits[name], step) for name in splits if name in data.splits}
+
+
+def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str] | None = None) -> dict[str, Any]:
+    """Metrics of a run: on its own held-out splits (rebuilt from the config's seed), or on a new labelled file.
+
+    Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
+    predictor = Predictor(run)
+    bundle = predictor.bundle
+    step = bundle.meta().get("best", {}).get("step") or bundle.meta().get("steps")
+    if data_path is not None:
+        result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
+    else:
+        data = prepare(predictor.config.data)
+        if data.features.to_json() != bundle.read_json("features.json"):
+            raise BundleError(f"{bundle.path}: the data at {predictor.config.data.path} differs from what the run was trained on; "
+                              "evaluate on a file with --data FILE")
+        wanted = list(splits or predictor.config.eval.splits)
+        result = evaluate_splits(predictor, data, wanted, step)
+    merged = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
+    merged.update(result)
+    bundle.write_json("metrics.json", merged)
+    return result

@@ -1,0 +1,91 @@
+"""What `forgeml predict RUN INPUT...` accepts: table files, image files, JSON(L) files, or JSON text."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgeml.data.columns import Columns
+from forgeml.data.sources.images import IMAGE_EXT, read_image
+from forgeml.data.sources.tables import read_table
+from forgeml.errors import RequestError
+from forgeml.predictor import Predictor
+
+
+def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[str], list[str] | None]:
+    """Columns to predict, a display name per row, and the true labels when the input carries them."""
+    rows: list[dict[str, Any]] = []
+    names: list[str] = []
+    truth: list[str] = []
+    target = predictor.features.target.name
+    schema = predictor.features.schema()
+    image_feature = next((f for f in predictor.features.inputs if f.kind == "image"), None)
+    for item in inputs:
+        path = Path(item)
+        if item == "-":
+            parsed = [json.loads(line) for line in sys.stdin if line.strip()]
+            rows += parsed
+            names += [f"stdin:{i}" for i in range(len(parsed))]
+        elif item.lstrip().startswith(("{", "[")):
+            parsed = _json_rows(item, "argument")
+            rows += parsed
+            names += [f"arg:{i}" for i in range(len(parsed))]
+        elif path.suffix.lower() in IMAGE_EXT:
+            if image_feature is None:
+                raise RequestError(f"{item}: this model takes {', '.join(schema)}, not images")
+            if not path.is_file():
+                raise RequestError(f"{item}: no such image file")
+            c, h, w = image_feature.shape
+            rows.append({image_feature.name: read_image(path, (h, w), c)})
+            names.append(path.name)
+        elif path.suffix.lower() in (".json",):
+            parsed = _json_rows(_read(path), item)
+            rows += parsed
+            names += [f"{path.name}:{i}" for i in range(len(parsed))]
+        elif path.suffix.lower() == ".jsonl":
+            parsed = [json.loads(line) for line in _read(path).splitlines() if line.strip()]
+            rows += parsed
+            names += [f"{path.name}:{i}" for i in range(len(parsed))]
+        elif path.is_file():
+            kind = "tsv" if ".tsv" in path.suffixes else "parquet" if path.suffix in (".parquet", ".pq") else "csv"
+            cols = read_table(str(path), kind, predictor.config.data)
+            keep = [k for k in cols.names if k in schema or k == target]
+            for i in range(len(cols)):
+                rows.append({k: _plain(cols.data[k][i]) for k in keep})
+            names += [f"{path.name}:{i}" for i in range(len(cols))]
+        else:
+            raise RequestError(f"{item}: not a file, and not JSON text. Give CSV/TSV/Parquet/JSON/JSONL files, image files, or '-' for JSON lines on stdin")
+    if not rows:
+        raise RequestError("no rows to predict")
+    has_truth = all(isinstance(r, dict) and target in r for r in rows)
+    if has_truth:
+        truth = [str(r.pop(target)) for r in rows]
+    else:
+        for r in rows:
+            if isinstance(r, dict):
+                r.pop(target, None)
+    return predictor.features.rows_to_columns(rows, origin="input"), names, (truth if has_truth else None)
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise RequestError(f"{path}: no such file")
+    return path.read_text()
+
+
+def _json_rows(text: str, origin: str) -> list[dict[str, Any]]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"{origin}: not valid JSON ({exc})") from None
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,106 @@
+"""A trained model with its preprocessing, rebuilt from a bundle: raw inputs in, predictions out.
+
+    model = forgeml.load("runs/digits-cnn")
+    model.predict([{"image": array_8x8}])   # [{'label': '3', 'confidence': 0.99, 'probabilities': {...}}]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from forgeml.bundle import Bundle
+from forgeml.config import Config
+from forgeml.data.columns import Columns
+from forgeml.data.featureset import FeatureSet
+from forgeml.errors import BundleError, RequestError
+from forgeml.models import build_model, count_parameters
+
+
+class Predictor:
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        self.bundle = Bundle.open(path)
+        try:
+            self.config = Config.model_validate(self.bundle.read_config_dict())
+        except Exception as exc:
+            raise BundleError(f"{self.bundle.file('config.yaml')}: not a valid config for this forgeml ({exc})") from None
+        self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
+        self.device = torch.device(device)
+        self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs)
+        try:
+            self.model.load_state_dict(self.bundle.load_weights())
+        except RuntimeError as exc:
+            raise BundleError(f"{self.bundle.file('model.safetensors')}: weights do not fit the model in config.yaml ({exc})") from None
+        self.model.to(self.device).eval()
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
+
+    @property
+    def task(self) -> str:
+        return self.features.task
+
+    @property
+    def classes(self) -> list[str] | None:
+        return getattr(self.features.target, "classes", None)
+
+    def n_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    # ------------------------------------------------------------------ tensors
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Raw model outputs (logits, or standardised regression values) for transformed inputs."""
+        batch_size = batch_size or self.config.eval.batch_size
+        parts = [self.model(x[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(parts) if parts else torch.empty(0, self.features.n_outputs)
+
+    def decode(self, out: torch.Tensor) -> list[dict[str, Any]]:
+        if self.task == "classification":
+            probs = out.softmax(-1).numpy()
+            classes = self.classes
+            return [{"label": classes[int(p.argmax())], "confidence": float(p.max()),
+                     "probabilities": {c: float(v) for c, v in zip(classes, p)}} for p in probs]
+        values = self.features.target.decode(out.reshape(len(out)).numpy().astype(np.float64))
+        return [{"prediction": float(v)} for v in values]
+
+    # ------------------------------------------------------------------ raw inputs
+    def to_columns(self, inputs: Any) -> Columns:
+        if isinstance(inputs, Columns):
+            return inputs
+        try:
+            import pandas as pd
+
+            if isinstance(inputs, pd.DataFrame):
+                inputs = inputs.to_dict(orient="records")
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(inputs, dict):
+            inputs = [inputs]
+        if isinstance(inputs, np.ndarray) and self.features.inputs[0].kind == "image":
+            inputs = [{self.features.inputs[0].name: im} for im in inputs]
+        if not isinstance(inputs, (list, tuple)):
+            raise RequestError(f"predict takes a list of rows (dicts with keys {', '.join(self.features.schema())}); "
+                               f"got {type(inputs).__name__}")
+        if not inputs:
+            raise RequestError("predict got no rows")
+        return self.features.rows_to_columns(list(inputs))
+
+    def predict(self, inputs: Any) -> list[dict[str, Any]]:
+        """Predictions for raw rows: a list of dicts, a DataFrame, or (image models) an array of images.
+
+        Rows go through the same fitted preprocessing as in training (features.json)."""
+        cols = self.to_columns(inputs)
+        return self.decode(self.outputs(self.features.transform_inputs(cols)))
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.path)!r}, task={self.task}, inputs={self.features.schema()})"
+
+
+def load(path: str | Path, device: str = "cpu") -> Predictor:
+    """Rebuild a model and its preprocessing from a run folder."""
+    return Predictor(path, device)

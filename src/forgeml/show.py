@@ -1,0 +1,73 @@
+"""Rich tables for the terminal: metrics per split, predictions, images as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+HEADLINE = ("n", "loss", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "mse", "mae", "r2")
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") -> Table:
+    keys = [k for k in HEADLINE if any(k in m for m in metrics.values())]
+    table = Table(title=title)
+    table.add_column("split")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for split, m in metrics.items():
+        table.add_row(split, *[(f"{m[k]:,}" if k == "n" else f"{m[k]:.4f}") if k in m and m[k] is not None else "-" for k in keys])
+    return table
+
+
+def per_class_table(metrics: dict[str, Any], limit: int = 30) -> Table | None:
+    per = metrics.get("per_class")
+    if not per:
+        return None
+    table = Table(title="per class")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, m in list(per.items())[:limit]:
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    return table
+
+
+def image_as_text(image: np.ndarray, width: int = 16) -> str:
+    """A grayscale image (C, H, W) drawn with shade characters, two rows per text line."""
+    img = np.asarray(image, dtype=np.float64)
+    img = img.mean(0) if img.ndim == 3 else img
+    step = max(1, img.shape[1] // width)
+    img = img[::step, ::step]
+    lo, hi = img.min(), img.max()
+    norm = (img - lo) / (hi - lo) if hi > lo else img * 0
+    shades = " ░▒▓█"
+    rows = []
+    for y in range(0, norm.shape[0], 2):
+        pair = norm[y : y + 2].mean(0)
+        rows.append("".join(shades[min(int(v * len(shades)), len(shades) - 1)] * 2 for v in pair))
+    return "\n".join(rows)
+
+
+def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth: list[str] | None = None,
+                      pictures: list[str] | None = None, top: int = 3) -> Table:
+    table = Table(title="predictions")
+    table.add_column("input")
+    if pictures:
+        table.add_column("image")
+    if truth:
+        table.add_column("true")
+    regression = "prediction" in predictions[0]
+    table.add_column("prediction" if regression else "label")
+    if not regression:
+        table.add_column("confidence", justify="right")
+        table.add_column(f"top {top}")
+    for i, pred in enumerate(predictions):
+        row = [names[i]] + ([pictures[i]] if pictures else []) + ([truth[i]] if truth else [])
+        if regression:
+            row.append(f"{pred['prediction']:.4f}")
+        else:
+            ranked = sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])[:top]
+            row += [pred["label"], f"{pred['confidence']:.3f}", "  ".join(f"{c} {p:.3f}" for c, p in ranked)]
+        table.add_row(*row)
+    return table
