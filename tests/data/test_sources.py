@@ -1,0 +1,112 @@
+import gzip
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from forgeml.config import DataConfig
+from forgeml.data.sources import detect_source, read_source
+from forgeml.data.sources.arrays import read_idx
+from forgeml.errors import ConfigError, DataError
+
+MNIST = "data/mnist/t10k-images-idx3-ubyte.gz"
+LABELS = "data/mnist/t10k-labels-idx1-ubyte.gz"
+
+
+def test_idx_gzipped_and_plain_give_the_real_mnist(tmp_path):
+    images = read_idx(MNIST)
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    labels = read_idx(LABELS)
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # SOURCE.md
+    plain = tmp_path / "labels-idx1-ubyte"
+    plain.write_bytes(gzip.open(LABELS).read())
+    assert np.array_equal(read_idx(plain), labels)
+
+
+def test_idx_truncated_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "x-idx1-ubyte"
+    bad.write_bytes(gzip.open(LABELS).read()[:100])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(bad)
+    junk = tmp_path / "y-idx1-ubyte"
+    junk.write_bytes(b"hello world")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(junk)
+
+
+def test_idx_source_pairs_images_and_labels():
+    cols = read_source(DataConfig(path=MNIST, labels_path=LABELS))
+    assert cols.data["image"].shape == (10000, 1, 28, 28)
+    assert cols.data["label"][:3].tolist() == [7, 2, 1]
+    with pytest.raises(ConfigError, match="labels_path"):
+        read_source(DataConfig(path=MNIST))
+
+
+def test_csv_with_header_separator_and_missing_markers():
+    cols = read_source(DataConfig(path="data/wine_quality/winequality-red.csv", sep=";"))
+    assert len(cols) == 1599 and "quality" in cols.names and cols.data["alcohol"].dtype == np.float64
+
+
+def test_headerless_csv_with_comment_and_na_values():
+    cfg = DataConfig(path="data/adult/adult.test.gz", columns=[f"c{i}" for i in range(15)], na_values=["?"], comment="|")
+    cols = read_source(cfg)
+    assert len(cols) == 16281
+    assert cols.data["c1"][0] == "Private"  # leading space stripped
+    assert any(v != v for v in cols.data["c1"] if isinstance(v, float))  # '?' became missing
+
+
+def test_parquet_jsonl_tsv_and_npz(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"], "label": [0, 1, 0]})
+    df.to_parquet(tmp_path / "t.parquet")
+    df.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    df.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    for name in ("t.parquet", "t.jsonl", "t.tsv"):
+        cols = read_source(DataConfig(path=str(tmp_path / name)))
+        assert cols.data["b"].tolist() == ["x", "y", "x"], name
+    np.savez(tmp_path / "a.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.arange(4))
+    cols = read_source(DataConfig(path=str(tmp_path / "a.npz")))
+    assert cols.data["image"].shape == (4, 1, 8, 8)
+    with pytest.raises(DataError, match="x_key"):
+        read_source(DataConfig(path=str(tmp_path / "a.npz"), x_key="images"))
+
+
+def test_image_folder_and_an_image_that_will_not_decode(tmp_path):
+    images = read_idx(MNIST)[:6]
+    for i, im in enumerate(images):
+        d = tmp_path / ("even" if i % 2 == 0 else "odd")
+        d.mkdir(exist_ok=True)
+        Image.fromarray(im).save(d / f"{i}.png")
+    cols = read_source(DataConfig(path=str(tmp_path)))
+    assert cols.data["image"].shape == (6, 1, 28, 28)
+    assert sorted(set(cols.data["label"])) == ["even", "odd"]
+    assert np.array_equal(cols.data["image"][0, 0], images[0])  # PNG is lossless
+    (tmp_path / "odd" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png: cannot decode"):
+        read_source(DataConfig(path=str(tmp_path)))
+
+
+def test_sklearn_sets_and_misspelt_names():
+    cols = read_source(DataConfig(source="sklearn", path="digits"))
+    assert cols.data["image"].shape == (1797, 1, 8, 8)
+    iris = read_source(DataConfig(path="sklearn:iris"))
+    assert set(iris.data["target"]) == {"setosa", "versicolor", "virginica"}
+    with pytest.raises(ConfigError, match="did you mean digits"):
+        read_source(DataConfig(source="sklearn", path="digit"))
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_source(DataConfig(path="data/nope.csv"))
+    odd = tmp_path / "x.weird"
+    odd.write_text("1")
+    with pytest.raises(ConfigError, match="set data.source"):
+        detect_source(str(odd))
+
+
+def test_unparseable_csv_rows(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n1,2,0\n3,4,5,6,7\n")
+    with pytest.raises(DataError, match="cannot parse as csv"):
+        read_source(DataConfig(path=str(bad)))

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from forgeml.config import AugmentConfig, SplitConfig
+from forgeml.data.augment import Augment, cutout, random_shift
+from forgeml.data.batcher import IterableBatches, TensorBatcher
+from forgeml.data.split import split_indices
+
+
+def test_stratified_split_is_seeded_disjoint_and_keeps_proportions():
+    labels = np.array(["a"] * 80 + ["b"] * 20, dtype=object)
+    one = split_indices(100, SplitConfig(val=0.1, test=0.2, seed=3), labels, True, True)
+    two = split_indices(100, SplitConfig(val=0.1, test=0.2, seed=3), labels, True, True)
+    assert all(np.array_equal(one[k], two[k]) for k in one)
+    assert sorted(np.concatenate(list(one.values())).tolist()) == list(range(100))
+    assert (labels[one["test"]] == "b").sum() == 4  # 20% of the 20 b's
+    other = split_indices(100, SplitConfig(val=0.1, test=0.2, seed=4), labels, True, True)
+    assert not np.array_equal(one["test"], other["test"])
+
+
+def test_ordered_split_and_no_training_rows():
+    out = split_indices(10, SplitConfig(val=0.2, test=0.3, ordered=True), None, True, True)
+    assert out["train"].tolist() == [0, 1, 2, 3, 4] and out["test"].tolist() == [7, 8, 9]
+    with pytest.raises(ValueError, match="no training rows"):
+        split_indices(2, SplitConfig(val=0.5, test=0.5), None, True, True)
+
+
+def test_batcher_covers_every_row_once_per_epoch_and_is_repeatable():
+    x, y = torch.arange(10).float()[:, None], torch.arange(10)
+    b = TensorBatcher(x, y, batch_size=4, seed=1)
+    assert len(b) == 3
+    seen = torch.cat([yb for _, yb in b.epoch(0)])
+    assert sorted(seen.tolist()) == list(range(10))
+    assert torch.equal(seen, torch.cat([yb for _, yb in b.epoch(0)]))
+    assert not torch.equal(seen, torch.cat([yb for _, yb in b.epoch(1)]))
+    resumed = torch.cat([yb for _, yb in b.epoch(0, start=1)])
+    assert torch.equal(resumed, seen[4:])
+
+
+def test_iterable_batches_skip_to_position():
+    batches = IterableBatches([(torch.zeros(2), torch.tensor([i, i])) for i in range(5)])
+    assert [int(y[0]) for _, y in batches.epoch(0, start=3)] == [3, 4]
+
+
+def test_shift_moves_content_and_keeps_shape():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 5, 5)
+    x[:, :, 2, 2] = 1.0
+    out = random_shift(x, 1)
+    assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1)  # the dot moved, never lost at pad 1
+    positions = {tuple(torch.nonzero(o[0])[0].tolist()) for o in out}
+    assert len(positions) > 3
+
+
+def test_cutout_and_flip_and_config():
+    torch.manual_seed(0)
+    x = torch.ones(8, 1, 10, 10)
+    assert (cutout(x, 3) == 0).any()
+    aug = Augment(AugmentConfig(translate=1, hflip=True, cutout=2))
+    assert aug.active and aug(x).shape == x.shape
+    assert not Augment(AugmentConfig()).active

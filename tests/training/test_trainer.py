@@ -1,0 +1,141 @@
+"""The Trainer against a plain hand-written loop, and its options."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forgeml.data.batcher import TensorBatcher
+from forgeml.errors import ConfigError
+from forgeml.training.schedules import lr_multiplier
+from forgeml.training.trainer import Trainer
+from forgeml.config import TrainConfig
+
+
+def data(n=96, d=6, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 1).long()
+    return x, y
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def hand_loop(net, x, y, batch_size, epochs, lr, seed, accum=1):
+    """What a careful user writes: same batches (the batcher's permutation), AdamW, no decay."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0, foreach=True)
+    batches = TensorBatcher(x, y, batch_size // accum, seed=seed)
+    for epoch in range(epochs):
+        for i, (xb, yb) in enumerate(batches.epoch(epoch)):
+            (F.cross_entropy(net(xb), yb) / accum).backward()
+            if (i + 1) % accum == 0:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+    return net
+
+
+def test_same_weights_as_a_hand_written_loop():
+    x, y = data()
+    ours, ref = model(), model()
+    Trainer(ours, "cross_entropy", optimizer="adamw", lr=1e-2, epochs=3, batch_size=16, seed=5, progress=False).fit((x, y))
+    hand_loop(ref, x, y, 16, 3, 1e-2, seed=5)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_gradient_accumulation_matches_the_hand_loop():
+    x, y = data()
+    ours, ref = model(), model()
+    Trainer(ours, "cross_entropy", lr=1e-2, epochs=2, batch_size=32, grad_accum=2, seed=1, progress=False).fit((x, y))
+    hand_loop(ref, x, y, 32, 2, 1e-2, seed=1, accum=2)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_learns_with_every_optimizer_and_schedule():
+    x, y = data(n=256)
+    for opt, sched in [("sgd", "step"), ("adam", "cosine"), ("adamw", "onecycle"), ("rmsprop", "constant")]:
+        net = model()
+        before = F.cross_entropy(net(x), y).item()
+        t = Trainer(net, "cross_entropy", optimizer=opt, lr=0.01 if opt != "sgd" else 0.1, schedule=sched, warmup_steps=3,
+                    epochs=8, batch_size=32, progress=False)
+        t.fit((x, y))
+        assert F.cross_entropy(net(x), y).item() < before * 0.7, (opt, sched)
+
+
+def test_user_loss_and_optimizer_object_and_clip_and_label_smoothing():
+    x, y = data()
+    net = model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    calls = []
+
+    def my_loss(out, target):
+        calls.append(1)
+        return F.cross_entropy(out, target)
+
+    Trainer(net, my_loss, optimizer=opt, epochs=1, batch_size=32, clip_grad_norm=0.5, progress=False).fit((x, y))
+    assert len(calls) == 3
+    Trainer(model(), "cross_entropy", label_smoothing=0.1, epochs=1, progress=False).fit((x, y))
+
+
+def test_early_stopping_stops_and_reports_it(tmp_path):
+    x, y = data()
+    t = Trainer(model(), "cross_entropy", lr=1e-9, epochs=50, batch_size=32, progress=False, run_dir=tmp_path,
+                monitor="val.loss", early_stopping={"patience": 2, "min_delta": 0.1}, tensorboard=False)
+    result = t.fit((x, y), (x, y))
+    assert result.stopped_early and result.steps == 3 * 3  # best at epoch 1, two bad epochs, stop
+    assert (tmp_path / "checkpoints" / "best.safetensors").is_file() and (tmp_path / "history.jsonl").is_file()
+
+
+def test_precisions_run_and_learn():
+    x, y = data(n=128)
+    for precision in ("bf16", "fp16"):
+        net = model()
+        before = F.cross_entropy(net(x), y).item()
+        Trainer(net, "cross_entropy", lr=0.02, epochs=5, batch_size=32, precision=precision, progress=False).fit((x, y))
+        assert F.cross_entropy(net(x), y).item() < before, precision
+
+
+def test_bad_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="did you mean train.epochs"):
+        Trainer(model(), epoch=3)
+    with pytest.raises(ConfigError, match="train.monitor"):
+        x, y = data()
+        Trainer(model(), "cross_entropy", epochs=1, monitor="val.accuracy", progress=False).fit((x, y), (x, y))
+
+
+def test_schedule_shapes():
+    cfg = TrainConfig(lr=1.0, schedule="cosine", warmup_steps=10, min_lr=0.1)
+    f = lr_multiplier(cfg, total_steps=110, steps_per_epoch=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(110) == pytest.approx(0.1)
+    step = lr_multiplier(TrainConfig(schedule="step", step_every_epochs=2, gamma=0.5), 100, 10)
+    assert step(19) == 1.0 and step(20) == 0.5 and step(40) == 0.25
+    one = lr_multiplier(TrainConfig(lr=1.0, schedule="onecycle", onecycle_pct=0.25), 100, 10)
+    assert one(0) == pytest.approx(0.0) and one(25) == pytest.approx(1.0) and one(100) == pytest.approx(0.0)
+
+
+def test_weight_decay_only_on_matrices():
+    from forgeml.training.optim import param_groups
+
+    groups = param_groups(model(), 0.1)
+    assert [len(g["params"]) for g in groups] == [2, 2]
+    assert all(p.dim() == 2 for p in groups[0]["params"]) and groups[1]["weight_decay"] == 0.0
+
+
+def test_compile_matches_eager():
+    pytest.importorskip("torch._dynamo")
+    x, y = data()
+    eager, compiled = model(), model()
+    Trainer(eager, "cross_entropy", lr=1e-2, epochs=1, batch_size=32, progress=False).fit((x, y))
+    try:
+        Trainer(compiled, "cross_entropy", lr=1e-2, epochs=1, batch_size=32, compile=True, progress=False).fit((x, y))
+    except Exception as exc:  # no working C++ toolchain for inductor here
+        pytest.skip(f"torch.compile unavailable: {exc}")
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
