@@ -31,8 +31,9 @@ Threads: torch's default (torch.get_num_threads()), printed with the torch versi
 
 Run (from the repository root):
     .venv/bin/python benchmarks/loop_overhead.py             # full run, about 3 minutes on 2 CPU cores
-    .venv/bin/python benchmarks/loop_overhead.py --quick     # smoke test: tiny sizes, seconds
-Options: --rounds N (default 3), --samples N (default 4096, at most 10000).
+    .venv/bin/python benchmarks/loop_overhead.py --quick     # smoke test: tiny sizes, 1 round, under a minute
+Options: --rounds N (default 3; --quick: 1), --samples N (default 4096; --quick: 256; at most 10000).
+Lightning is measured only where it imports: pip install lightning "torch==2.13.0" (torch must stay the same).
 The markdown table at the end is ready to paste into BENCHMARKS.md.
 """
 

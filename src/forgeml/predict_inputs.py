@@ -50,6 +50,8 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             parsed = [json.loads(line) for line in _read(path).splitlines() if line.strip()]
             rows += parsed
             names += [f"{path.name}:{i}" for i in range(len(parsed))]
+        elif path.is_file() and image_feature is not None:
+            raise RequestError(f"{item}: this model takes images ({', '.join(sorted(IMAGE_EXT))}) or JSON rows, not a table file")
         elif path.is_file():
             kind = "tsv" if ".tsv" in path.suffixes else "parquet" if path.suffix in (".parquet", ".pq") else "csv"
             cols = read_table(str(path), kind, predictor.config.data)

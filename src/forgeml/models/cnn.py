@@ -33,8 +33,11 @@ class CNN(nn.Module):
             blocks.append(conv_block(block, channels, cfg.activation))
             channels = block.channels
         self.features = nn.Sequential(*blocks)
-        with torch.no_grad():  # size of the flattened maps, found by running a dummy image once
-            maps = self.features(torch.zeros(1, in_shape[0], height, width))  # (1, C, h, w)
+        try:
+            with torch.no_grad():  # size of the flattened maps, found by running a dummy image once
+                maps = self.features(torch.zeros(1, in_shape[0], height, width))  # (1, C, h, w)
+        except RuntimeError:
+            maps = torch.zeros(1, channels, 0, 0)
         if maps.shape[-1] < 1 or maps.shape[-2] < 1:
             raise ValueError(f"the conv blocks shrink a {height}x{width} image to nothing; use padding or fewer pools")
         self.pool = nn.AdaptiveAvgPool2d(1) if cfg.head == "global_avg" else nn.Identity()

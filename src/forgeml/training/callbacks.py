@@ -36,6 +36,7 @@ class ProgressBar(Callback):
             TimeRemainingColumn(), console=self.console, transient=False,
         )
         self.progress.start()
+        self.every = max(1, trainer.total_steps // 200)
         self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.step,
                                            epoch=self._epoch(trainer), loss="-", lr="-", speed="")
 
@@ -43,7 +44,8 @@ class ProgressBar(Callback):
         return f"{min(trainer.epoch + 1, trainer.epochs)}/{trainer.epochs}"
 
     def on_step_end(self, trainer) -> None:
-        self.progress.update(self.task, completed=trainer.step, epoch=self._epoch(trainer))  # no tensor touched: no sync
+        if trainer.step % self.every == 0 or trainer.step == trainer.total_steps:  # ~200 updates a run; no tensor, no sync
+            self.progress.update(self.task, completed=trainer.step, epoch=self._epoch(trainer))
 
     def on_log(self, trainer, record: dict[str, Any]) -> None:
         speed = f"{record['samples_per_s']:,.0f} samples/s" if record.get("samples_per_s") else ""

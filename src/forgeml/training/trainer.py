@@ -24,7 +24,7 @@ from torch import nn
 from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
-from forgeml.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from forgeml.training.checkpoint import capture_rng, capture_torch_rng, load_checkpoint, restore_rng, save_checkpoint
 from forgeml.training.losses import build_loss
 from forgeml.training.optim import build_optimizer
 from forgeml.training.runtime import Runtime
@@ -156,7 +156,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if resume:
             self._resume()
-        self._step_rng = capture_rng()
+        self._step_rng = capture_torch_rng()
         for cb in self.callbacks:
             cb.on_fit_start(self)
         started, wall_before = time.perf_counter(), getattr(self, "_wall_before", 0.0)
@@ -187,6 +187,9 @@ class Trainer:
         cfg, model, opt, runtime = self.cfg, self.step_model, self.optimizer, self.runtime
         scaler = runtime.scaler
         accum = cfg.grad_accum
+        # decided once: what each step must do beyond the hand-written minimum
+        scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
+        keep_rng = self.run_dir is not None  # only a run that writes checkpoints can be resumed
         model.train()
         running = torch.zeros((), device=self.device)  # summed on the device: no sync per step
         running_n, log_samples, log_time = 0, 0, time.perf_counter()
@@ -194,7 +197,8 @@ class Trainer:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 with runtime.autocast():
                     loss = self.loss_fn(model(x), y)
-                (scaler.scale(loss / accum) if scaler else loss / accum).backward()
+                scaled = loss / accum if accum > 1 else loss
+                (scaler.scale(scaled) if scaler else scaled).backward()
                 running += loss.detach()
                 running_n += 1
                 log_samples += len(y)
@@ -212,11 +216,13 @@ class Trainer:
                 else:
                     opt.step()
                 opt.zero_grad(set_to_none=True)  # frees gradient memory until the next backward
-                self.scheduler.step()
+                if scheduled:
+                    self.scheduler.step()
                 self.step += 1
                 if self.batch == self.micro_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
-                self._step_rng = capture_rng()  # the state an interruption saves: a step boundary
+                if keep_rng:  # torch's generators at a step boundary, what an interruption saves (~1 us)
+                    self._step_rng = capture_torch_rng()
                 if self.step % cfg.log_every_steps == 0 or self.step == self.total_steps:
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
@@ -294,7 +300,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
-            "rng": self._step_rng, "monitor": self.monitor.state_dict(), "stop": self.stop,
+            "rng": capture_rng(self._step_rng), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)

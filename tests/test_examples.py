@@ -1,0 +1,40 @@
+"""Every shipped example config runs as-is, shortened with --set, and writes a complete bundle."""
+
+import json
+
+import pytest
+
+from forgeml.cli import main
+from tests.conftest import quick
+
+EXAMPLES = {
+    "digits-cnn": ["train.epochs=2"],
+    "mnist-cnn": ["data.limit=600", "train.epochs=1"],
+    "adult-mlp": ["data.limit=3000", "train.epochs=1"],
+    "wine-regression": ["train.epochs=2"],
+}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_trains_into_a_complete_bundle(name, runs, capsys):
+    assert main(["train", f"examples/{name}.yaml", *quick(runs, *EXAMPLES[name])]) == 0
+    run = runs / name
+    for f in ("meta.json", "config.yaml", "model.safetensors", "features.json", "metrics.json", "history.jsonl", "checkpoints/last.pt"):
+        assert (run / f).is_file(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test" in metrics
+    assert ("accuracy" in metrics["test"]) != ("r2" in metrics["test"])
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["format_version"] == 1
+    out = capsys.readouterr().out
+    assert "final metrics" in out and f"bundle: {run}" in out.replace("\n", "")
+
+
+def test_every_example_has_a_header_with_its_command():
+    from pathlib import Path
+
+    for path in Path("examples").glob("*.yaml"):
+        head = path.read_text().splitlines()[:6]
+        assert head[0].startswith(f"# {path.stem}:"), path
+        assert any(f"forgeml train examples/{path.name}" in line for line in head), path
+    assert {p.stem for p in Path("examples").glob("*.yaml")} == set(EXAMPLES)
