@@ -29,6 +29,7 @@ test: dev
 	$(BIN)/python -m pytest -q
 
 bench: dev
+	$(BIN)/pip install -q -e '.[bench]' 'torch==2.13.0'
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/precision.py
 

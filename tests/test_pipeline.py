@@ -74,7 +74,7 @@ def test_predict_image_files_and_regression(runs, tmp_path, capsys):
 def test_config_show_prints_every_default(capsys):
     assert main(["config", "show", "examples/digits-cnn.yaml", "--set", "train.lr=0.01"]) == 0
     out = capsys.readouterr().out
-    assert "lr: 0.01" in out and "label_smoothing: 0.0" in out and "precision: fp32" in out
+    assert "lr: 0.01" in out and "clip_grad_norm: null" in out and "precision: fp32" in out
 
 
 def test_training_twice_never_overwrites_a_finished_run(runs):
@@ -162,3 +162,41 @@ def test_python_trainer_on_a_users_own_module():
 def test_config_errors_from_python_are_config_errors():
     with pytest.raises(ConfigError):
         forgeml.train({"train": {"epochz": 1}})
+
+
+def test_a_failed_overwrite_puts_the_old_run_back(runs):
+    from forgeml.training.callbacks import Callback
+
+    class Boom(Callback):
+        def on_step_end(self, trainer):
+            raise RuntimeError("boom")
+
+    overrides = {"runs_dir": str(runs), "train.epochs": 1, "train.progress": False, "train.tensorboard": False}
+    run = forgeml.train("examples/wine-regression.yaml", overrides)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RuntimeError, match="boom"):
+        forgeml.train("examples/wine-regression.yaml", overrides, overwrite=True, callbacks=[Boom()])
+    assert (run / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in runs.iterdir()) == ["wine-regression"]
+
+
+def test_monitor_must_be_measured(runs):
+    with pytest.raises(ConfigError, match="train.monitor: 'val.acuracy'.*did you mean val.accuracy"):
+        forgeml.train("examples/adult-mlp.yaml", {"runs_dir": str(runs), "train.monitor": "val.acuracy"})
+    with pytest.raises(ConfigError, match="for a regression run"):
+        forgeml.train("examples/wine-regression.yaml", {"runs_dir": str(runs), "train.monitor": "val.accuracy"})
+    assert list(runs.iterdir()) == []
+
+
+def test_resume_refuses_an_edited_config_yaml(runs):
+    from forgeml import pipeline
+    from tests.training.test_resume import InterruptAt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        forgeml.train("examples/wine-regression.yaml", {"runs_dir": str(runs), "train.progress": False,
+                                                        "train.tensorboard": False}, callbacks=[InterruptAt(5)])
+    run = info.value.run
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("lr: 0.002", "lr: 0.02"))
+    with pytest.raises(BundleError, match="edited since the run started"):
+        pipeline.resume(run)

@@ -42,8 +42,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not args.config:
                 raise ForgeError("give a CONFIG file to train, or --resume RUN")
             path = pipeline.train(args.config, overrides=args.set, name=args.name, overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        errors.print("\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume <run folder>")
+    except KeyboardInterrupt as exc:
+        run = getattr(exc, "run", None) or "<run folder>"
+        errors.print(f"\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume {run}")
         return 130
     _print_run(path)
     return 0

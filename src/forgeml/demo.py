@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from rich.console import Console
 
@@ -12,7 +13,11 @@ from forgeml.show import image_as_text, metrics_table, predictions_table
 
 
 def demo_config_path() -> str:
-    return str(resources.files("forgeml") / "examples" / "digits-cnn.yaml")
+    path = Path(str(resources.files("forgeml") / "examples" / "digits-cnn.yaml"))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def run_demo(console: Console, overrides: list[str] | None = None, runs_dir: str = "runs", n_show: int = 6) -> str:
@@ -34,5 +39,5 @@ def run_demo(console: Console, overrides: list[str] | None = None, runs_dir: str
     preds = model.predict([{"image": im} for im in images])
     console.print(predictions_table([f"test[{i}]" for i in range(n_show)], preds, [str(int(v)) for v in labels],
                                     [image_as_text(im, width=8) for im in images]))
-    console.print(f"next: forgeml predict {run} IMAGE.png   |   forgeml evaluate {run}   |   forgeml train examples/mnist-cnn.yaml")
+    console.print(f"next: forgeml evaluate {run}   |   forgeml train examples/mnist-cnn.yaml, then forgeml predict runs/mnist-cnn DIGIT.png")
     return str(run)

@@ -30,6 +30,14 @@ class RequestError(ForgeError):
     """An input given to predict (or to a server) cannot be turned into model inputs."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the checkpoint was saved; carries the run folder to resume."""
+
+    def __init__(self, run: object):
+        super().__init__(str(run))
+        self.run = run
+
+
 def closest(name: str, choices: Iterable[str]) -> str | None:
     """The nearest valid name to a misspelt one, or None when nothing is close."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

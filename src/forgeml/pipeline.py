@@ -5,6 +5,9 @@ The faces (cli.py, api.py) parse, call one of these, and print. Nothing here pri
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
 import shutil
 import time
@@ -18,7 +21,7 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
-from forgeml.errors import BundleError, ConfigError
+from forgeml.errors import BundleError, ConfigError, Interrupted, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
 from forgeml.predictor import Predictor
@@ -86,22 +89,56 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
     data = prepare(cfg.data)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
+    check_monitor(cfg, data)
     run_dir = choose_run_dir(cfg, name, overwrite)
     trainer = _trainer(cfg, data, run_dir, callbacks)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
+    # --overwrite: the old run is set aside, and deleted only once the new one has finished
+    replaced = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}") if run_dir.exists() else None
+    if replaced is not None:
+        run_dir.rename(replaced)
     cfg.name = run_dir.name
     bundle = Bundle(run_dir)
     run_dir.mkdir(parents=True)
+    try:
+        _start_bundle(bundle, cfg, data, trainer)
+        path = _fit(cfg, data, trainer, bundle, resume=False)
+    except BaseException:
+        if replaced is not None:  # put the old run back: an overwrite that failed loses nothing
+            shutil.rmtree(run_dir, ignore_errors=True)
+            replaced.rename(run_dir)
+        raise
+    if replaced is not None:
+        shutil.rmtree(replaced)
+    return path
+
+
+def check_monitor(cfg: Config, data: PreparedData) -> None:
+    """train.monitor must be a metric the run measures on its validation split."""
+    names = ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names]
+    if cfg.train.monitor not in names:
+        raise ConfigError(f"train.monitor: {cfg.train.monitor!r} is not measured for a {data.features.task} run; "
+                          f"choose one of {', '.join(names)}{did_you_mean(cfg.train.monitor, names)}")
+    if "val" not in data.splits and cfg.train.early_stopping.patience:
+        raise ConfigError("train.early_stopping.patience: early stopping needs a validation split; set data.split.val > 0 "
+                          "or data.val_path")
+
+
+def config_digest(cfg: Config) -> str:
+    """A fingerprint of the resolved config, to notice a config.yaml edited before a resume."""
+    d = cfg.to_dict()
+    d.pop("name", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData, trainer: Trainer) -> None:
     bundle.write_config(cfg.to_yaml())
     bundle.write_json("features.json", data.features.to_json())
     bundle.update_meta(
         format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=data.features.task, parameters=count_parameters(trainer.model),
         hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
-        data={k: len(v) for k, v in data.splits.items()},
+        data={k: len(v) for k, v in data.splits.items()}, config_digest=config_digest(cfg),
     )
-    return _fit(cfg, data, trainer, bundle, resume=False)
 
 
 def resume(run: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -114,6 +151,9 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     if meta.get("status") == "complete":
         raise BundleError(f"{bundle.path}: this run already finished; train a new one (forgeml train CONFIG)")
     saved = Config.model_validate(bundle.read_config_dict())
+    if meta.get("config_digest") not in (None, config_digest(saved)):
+        raise BundleError(f"{bundle.path / 'config.yaml'}: edited since the run started; an exact resume needs the run's own "
+                          "config. Undo the edit, or start a new run with the edited config")
     if config is not None or overrides:
         wanted = load_config(config if config is not None else saved.to_dict(), overrides)
         wanted.name, wanted.runs_dir = saved.name, saved.runs_dir
@@ -149,7 +189,7 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
         result = trainer.fit(train_batches, (val.x, val.y) if val is not None else None, resume=resume)
     except KeyboardInterrupt:
         bundle.update_meta(status="interrupted", step=trainer.step)
-        raise
+        raise Interrupted(bundle.path) from None
     except BaseException as exc:
         bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -168,8 +208,10 @@ def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) 
     out = predictor.outputs(split.x)
     metrics = metrics_for(predictor.features, full=True)
     metrics.update(out, split.y)
-    loss_fn = _loss_for(predictor.config, predictor.features)
-    loss = float(loss_fn(out, split.y))
+    if predictor.task == "classification":  # plain cross entropy: no label smoothing or class weights in a reported loss
+        loss = float(torch.nn.functional.cross_entropy(out, split.y))
+    else:
+        loss = float(_loss_for(predictor.config, predictor.features)(out, split.y))
     return {"step": step, "n": len(split), "loss": loss, **metrics.compute()}
 
 

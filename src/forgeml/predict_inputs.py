@@ -39,6 +39,9 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
                 raise RequestError(f"{item}: this model takes {', '.join(schema)}, not images")
             if not path.is_file():
                 raise RequestError(f"{item}: no such image file")
+            if image_feature.dtype != "uint8":
+                raise RequestError(f"{item}: this model was trained on {image_feature.dtype} arrays, not on 8-bit image files "
+                                   "(their pixel scale would differ); give the arrays as JSON rows instead")
             c, h, w = image_feature.shape
             rows.append({image_feature.name: read_image(path, (h, w), c)})
             names.append(path.name)
@@ -65,7 +68,10 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
         raise RequestError("no rows to predict")
     has_truth = all(isinstance(r, dict) and target in r for r in rows)
     if has_truth:
-        truth = [str(r.pop(target)) for r in rows]
+        from forgeml.data.features.category import as_tokens
+
+        aliases = predictor.config.data.label_aliases  # the same renaming as in training ('>50K.' -> '>50K')
+        truth = [aliases.get(t, t) for t in as_tokens(np.array([r.pop(target) for r in rows], dtype=object))]
     else:
         for r in rows:
             if isinstance(r, dict):

@@ -60,6 +60,7 @@ def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth
     regression = "prediction" in predictions[0]
     table.add_column("prediction" if regression else "label")
     if not regression:
+        top = min(top, len(predictions[0]["probabilities"]))
         table.add_column("confidence", justify="right")
         table.add_column(f"top {top}")
     for i, pred in enumerate(predictions):

@@ -5,7 +5,14 @@ import pytest
 
 from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
-from forgeml.data.features import BinaryFeature, CategoryFeature, ClassLabels, ImageFeature, NumericFeature, RegressionTarget
+from forgeml.data.features import (
+    BinaryFeature,
+    CategoryFeature,
+    ClassLabels,
+    ImageFeature,
+    NumericFeature,
+    RegressionTarget,
+)
 from forgeml.data.featureset import FeatureSet, infer_kind, infer_task
 from forgeml.errors import DataError, RequestError
 

@@ -1,17 +1,16 @@
 """The Trainer against a plain hand-written loop, and its options."""
 
-import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forgeml.config import TrainConfig
 from forgeml.data.batcher import TensorBatcher
 from forgeml.errors import ConfigError
 from forgeml.training.schedules import lr_multiplier
 from forgeml.training.trainer import Trainer
-from forgeml.config import TrainConfig
 
 
 def data(n=96, d=6, k=3, seed=0):

@@ -13,8 +13,8 @@ import torch
 
 from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
-from forgeml.data.featureset import FeatureSet
 from forgeml.data.features.category import as_tokens
+from forgeml.data.featureset import FeatureSet
 from forgeml.data.sources import read_source
 from forgeml.data.split import split_indices
 from forgeml.errors import ConfigError

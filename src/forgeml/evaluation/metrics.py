@@ -17,6 +17,7 @@ class ClassificationMetrics:
 
         k = len(classes)
         self.classes, self.full = classes, full
+        self.names = ["accuracy", "f1_macro"] + (["precision_macro", "recall_macro", "auroc"] if full else [])
         self.metrics = {"accuracy": C.MulticlassAccuracy(k, average="micro"), "f1_macro": C.MulticlassF1Score(k, average="macro")}
         if full:
             self.metrics.update({
@@ -53,6 +54,7 @@ class RegressionMetrics:
         from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
 
         self.mean, self.std = mean, std
+        self.names = ["mse", "mae", "r2"]
         self.metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
 
     def update(self, out: torch.Tensor, y: torch.Tensor) -> None:

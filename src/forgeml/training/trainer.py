@@ -24,7 +24,13 @@ from torch import nn
 from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
-from forgeml.training.checkpoint import capture_rng, capture_torch_rng, load_checkpoint, restore_rng, save_checkpoint
+from forgeml.training.checkpoint import (
+    capture_rng,
+    capture_torch_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from forgeml.training.losses import build_loss
 from forgeml.training.optim import build_optimizer
 from forgeml.training.runtime import Runtime
@@ -169,13 +175,13 @@ class Trainer:
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
-        wall = wall_before + time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        wall = wall_before + elapsed
         self._wall_before = wall
         if cfg.restore_best and self.has_val and self.run_dir is not None and (self.run_dir / "checkpoints" / "best.safetensors").is_file():
             from forgeml.bundle import load_safetensors
 
             self.model.load_state_dict(load_safetensors(self.run_dir / "checkpoints" / "best.safetensors"))
-        elapsed = time.perf_counter() - started
         return FitResult(
             steps=self.step, epochs=self.step / self.steps_per_epoch, wall_time=wall,
             samples_per_s=(self.samples - samples_before) / elapsed if elapsed > 0 else 0.0,
@@ -308,8 +314,15 @@ class Trainer:
     def _resume(self) -> None:
         if self.run_dir is None:
             raise ValueError("resume needs run_dir, where checkpoints/last.pt was written")
-        state = load_checkpoint(self.run_dir / "checkpoints" / "last.pt", map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        path = self.run_dir / "checkpoints" / "last.pt"
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            from forgeml.errors import BundleError
+
+            raise BundleError(f"{path}: the checkpoint does not fit this model ({str(exc).splitlines()[0]}); "
+                              "was the model config changed?") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.runtime.scaler is not None and state["scaler"]:
