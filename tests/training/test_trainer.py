@@ -138,3 +138,20 @@ def test_compile_matches_eager():
         pytest.skip(f"torch.compile unavailable: {exc}")
     for a, b in zip(eager.parameters(), compiled.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_dataloader_works_and_resumes_at_its_position(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = data()
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=False)
+    net = model()
+    result = Trainer(net, "cross_entropy", epochs=2, progress=False, run_dir=tmp_path, tensorboard=False).fit(loader, loader)
+    assert result.steps == 12 and result.last_eval["loss"] > 0
+
+
+def test_tensorboard_logs_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    x, y = data()
+    Trainer(model(), "cross_entropy", epochs=1, batch_size=16, log_every_steps=2, progress=False, run_dir=tmp_path).fit((x, y), (x, y))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
