@@ -200,3 +200,21 @@ def test_resume_refuses_an_edited_config_yaml(runs):
     (run / "config.yaml").write_text(text.replace("lr: 0.002", "lr: 0.02"))
     with pytest.raises(BundleError, match="edited since the run started"):
         pipeline.resume(run)
+
+
+def test_a_custom_model_bundle_does_not_run_code_unless_trusted(runs, tmp_path):
+    cfg = {"runs_dir": str(runs), "data": {"path": "data/wine_quality/winequality-red.csv", "sep": ";", "target": "quality",
+                                           "task": "regression"},
+           "model": {"name": "custom", "target": "tests.models.test_models:Tiny"},
+           "train": {"epochs": 1, "progress": False, "tensorboard": False}}
+    run = forgeml.train(cfg)
+    with pytest.raises(BundleError, match="custom Python code.*trust_code=True"):
+        forgeml.load(run)
+    assert forgeml.load(run, trust_code=True).task == "regression"
+
+
+def test_missing_training_labels_are_an_error(tmp_path, runs):
+    bad = tmp_path / "t.csv"
+    bad.write_text("a,label\n1,x\n2,\n3,y\n4,x\n")
+    with pytest.raises(DataError, match="row 1: target 'label' is missing"):
+        forgeml.train({"runs_dir": str(runs), "data": {"path": str(bad), "split": {"val": 0, "test": 0}}, "model": {"name": "mlp"}})

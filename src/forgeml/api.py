@@ -35,19 +35,21 @@ def train(config: str | Path | dict[str, Any], overrides: list[str] | dict[str, 
     return pipeline.train(cfg, name=name, overwrite=overwrite, callbacks=callbacks)
 
 
-def evaluate(run: str | Path, data: str | None = None) -> dict[str, Any]:
+def evaluate(run: str | Path, data: str | None = None, trust_code: bool = False) -> dict[str, Any]:
     """Metrics of a run on its held-out splits, or on a labelled file `data`; also saved to metrics.json."""
     from forgeml import pipeline
 
-    return pipeline.evaluate(run, data)
+    return pipeline.evaluate(run, data, trust_code=trust_code)
 
 
-def load(run: str | Path, device: str = "cpu") -> Predictor:
+def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
     """Rebuild a trained model and its preprocessing from a run folder.
 
     Example:
         >>> model = forgeml.load("runs/digits-cnn")  # doctest: +SKIP
         >>> model.predict([{"image": images[0]}])[0]["label"]  # doctest: +SKIP
         '0'
+
+    A bundle whose model is `custom` names Python code; it loads only with trust_code=True.
     """
-    return Predictor(run, device)
+    return Predictor(run, device, trust_code)

@@ -43,8 +43,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise ForgeError("give a CONFIG file to train, or --resume RUN")
             path = pipeline.train(args.config, overrides=args.set, name=args.name, overwrite=args.overwrite)
     except KeyboardInterrupt as exc:
-        run = getattr(exc, "run", None) or "<run folder>"
-        errors.print(f"\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume {run}")
+        run = getattr(exc, "run", None)
+        if run is None:
+            errors.print("\n[yellow]interrupted[/] before training started; nothing was written")
+        else:
+            errors.print(f"\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume {run}")
         return 130
     _print_run(path)
     return 0
@@ -76,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from forgeml import pipeline
     from forgeml.show import metrics_table, per_class_table
 
-    result = pipeline.evaluate(args.run, args.data, args.split)
+    result = pipeline.evaluate(args.run, args.data, args.split, trust_code=args.trust_code)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -103,7 +106,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from forgeml.predictor import Predictor
     from forgeml.show import image_as_text, predictions_table
 
-    predictor = Predictor(args.run)
+    predictor = Predictor(args.run, trust_code=args.trust_code)
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
@@ -182,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="FILE", help="a labelled file in the training data's format (default: the run's own splits)")
     p.add_argument("--split", action="append", choices=["train", "val", "test"], help="which of the run's splits (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["predict"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin")
     p.add_argument("--json", action="store_true", help="print one JSON object per input row")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["config"]
     p.add_argument("action", choices=["show"], help="show: print the resolved config")
     p.add_argument("config", help="YAML config file")

@@ -25,7 +25,7 @@ class Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------- data
-FeatureType = Literal["numeric", "category", "binary", "image", "ignore"]
+FeatureType = Literal["numeric", "category", "binary", "image", "text", "ignore"]
 
 
 class SplitConfig(Section):
@@ -48,8 +48,16 @@ class AugmentConfig(Section):
     cutout: int = Field(0, ge=0, description="side of a random square set to zero in each image; 0 = off")
 
 
+class TextConfig(Section):
+    tokenizer: Literal["char", "word", "bpe"] = Field("word", description="char, word, or byte-level BPE (trained on the training split)")
+    vocab_size: int = Field(20000, ge=16, description="word: most frequent words kept; bpe: target vocabulary size")
+    min_count: int = Field(1, ge=1, description="word: words seen fewer times in training become <unk>")
+    lowercase: bool = Field(True, description="word: lowercase before splitting")
+    max_length: int = Field(128, ge=1, description="tokens kept per text (longer texts are truncated); batches are padded only to their longest text")
+
+
 class DataConfig(Section):
-    source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "sklearn"] = Field(
+    source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "sklearn", "text"] = Field(
         "auto", description="how to read data.path; auto decides from the file extension or folder layout"
     )
     path: str | None = Field(None, description="training data: a file, a folder of class folders, or a scikit-learn set name")
@@ -67,6 +75,8 @@ class DataConfig(Section):
     label_aliases: dict[str, str] = Field(default_factory=dict, description="rename target values before training, e.g. '>50K.': '>50K'")
     comment: str | None = Field(None, description="table lines starting with this character are skipped")
     sep: str | None = Field(None, description="table field separator; None: ',' for .csv, tab for .tsv")
+    quote_char: str | None = Field('"', description="table quoting character; null: quotes are plain text (e.g. SMS messages)")
+    text_key: str = Field("text", description="language models on JSONL documents: the field holding the text")
     x_key: str = Field("x", description="NPZ only: the array of inputs")
     y_key: str = Field("y", description="NPZ only: the array of targets")
     limit: int | None = Field(None, ge=10, description="use a seeded random subset of this many training rows (quick runs)")
@@ -75,6 +85,7 @@ class DataConfig(Section):
     split: SplitConfig = Field(default_factory=SplitConfig, description="how train/val/test are carved from data.path")
     image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
+    text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -122,7 +133,56 @@ class CustomConfig(Section):
     init: InitScheme = Field("default", description="weight initialisation scheme")
 
 
-ModelConfig = Annotated[MLPConfig | CNNConfig | CustomConfig, Field(discriminator="name")]
+class RNNConfig(Section):
+    name: Literal["rnn"] = "rnn"
+    cell: Literal["lstm", "gru"] = Field("lstm", description="recurrent cell")
+    embed_dim: int = Field(128, ge=1, description="token embedding width")
+    hidden: int = Field(128, ge=1, description="hidden state width per direction")
+    layers: int = Field(1, ge=1, description="stacked recurrent layers")
+    bidirectional: bool = Field(True, description="read the text both ways")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on embeddings, between layers and before the head")
+    pooling: Literal["last", "mean", "max"] = Field("last", description="sequence to vector: final states, or masked mean/max over steps")
+    init: InitScheme = Field("default", description="weight initialisation scheme")
+
+
+class TransformerConfig(Section):
+    name: Literal["transformer"] = "transformer"
+    d_model: int = Field(128, ge=8, description="width of every token vector")
+    heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
+    layers: int = Field(2, ge=1, description="pre-norm encoder blocks")
+    ff_mult: int = Field(4, ge=1, description="MLP hidden width as a multiple of d_model")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on attention, MLP and embeddings")
+    positions: Literal["learned", "sinusoidal"] = Field("learned", description="position embedding")
+    pooling: Literal["cls", "mean"] = Field("cls", description="a learned [CLS] token, or the masked mean of the tokens")
+    init: InitScheme = Field("normal", description="weight initialisation scheme")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerConfig:
+        if self.d_model % self.heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
+        return self
+
+
+class GPTConfig(Section):
+    name: Literal["gpt"] = "gpt"
+    n_layer: int = Field(4, ge=1, description="decoder blocks")
+    n_head: int = Field(4, ge=1, description="attention heads (n_embd must divide by it)")
+    n_embd: int = Field(128, ge=8, description="width of every token vector")
+    block_size: int = Field(64, ge=2, description="context length: tokens the model attends over; training windows have this length")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout (0 for small data runs that are short, 0.1-0.2 against overfitting)")
+    bias: bool = Field(True, description="biases in Linear layers and LayerNorms")
+    tie_weights: bool = Field(True, description="the output layer shares the token embedding matrix")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GPTConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        return self
+
+
+ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | GPTConfig | CustomConfig, Field(discriminator="name")]
+MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig, "gpt": GPTConfig,
+                 "custom": CustomConfig}
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -158,6 +218,7 @@ class TrainConfig(Section):
     compile: bool = Field(False, description="torch.compile the model")
     monitor: str = Field("val.loss", description="metric that picks the best checkpoint and drives early stopping")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig, description="early stopping on train.monitor")
+    eval_batches: int | None = Field(None, ge=1, description="evaluate on this many validation batches (a fixed set); None = all")
     restore_best: bool = Field(True, description="the bundle keeps the best weights by train.monitor, not the last")
     eval_every_steps: int | None = Field(None, ge=1, description="evaluate every N steps; None = at the end of each epoch")
     log_every_steps: int = Field(50, ge=1, description="loss/lr/throughput logged every N steps (the only host syncs)")
@@ -193,7 +254,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn or custom")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, gpt or custom")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
 
@@ -291,8 +352,8 @@ def _fields_at(loc: tuple, root: type[BaseModel]) -> list[str]:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if part in ("mlp", "cnn", "custom"):
-            model = {"mlp": MLPConfig, "cnn": CNNConfig, "custom": CustomConfig}[part]
+        if part in MODEL_CONFIGS:
+            model = MODEL_CONFIGS[part]
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
@@ -315,18 +376,18 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] = None, 
     root = root or Config
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in ("mlp", "cnn", "custom") or err["loc"].index(p) != 1)
+        loc = tuple(p for p in err["loc"] if p not in MODEL_CONFIGS or err["loc"].index(p) != 1)
         loc = tuple(prefix.split(".")) + loc if prefix else loc
         dotted = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
             fields = _fields_at(err["loc"], root)
-            prefix = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
+            parent = dotted.rsplit(".", 1)[0] + "." if "." in dotted else ""
             hint = did_you_mean(str(loc[-1]), fields)
-            hint = hint.replace("did you mean ", f"did you mean {prefix}") if hint else f"; valid keys here: {', '.join(fields)}"
+            hint = hint.replace("did you mean ", f"did you mean {parent}") if hint else f"; valid keys here: {', '.join(fields)}"
             lines.append(f"  {dotted}: unknown key{hint}")
         elif err["type"] == "union_tag_invalid":
-            lines.append(f"  {dotted}.name: {err['input'].get('name')!r} is not a model; choose one of mlp, cnn, custom"
-                         f"{did_you_mean(str(err['input'].get('name')), ['mlp', 'cnn', 'custom'])}")
+            lines.append(f"  {dotted}.name: {err['input'].get('name')!r} is not a model; choose one of {', '.join(MODEL_CONFIGS)}"
+                         f"{did_you_mean(str(err['input'].get('name')), list(MODEL_CONFIGS))}")
         elif err["type"] == "value_error":
             lines.append(f"  {dotted or '(top level)'}: {err['msg'].removeprefix('Value error, ')}")
         else:

@@ -34,7 +34,8 @@ def run_demo(console: Console, overrides: list[str] | None = None, runs_dir: str
     console.print(f"bundle: [bold]{run}[/]  (config.yaml, model.safetensors, features.json, metrics.json, history.jsonl, checkpoints/)")
     console.rule("[bold]3. load[/] the bundle and predict raw test images")
     model = forgeml.load(run)
-    test = load_columns(cfg.data)["test"]
+    held_out = load_columns(cfg.data)
+    test = held_out.get("test") or held_out.get("val") or held_out["train"]
     images, labels = test.data["image"][:n_show], test.data["target"][:n_show]
     preds = model.predict([{"image": im} for im in images])
     console.print(predictions_table([f"test[{i}]" for i in range(n_show)], preds, [str(int(v)) for v in labels],

@@ -74,8 +74,9 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
     augment = Augment(cfg.data.augment)
     use_augment = augment.active and data.features.inputs[0].kind == "image"
     split = data.splits["train"]
-    return TensorBatcher(split.x, split.y, cfg.train.micro_batch_size(), shuffle=True, seed=cfg.train.seed,
-                         augment=augment if use_augment else None, device=trainer.device)
+    micro = cfg.train.micro_batch_size()
+    return TensorBatcher(split.x, split.y, micro, shuffle=True, seed=cfg.train.seed, augment=augment if use_augment else None,
+                         device=trainer.device, drop_last=len(split) % micro == 1)  # a batch of one breaks batch norm
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -102,6 +103,10 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
     try:
         _start_bundle(bundle, cfg, data, trainer)
         path = _fit(cfg, data, trainer, bundle, resume=False)
+    except Interrupted:
+        if replaced is not None:  # the user asked to replace it, and the new run is resumable
+            shutil.rmtree(replaced)
+        raise
     except BaseException:
         if replaced is not None:  # put the old run back: an overwrite that failed loses nothing
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -150,7 +155,10 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     meta = bundle.meta()
     if meta.get("status") == "complete":
         raise BundleError(f"{bundle.path}: this run already finished; train a new one (forgeml train CONFIG)")
-    saved = Config.model_validate(bundle.read_config_dict())
+    try:
+        saved = Config.model_validate(bundle.read_config_dict())
+    except Exception as exc:  # YAML or schema errors in a damaged config.yaml
+        raise BundleError(f"{bundle.path / 'config.yaml'}: damaged or edited into an invalid config ({str(exc).splitlines()[0]})") from None
     if meta.get("config_digest") not in (None, config_digest(saved)):
         raise BundleError(f"{bundle.path / 'config.yaml'}: edited since the run started; an exact resume needs the run's own "
                           "config. Undo the edit, or start a new run with the edited config")
@@ -195,7 +203,8 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
         raise
     bundle.save_weights(trainer.model.state_dict())
     weights_step = result.best.get("step") if (cfg.train.restore_best and result.best.get("step")) else result.steps
-    metrics = evaluate_splits(Predictor(bundle.path, device=str(trainer.device)), data, cfg.eval.splits, step=weights_step)
+    predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # its code is the config just trained
+    metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early)
@@ -204,26 +213,31 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
 
 # -------------------------------------------------------------------------------------------- evaluate
 def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) -> dict[str, Any]:
-    """Metrics of one split, computed through the Predictor: exactly the path forgeml.load takes."""
-    out = predictor.outputs(split.x)
+    """Metrics of one split, computed through the Predictor (exactly the path forgeml.load takes),
+    streamed batch by batch: no split's logits are held whole."""
     metrics = metrics_for(predictor.features, full=True)
-    metrics.update(out, split.y)
-    if predictor.task == "classification":  # plain cross entropy: no label smoothing or class weights in a reported loss
-        loss = float(torch.nn.functional.cross_entropy(out, split.y))
-    else:
-        loss = float(_loss_for(predictor.config, predictor.features)(out, split.y))
-    return {"step": step, "n": len(split), "loss": loss, **metrics.compute()}
+    classification = predictor.task == "classification"
+    loss_fn = None if classification else _loss_for(predictor.config, predictor.features)
+    total = 0.0
+    for rows, out in predictor.iter_outputs(split.x):
+        y = split.y[rows]
+        metrics.update(out, y)
+        # plain cross entropy: no label smoothing or class weights in a reported loss
+        batch_loss = torch.nn.functional.cross_entropy(out, y) if classification else loss_fn(out, y)
+        total += float(batch_loss) * len(y)
+    return {"step": step, "n": len(split), "loss": total / max(len(split), 1), **metrics.compute()}
 
 
 def evaluate_splits(predictor: Predictor, data: PreparedData, splits: Iterable[str], step: int | None) -> dict[str, Any]:
     return {name: evaluate_split(predictor, data.splits[name], step) for name in splits if name in data.splits}
 
 
-def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str] | None = None) -> dict[str, Any]:
+def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str] | None = None,
+             trust_code: bool = False) -> dict[str, Any]:
     """Metrics of a run: on its own held-out splits (rebuilt from the config's seed), or on a new labelled file.
 
     Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
-    predictor = Predictor(run)
+    predictor = Predictor(run, trust_code=trust_code)
     bundle = predictor.bundle
     step = bundle.meta().get("best", {}).get("step") or bundle.meta().get("steps")
     if data_path is not None:
@@ -235,6 +249,9 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
                               "evaluate on a file with --data FILE")
         wanted = list(splits or predictor.config.eval.splits)
         result = evaluate_splits(predictor, data, wanted, step)
+        if not result:
+            raise ConfigError(f"{bundle.path}: the run has no {' or '.join(wanted)} split (it has {', '.join(data.splits)}); "
+                              "choose another --split or evaluate a labelled file with --data FILE")
     merged = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
     merged.update(result)
     bundle.write_json("metrics.json", merged)

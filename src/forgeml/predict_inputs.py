@@ -27,7 +27,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
     for item in inputs:
         path = Path(item)
         if item == "-":
-            parsed = [json.loads(line) for line in sys.stdin if line.strip()]
+            parsed = _json_lines(sys.stdin.read(), "stdin")
             rows += parsed
             names += [f"stdin:{i}" for i in range(len(parsed))]
         elif item.lstrip().startswith(("{", "[")):
@@ -50,7 +50,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             rows += parsed
             names += [f"{path.name}:{i}" for i in range(len(parsed))]
         elif path.suffix.lower() == ".jsonl":
-            parsed = [json.loads(line) for line in _read(path).splitlines() if line.strip()]
+            parsed = _json_lines(_read(path), item)
             rows += parsed
             names += [f"{path.name}:{i}" for i in range(len(parsed))]
         elif path.is_file() and image_feature is not None:
@@ -83,6 +83,17 @@ def _read(path: Path) -> str:
     if not path.is_file():
         raise RequestError(f"{path}: no such file")
     return path.read_text()
+
+
+def _json_lines(text: str, origin: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(text.splitlines()):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RequestError(f"{origin}: line {i + 1} is not valid JSON ({exc})") from None
+    return rows
 
 
 def _json_rows(text: str, origin: str) -> list[dict[str, Any]]:

@@ -21,12 +21,16 @@ from forgeml.models import build_model, count_parameters
 
 
 class Predictor:
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False):
         self.bundle = Bundle.open(path)
         try:
             self.config = Config.model_validate(self.bundle.read_config_dict())
         except Exception as exc:
             raise BundleError(f"{self.bundle.file('config.yaml')}: not a valid config for this forgeml ({exc})") from None
+        if self.config.model.name == "custom" and not trust_code:  # loading a bundle must not run code
+            raise BundleError(f"{self.bundle.path}: the model is custom Python code ({self.config.model.target}); loading "
+                              "it would import and run that code. If you trust where this bundle came from, pass "
+                              "trust_code=True (CLI: --trust-code)")
         self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
         self.device = torch.device(device)
         self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs)
@@ -53,10 +57,16 @@ class Predictor:
 
     # ------------------------------------------------------------------ tensors
     @torch.no_grad()
-    def outputs(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Raw model outputs (logits, or standardised regression values) for transformed inputs."""
+    def iter_outputs(self, x: torch.Tensor, batch_size: int | None = None):
+        """(row slice, raw outputs) per batch: logits, or standardised regression values."""
         batch_size = batch_size or self.config.eval.batch_size
-        parts = [self.model(x[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        for i in range(0, len(x), batch_size):
+            rows = slice(i, i + batch_size)
+            yield rows, self.model(x[rows].to(self.device)).float().cpu()
+
+    def outputs(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Raw model outputs for transformed inputs, all rows at once."""
+        parts = [out for _, out in self.iter_outputs(x, batch_size)]
         return torch.cat(parts) if parts else torch.empty(0, self.features.n_outputs)
 
     def decode(self, out: torch.Tensor) -> list[dict[str, Any]]:
@@ -101,6 +111,6 @@ class Predictor:
         return f"Predictor({str(self.path)!r}, task={self.task}, inputs={self.features.schema()})"
 
 
-def load(path: str | Path, device: str = "cpu") -> Predictor:
-    """Rebuild a model and its preprocessing from a run folder."""
-    return Predictor(path, device)
+def load(path: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
+    """Rebuild a model and its preprocessing from a run folder (trust_code: allow a custom model's code)."""
+    return Predictor(path, device, trust_code)

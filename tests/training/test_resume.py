@@ -1,5 +1,8 @@
 """Exact resume: a run interrupted and resumed ends with bit-identical weights to one never interrupted."""
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -11,6 +14,19 @@ from forgeml.training.callbacks import Callback
 
 
 class InterruptAt(Callback):
+    """A real Ctrl-C (SIGINT to this process) during step `step`: training stops at that step's boundary."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer):
+        if trainer.step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class HardStopAt(Callback):
+    """Two Ctrl-Cs, or a crash: KeyboardInterrupt right away, mid-step; the last periodic checkpoint is the resume point."""
+
     def __init__(self, step):
         self.step = step
 
@@ -42,6 +58,15 @@ def test_interrupted_and_resumed_equals_uninterrupted(runs, stop_at):
         assert torch.equal(a[key], b[key]), key
     steps = [r["step"] for r in Bundle(cut).read_history() if r["split"] == "val"]
     assert steps == sorted(set(steps)), "history has each evaluation once after the resume"
+
+
+def test_a_hard_stop_resumes_from_the_last_periodic_checkpoint(runs):
+    whole = pipeline.train(config(runs), name="whole")
+    with pytest.raises(KeyboardInterrupt):  # step 8 of 15, checkpoints every 3 steps and at epoch ends
+        pipeline.train(config(runs, "train.checkpoint_every_steps=3"), name="cut", callbacks=[HardStopAt(8)])
+    pipeline.resume(runs / "cut")
+    a, b = Bundle(whole).load_weights(), Bundle(runs / "cut").load_weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(runs):

@@ -155,3 +155,14 @@ def test_tensorboard_logs_when_installed(tmp_path):
     x, y = data()
     Trainer(model(), "cross_entropy", epochs=1, batch_size=16, log_every_steps=2, progress=False, run_dir=tmp_path).fit((x, y), (x, y))
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_loss_comes_from_the_settings_and_numpy_inputs_work():
+    import numpy as np
+
+    x, y = data()
+    t = Trainer(model(), loss="mse", epochs=1, progress=False)
+    assert isinstance(t.loss_fn, nn.Module) and "Regression" in type(t.loss_fn).__name__
+    t = Trainer(model(), class_weights=[1.0, 2.0, 3.0], label_smoothing=0.1, epochs=1, progress=False)
+    assert t.loss_fn.weight.tolist() == [1.0, 2.0, 3.0] and t.loss_fn.label_smoothing == 0.1
+    assert t.fit((x.numpy(), y.numpy().astype(np.int64))).steps == 2

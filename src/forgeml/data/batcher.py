@@ -62,8 +62,8 @@ class IterableBatches:
     A resume skips the first `start` batches of the epoch; a sampler with set_epoch gets the epoch.
     """
 
-    def __init__(self, batches):
-        self.batches = batches
+    def __init__(self, batches, device=None):
+        self.batches, self.device = batches, device
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -79,7 +79,10 @@ class IterableBatches:
             sampler.set_epoch(epoch)
         for i, batch in enumerate(self.batches):
             if i >= start:
-                yield batch[0], batch[1]
+                x, y = batch[0], batch[1]
+                if self.device is not None:
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                yield x, y
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
@@ -87,10 +90,12 @@ class IterableBatches:
 
 def as_batches(data, batch_size: int, shuffle: bool, seed: int = 0, device=None) -> TensorBatcher | IterableBatches:
     """Turn what a user hands the Trainer into a batcher: a batcher, an (x, y) pair of tensors, or an iterable."""
-    if isinstance(data, (TensorBatcher, IterableBatches)):
-        return data.to(device) if device is not None and isinstance(data, TensorBatcher) else data
+    if hasattr(data, "epoch") and hasattr(data, "__len__"):  # a TensorBatcher, WindowBatcher, ...
+        return data.to(device) if device is not None and hasattr(data, "to") else data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(hasattr(t, "__array__") and not isinstance(t, torch.Tensor) for t in data):
+        data = (torch.as_tensor(data[0]), torch.as_tensor(data[1]))  # numpy arrays
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         return TensorBatcher(data[0], data[1], batch_size, shuffle=shuffle, seed=seed, device=device)
     if hasattr(data, "__iter__") and hasattr(data, "__len__"):
-        return IterableBatches(data)
+        return IterableBatches(data, device)
     raise TypeError("training data must be a TensorBatcher, an (x, y) pair of tensors, or an iterable of (x, y) batches")

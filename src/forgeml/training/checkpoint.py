@@ -17,22 +17,16 @@ from forgeml.atomic import atomic_write
 from forgeml.errors import BundleError
 
 
-def capture_torch_rng() -> dict[str, Any]:
-    """torch's CPU (and CUDA) generator states: cheap enough to take at every step boundary."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def capture_rng(torch_state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every generator: torch's (given, or taken now), numpy's and Python's."""
+def capture_rng() -> dict[str, Any]:
+    """Every generator: torch's (CPU and CUDA), numpy's and Python's. Taken only when a checkpoint is saved."""
     np_state = np.random.get_state()
     state = {
-        **(torch_state or capture_torch_rng()),
+        "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": random.getstate(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 

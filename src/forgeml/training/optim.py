@@ -9,10 +9,12 @@ from forgeml.config import TrainConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices and kernels; not biases, norms, or what the model names (a tied embedding)."""
+    exempt = model.no_decay_parameters() if hasattr(model, "no_decay_parameters") else set()
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in model.parameters():  # a tied weight appears once: parameters() deduplicates
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            (decay if p.dim() >= 2 and id(p) not in exempt else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 

@@ -11,7 +11,10 @@ Loss values stay on the device and are read (.item(), a host sync) only on the l
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +29,6 @@ from forgeml.data.batcher import as_batches
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
     capture_rng,
-    capture_torch_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
@@ -39,8 +41,39 @@ from forgeml.training.schedules import build_schedule
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "perplexity", "error")
 
 
+def peak_device_flops(device: torch.device, dtype: torch.dtype | None) -> float | None:
+    """Dense peak FLOP/s of a known GPU for the training dtype (for MFU); None when unknown."""
+    name = torch.cuda.get_device_name(device)
+    table = {"H100": (989e12, 67e12), "H200": (989e12, 67e12), "A100": (312e12, 19.5e12), "L4": (121e12, 30e12)}
+    for key, (half, fp32) in table.items():
+        if key in name:
+            return half if dtype in (torch.bfloat16, torch.float16) else fp32
+    return None
+
+
 class StopTraining(Exception):
     """Raise from a callback to end training cleanly after the current step."""
+
+
+@contextlib.contextmanager
+def graceful_interrupt(trainer: Trainer):
+    """First Ctrl-C: finish the current step (and its evaluation/checkpoint), save, stop. Second: stop now.
+
+    Stopping only at a step boundary is what makes a resume exact, even mid gradient accumulation."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; elsewhere the last periodic checkpoint is the resume point
+        return
+
+    def handler(signum, frame):
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        trainer.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -97,7 +130,8 @@ class Trainer:
 
     Args:
         model: the module; its forward takes a batch of inputs and returns outputs for `loss_fn`.
-        loss_fn: a name (cross_entropy, mse, l1, huber, bce) or any callable (outputs, targets) -> scalar.
+        loss_fn: a name (cross_entropy, mse, l1, huber, bce) or any callable (outputs, targets) -> scalar;
+            None takes train.loss / label_smoothing / class_weights from the settings.
         optimizer: a name (sgd, adam, adamw, rmsprop) or a ready torch.optim.Optimizer.
         metrics: optional factory of an object with update(outputs, targets) and compute() -> dict,
             measured on validation data at every evaluation.
@@ -112,7 +146,7 @@ class Trainer:
         2
     """
 
-    def __init__(self, model: nn.Module, loss_fn: str | Callable = "cross_entropy", optimizer: str | torch.optim.Optimizer = "adamw",
+    def __init__(self, model: nn.Module, loss_fn: str | Callable | None = None, optimizer: str | torch.optim.Optimizer = "adamw",
                  *, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
                  config: TrainConfig | None = None, **settings: Any):
         if isinstance(optimizer, str):
@@ -121,6 +155,10 @@ class Trainer:
         self.runtime = Runtime(self.cfg.device, self.cfg.precision)
         self.device = self.runtime.device
         self.model = model.to(self.device)
+        if loss_fn is None:  # from the settings: train.loss (auto = cross entropy), label smoothing, class weights
+            name = self.cfg.loss if self.cfg.loss != "auto" else "cross_entropy"
+            weights = self.cfg.class_weights if isinstance(self.cfg.class_weights, list) else None
+            loss_fn = build_loss(name, self.cfg.label_smoothing, weights)
         self.loss_fn = build_loss(loss_fn, self.cfg.label_smoothing) if isinstance(loss_fn, str) else loss_fn
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn = self.loss_fn.to(self.device)
@@ -144,6 +182,7 @@ class Trainer:
         self.monitor = Monitor(self.cfg.monitor, self.cfg.early_stopping.min_delta)
         self.last_eval: dict[str, Any] = {}
         self.stop = False
+        self.interrupted = False
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, train_data, val_data=None, resume: bool = False) -> FitResult:
@@ -162,16 +201,16 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if resume:
             self._resume()
-        self._step_rng = capture_torch_rng()
         for cb in self.callbacks:
             cb.on_fit_start(self)
         started, wall_before = time.perf_counter(), getattr(self, "_wall_before", 0.0)
         samples_before = self.samples
         try:
-            self._loop(train, val)
-        except KeyboardInterrupt:
-            self._save_last(interrupted=True)
-            raise
+            with graceful_interrupt(self):
+                self._loop(train, val)
+        except StopTraining:
+            self.stop = True
+            self._save_last()
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)
@@ -195,10 +234,11 @@ class Trainer:
         accum = cfg.grad_accum
         # decided once: what each step must do beyond the hand-written minimum
         scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
-        keep_rng = self.run_dir is not None  # only a run that writes checkpoints can be resumed
         model.train()
         running = torch.zeros((), device=self.device)  # summed on the device: no sync per step
-        running_n, log_samples, log_time = 0, 0, time.perf_counter()
+        running_n, log_samples, log_tokens, log_time = 0, 0, 0, time.perf_counter()
+        flops_per_token = getattr(self.model, "flops_per_token", lambda: None)() if self.device.type == "cuda" else None
+        peak_flops = peak_device_flops(self.device, self.runtime.dtype) if flops_per_token else None
         while self.step < self.total_steps and not self.stop:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 with runtime.autocast():
@@ -208,6 +248,7 @@ class Trainer:
                 running += loss.detach()
                 running_n += 1
                 log_samples += len(y)
+                log_tokens += y.numel()  # shapes are on the host: no sync
                 self.samples += len(y)
                 self.batch += 1
                 if self.batch % accum and self.batch != self.micro_per_epoch:
@@ -227,15 +268,17 @@ class Trainer:
                 self.step += 1
                 if self.batch == self.micro_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
-                if keep_rng:  # torch's generators at a step boundary, what an interruption saves (~1 us)
-                    self._step_rng = capture_torch_rng()
                 if self.step % cfg.log_every_steps == 0 or self.step == self.total_steps:
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
                               "loss": (running / running_n).item(), "lr": self.scheduler.get_last_lr()[0],
                               "samples_per_s": log_samples / (now - log_time), "time": time.time()}
+                    if log_tokens != log_samples:  # sequences: tokens/s (and model FLOPs utilisation on a GPU)
+                        record["tokens_per_s"] = log_tokens / (now - log_time)
+                        if peak_flops:
+                            record["mfu"] = record["tokens_per_s"] * flops_per_token / peak_flops
                     running.zero_()
-                    running_n, log_samples, log_time = 0, 0, now
+                    running_n, log_samples, log_tokens, log_time = 0, 0, 0, now
                     for cb in self.callbacks:
                         cb.on_log(self, record)
                 for cb in self.callbacks:
@@ -249,6 +292,9 @@ class Trainer:
                         cb.on_epoch_end(self)
                 if (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end:
                     self._save_last()
+                if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
+                    self._save_last(interrupted=True)
+                    raise KeyboardInterrupt
                 if self.step >= self.total_steps or self.stop:
                     break
         self._save_last()
@@ -284,12 +330,14 @@ class Trainer:
         self.model.eval()
         total, count = torch.zeros((), device=self.device), 0
         metrics = self.metrics() if self.metrics is not None else None
-        for x, y in batches.epoch(0):
+        for i, (x, y) in enumerate(batches.epoch(0)):
+            if self.cfg.eval_batches and i >= self.cfg.eval_batches:
+                break  # a fixed set: the first eval_batches batches, the same at every evaluation
             with self.runtime.autocast():
                 out = self.step_model(x)
                 loss = self.loss_fn(out, y)
-            total += loss.float() * len(y)
-            count += len(y)
+            total += loss.float() * y.numel()
+            count += y.numel()
             if metrics is not None:
                 metrics.update(out.float(), y)
         self.model.train(was_training)
@@ -306,7 +354,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
-            "rng": capture_rng(self._step_rng), "monitor": self.monitor.state_dict(), "stop": self.stop,
+            "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
@@ -315,7 +363,7 @@ class Trainer:
         if self.run_dir is None:
             raise ValueError("resume needs run_dir, where checkpoints/last.pt was written")
         path = self.run_dir / "checkpoints" / "last.pt"
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU; load_state_dict moves the rest
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:

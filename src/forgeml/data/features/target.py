@@ -23,6 +23,10 @@ class ClassLabels:
 
     def fit(self, values: np.ndarray, origin: str = "") -> ClassLabels:
         tokens = as_tokens(values)
+        if MISSING in tokens:
+            i = tokens.index(MISSING)
+            raise DataError(f"{origin}: row {i}: target {self.name!r} is missing ({tokens.count(MISSING)} rows); "
+                            "fill or drop those rows")
         uniq = sorted(set(tokens))
         try:
             uniq.sort(key=float)  # '2' before '10'

@@ -1,0 +1,52 @@
+"""Random windows of a token stream: x = tokens[i : i+T], y = tokens[i+1 : i+T+1].
+
+An "epoch" is a fixed number of batches whose offsets come from a generator seeded by (seed, epoch),
+so batch k of epoch e is the same on every run and after a resume. The stream stays memory-mapped:
+each batch reads only its B windows (one fancy-index gather)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+class WindowBatcher:
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, batches_per_epoch: int, seed: int = 0,
+                 device: str | torch.device = "cpu", sequential: bool = False):
+        if len(tokens) <= block_size:
+            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size}")
+        self.tokens, self.T, self.B = tokens, block_size, batch_size
+        self.seed, self.device, self.sequential = seed, torch.device(device), sequential
+        starts = len(tokens) - block_size - 1
+        self.n_windows = starts + 1
+        self.batches = batches_per_epoch if not sequential else max(1, self.n_windows // block_size // batch_size)
+        self._span = np.arange(block_size + 1)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    @property
+    def n_samples(self) -> int:
+        return self.batches * self.B
+
+    def to(self, device) -> WindowBatcher:
+        self.device = torch.device(device)
+        return self
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.sequential:  # evaluation: non-overlapping windows from the start, the same every time
+            offsets = np.arange(self.batches * self.B).reshape(self.batches, self.B) * self.T
+        else:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            offsets = torch.randint(0, self.n_windows, (self.batches, self.B), generator=gen).numpy()
+        pin = self.device.type == "cuda"
+        for k in range(start, self.batches):
+            buf = torch.from_numpy(self.tokens[offsets[k][:, None] + self._span].astype(np.int64))  # (B, T+1)
+            if pin:
+                buf = buf.pin_memory().to(self.device, non_blocking=True)  # copy overlaps the previous step
+            yield buf[:, :-1], buf[:, 1:]
+
+    def __iter__(self):
+        return self.epoch(0)
