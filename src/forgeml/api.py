@@ -42,8 +42,9 @@ def evaluate(run: str | Path, data: str | None = None, trust_code: bool = False)
     return pipeline.evaluate(run, data, trust_code=trust_code)
 
 
-def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
-    """Rebuild a trained model and its preprocessing from a run folder.
+def load(run: str | Path, device: str = "cpu", trust_code: bool = False):
+    """Rebuild a trained model and its preprocessing from a run folder: a Predictor, or for a GPT run
+    a LanguageModel (with .generate).
 
     Example:
         >>> model = forgeml.load("runs/digits-cnn")  # doctest: +SKIP
@@ -52,4 +53,10 @@ def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Pred
 
     A bundle whose model is `custom` names Python code; it loads only with trust_code=True.
     """
+    from forgeml.bundle import Bundle
+
+    if Bundle.open(run).meta().get("task") == "language_model":
+        from forgeml.language_model import LanguageModel
+
+        return LanguageModel(run, device)  # .generate(prompt, ...), .stream(...), .evaluate_text(...)
     return Predictor(run, device, trust_code)

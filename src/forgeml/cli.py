@@ -61,7 +61,8 @@ def _print_run(path: Path) -> None:
     meta = bundle.meta()
     metrics = bundle.read_json("metrics.json")
     console.print(metrics_table({k: v for k, v in metrics.items()}, title=f"{path.name}: final metrics"))
-    console.print(f"wall time {meta.get('wall_time', 0):.1f} s, {meta.get('samples_per_s', 0):,.0f} samples/s, "
+    speed = f"{meta['tokens_per_s']:,.0f} tokens/s" if meta.get("tokens_per_s") else f"{meta.get('samples_per_s', 0):,.0f} samples/s"
+    console.print(f"wall time {meta.get('wall_time', 0):.1f} s, {speed}, "
                   f"{meta.get('parameters', 0):,} parameters, {meta.get('hardware', '')}")
     console.print(f"bundle: [bold]{path}[/]")
 
@@ -103,10 +104,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
       forgeml predict runs/adult-mlp people.csv --json
     """
     from forgeml.predict_inputs import read_inputs
-    from forgeml.predictor import Predictor
+    from forgeml.api import load
     from forgeml.show import image_as_text, predictions_table
 
-    predictor = Predictor(args.run, trust_code=args.trust_code)
+    predictor = load(args.run, trust_code=args.trust_code)
+    if predictor.task == "language_model":
+        predictor.predict(args.inputs)  # raises: a language model generates
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
@@ -117,6 +120,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if predictor.features.inputs[0].kind == "image" and len(preds) <= 50:
         pictures = [image_as_text(im, width=14) for im in cols.data[predictor.features.inputs[0].name]]
     console.print(predictions_table(names, preds, truth, pictures))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Generate text with a trained language model (a GPT run), streamed to the terminal as it is produced.
+
+    Sampling: --temperature (0 = greedy), --top-k, --top-p; --seed makes it repeatable; --stop ends
+    the text at a string. Past the model's context length the window slides, so any length works.
+
+    examples:
+      forgeml generate runs/shakespeare-gpt --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40 --seed 1
+      forgeml generate runs/shakespeare-gpt --prompt "JULIET:" --stop "\n\n"
+    """
+    from forgeml.language_model import LanguageModel
+
+    lm = LanguageModel(args.run)
+    if not args.quiet_prompt:
+        sys.stdout.write(args.prompt)
+    for piece in lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.stop or None,
+                           args.seed, use_cache=not args.no_cache):
+        sys.stdout.write(piece)
+        sys.stdout.flush()  # stream: show each piece as it arrives
+    sys.stdout.write("\n")
     return 0
 
 
@@ -155,7 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "config": cmd_config, "demo": cmd_demo,
+    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "config": cmd_config,
+    "demo": cmd_demo,
 }
 
 
@@ -191,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin")
     p.add_argument("--json", action="store_true", help="print one JSON object per input row")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
+    p = parsers["generate"]
+    p.add_argument("run", help="a language-model run folder, e.g. runs/shakespeare-gpt")
+    p.add_argument("--prompt", default="", help="text to continue (default: a new line)")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1.0)")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="sample only among the most likely tokens holding this much probability")
+    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
+    p.add_argument("--stop", action="append", default=[], help="end the text where this string appears (repeatable)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each token (slow; for comparison)")
+    p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
     p = parsers["config"]
     p.add_argument("action", choices=["show"], help="show: print the resolved config")
     p.add_argument("config", help="YAML config file")

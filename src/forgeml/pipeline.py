@@ -5,6 +5,7 @@ The faces (cli.py, api.py) parse, call one of these, and print. Nothing here pri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,7 +62,8 @@ def _loss_for(cfg: Config, data_features) -> torch.nn.Module:
 
 
 def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
-    model = build_model(cfg.model, data.features.input_shape, data.features.n_outputs, seed=cfg.train.seed)
+    model = build_model(cfg.model, data.features.input_shape, data.features.n_outputs, seed=cfg.train.seed,
+                        vocab_size=data.features.vocab_size)
     return Trainer(model, _loss_for(cfg, data.features), config=cfg.train, run_dir=run_dir, callbacks=callbacks,
                    metrics=lambda: metrics_for(data.features, full=False))
 
@@ -75,6 +77,10 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
     use_augment = augment.active and data.features.inputs[0].kind == "image"
     split = data.splits["train"]
     micro = cfg.train.micro_batch_size()
+    if data.features.inputs[0].kind == "text":  # batches of similar lengths, padded only to their longest
+        from forgeml.data.bucket import BucketBatcher
+
+        return BucketBatcher(split.x, split.y, micro, seed=cfg.train.seed, device=trainer.device)
     return TensorBatcher(split.x, split.y, micro, shuffle=True, seed=cfg.train.seed, augment=augment if use_augment else None,
                          device=trainer.device, drop_last=len(split) % micro == 1)  # a batch of one breaks batch norm
 
@@ -86,35 +92,47 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
+    run_dir = choose_run_dir(cfg, name, overwrite)
+    if cfg.model.name == "gpt":  # a language model over a text corpus
+        from forgeml.language_model import train_lm
+
+        with replacing(run_dir):
+            cfg.name = run_dir.name
+            return train_lm(cfg, run_dir, callbacks)
     # Everything that can fail on bad input happens before the run folder exists.
     data = prepare(cfg.data)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
     check_monitor(cfg, data)
-    run_dir = choose_run_dir(cfg, name, overwrite)
     trainer = _trainer(cfg, data, run_dir, callbacks)
-    # --overwrite: the old run is set aside, and deleted only once the new one has finished
+    with replacing(run_dir):
+        cfg.name = run_dir.name
+        bundle = Bundle(run_dir)
+        run_dir.mkdir(parents=True)
+        _start_bundle(bundle, cfg, data, trainer)
+        return _fit(cfg, data, trainer, bundle, resume=False)
+
+
+@contextlib.contextmanager
+def replacing(run_dir: Path):
+    """--overwrite: an existing run is set aside and deleted only once the new one has finished (or was
+    interrupted, and so can be resumed); if the new one fails, the old one is put back."""
     replaced = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}") if run_dir.exists() else None
     if replaced is not None:
         run_dir.rename(replaced)
-    cfg.name = run_dir.name
-    bundle = Bundle(run_dir)
-    run_dir.mkdir(parents=True)
     try:
-        _start_bundle(bundle, cfg, data, trainer)
-        path = _fit(cfg, data, trainer, bundle, resume=False)
+        yield
     except Interrupted:
-        if replaced is not None:  # the user asked to replace it, and the new run is resumable
+        if replaced is not None:
             shutil.rmtree(replaced)
         raise
     except BaseException:
-        if replaced is not None:  # put the old run back: an overwrite that failed loses nothing
+        if replaced is not None:
             shutil.rmtree(run_dir, ignore_errors=True)
             replaced.rename(run_dir)
         raise
     if replaced is not None:
         shutil.rmtree(replaced)
-    return path
 
 
 def check_monitor(cfg: Config, data: PreparedData) -> None:
@@ -170,6 +188,10 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
             raise BundleError(f"{bundle.path}: cannot resume with a changed config; an exact resume needs the run's own config.\n"
                               + "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in changed)
                               + "\nResume without CONFIG/--set, or start a new run.")
+    if meta.get("task") == "language_model":
+        from forgeml.language_model import resume_lm
+
+        return resume_lm(saved, bundle, callbacks)
     data = prepare(saved.data)
     if data.features.to_json() != bundle.read_json("features.json"):
         raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
@@ -237,6 +259,8 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     """Metrics of a run: on its own held-out splits (rebuilt from the config's seed), or on a new labelled file.
 
     Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
+    if Bundle.open(run).meta().get("task") == "language_model":
+        return _evaluate_lm(run, data_path)
     predictor = Predictor(run, trust_code=trust_code)
     bundle = predictor.bundle
     step = bundle.meta().get("best", {}).get("step") or bundle.meta().get("steps")
@@ -255,4 +279,26 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     merged = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
     merged.update(result)
     bundle.write_json("metrics.json", merged)
+    return result
+
+
+def _evaluate_lm(run: str | Path, data_path: str | None) -> dict[str, Any]:
+    """Loss and perplexity: on the run's held-out text, or on a text file."""
+    from forgeml.data.corpus import open_tokens
+    from forgeml.language_model import LanguageModel
+
+    lm = LanguageModel(run)
+    if data_path is not None:
+        path = Path(data_path)
+        if not path.is_file():
+            raise ConfigError(f"--data {path}: no such file")
+        result = {f"file:{path.name}": lm.evaluate_text(path.read_text(encoding="utf-8", errors="replace"))}
+    else:
+        val = lm.path / "data" / "val.bin"
+        if not val.is_file():
+            raise BundleError(f"{val}: the run has no held-out text; evaluate a text file with --data FILE")
+        result = {"val": lm.evaluate_tokens(open_tokens(val, lm.tokenizer.vocab_size))}
+    merged = lm.bundle.read_json("metrics.json") if lm.bundle.file("metrics.json").is_file() else {}
+    merged.update(result)
+    lm.bundle.write_json("metrics.json", merged)
     return result

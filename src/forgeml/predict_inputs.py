@@ -24,6 +24,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
     target = predictor.features.target.name
     schema = predictor.features.schema()
     image_feature = next((f for f in predictor.features.inputs if f.kind == "image"), None)
+    text_feature = next((f for f in predictor.features.inputs if f.kind == "text"), None)
     for item in inputs:
         path = Path(item)
         if item == "-":
@@ -55,6 +56,9 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             names += [f"{path.name}:{i}" for i in range(len(parsed))]
         elif path.is_file() and image_feature is not None:
             raise RequestError(f"{item}: this model takes images ({', '.join(sorted(IMAGE_EXT))}) or JSON rows, not a table file")
+        elif path.is_file() and text_feature is not None and path.suffix.lower() == ".txt":
+            rows += [{text_feature.name: line} for line in _read(path).splitlines() if line.strip()]
+            names += [f"{path.name}:{i}" for i in range(len(rows) - len(names))]
         elif path.is_file():
             kind = "tsv" if ".tsv" in path.suffixes else "parquet" if path.suffix in (".parquet", ".pq") else "csv"
             cols = read_table(str(path), kind, predictor.config.data)
@@ -62,6 +66,9 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             for i in range(len(cols)):
                 rows.append({k: _plain(cols.data[k][i]) for k in keep})
             names += [f"{path.name}:{i}" for i in range(len(cols))]
+        elif text_feature is not None:  # a raw string for a text model
+            rows.append({text_feature.name: item})
+            names.append(item if len(item) <= 40 else item[:37] + "...")
         else:
             raise RequestError(f"{item}: not a file, and not JSON text. Give CSV/TSV/Parquet/JSON/JSONL files, image files, or '-' for JSON lines on stdin")
     if not rows:

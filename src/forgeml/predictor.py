@@ -33,7 +33,8 @@ class Predictor:
                               "trust_code=True (CLI: --trust-code)")
         self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
         self.device = torch.device(device)
-        self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs)
+        self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs,
+                                 vocab_size=self.features.vocab_size)
         try:
             self.model.load_state_dict(self.bundle.load_weights())
         except RuntimeError as exc:
@@ -89,8 +90,10 @@ class Predictor:
                 inputs = inputs.to_dict(orient="records")
         except ImportError:  # pragma: no cover
             pass
-        if isinstance(inputs, dict):
+        if isinstance(inputs, (dict, str)):
             inputs = [inputs]
+        if self.features.inputs[0].kind == "text" and isinstance(inputs, (list, tuple)):
+            inputs = [{self.features.inputs[0].name: v} if isinstance(v, str) else v for v in inputs]  # raw strings
         if isinstance(inputs, np.ndarray) and self.features.inputs[0].kind == "image":
             inputs = [{self.features.inputs[0].name: im} for im in inputs]
         if not isinstance(inputs, (list, tuple)):

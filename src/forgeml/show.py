@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-HEADLINE = ("n", "loss", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "mse", "mae", "r2")
+HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "mse", "mae", "r2")
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") -> Table:
@@ -17,7 +17,7 @@ def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") ->
     for k in keys:
         table.add_column(k, justify="right")
     for split, m in metrics.items():
-        table.add_row(split, *[(f"{m[k]:,}" if k == "n" else f"{m[k]:.4f}") if k in m and m[k] is not None else "-" for k in keys])
+        table.add_row(split, *[(f"{m[k]:,}" if k in ("n", "n_tokens") else f"{m[k]:.4f}") if k in m and m[k] is not None else "-" for k in keys])
     return table
 
 

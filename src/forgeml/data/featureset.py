@@ -39,7 +39,11 @@ def infer_kind(values: np.ndarray) -> str:
         numeric = False
     if numeric:
         return "binary" if tokens <= {"0", "1"} and len(tokens) == 2 else "numeric"
-    return "binary" if len(tokens) <= 2 else "category"
+    if len(tokens) <= 2:
+        return "binary"
+    sample = [t for t in as_tokens(values[:1000]) if t != MISSING]
+    spaced = sum(" " in t for t in sample) / max(len(sample), 1)
+    return "text" if spaced > 0.5 and len(tokens) > 0.5 * min(len(values), 100_000) else "category"  # sentences, not labels
 
 
 class FeatureSet:
@@ -67,14 +71,19 @@ class FeatureSet:
             if kind == "ignore":
                 continue
             cls_ = KINDS[kind]
-            feat = cls_(name, min_count=cfg.category_min_count, max_vocab=cfg.category_max_vocab) if kind == "category" else cls_(name)
+            if kind == "category":
+                feat = cls_(name, min_count=cfg.category_min_count, max_vocab=cfg.category_max_vocab)
+            elif kind == "text":
+                feat = cls_(name, max_length=cfg.text.max_length, settings=cfg.text.model_dump())
+            else:
+                feat = cls_(name)
             inputs.append(feat.fit(values, train.origin))
         if not inputs:
             raise DataError(f"{train.origin}: no input columns left besides the target {target_name!r}")
-        images = [f for f in inputs if f.kind == "image"]
-        if images and len(inputs) > 1:
-            raise ConfigError(f"{train.origin}: images mixed with table columns are not supported yet; "
-                              f"drop the other columns ({', '.join(f.name for f in inputs if f.kind != 'image')}) with data.drop")
+        for kind in ("image", "text"):
+            if any(f.kind == kind for f in inputs) and len(inputs) > 1:
+                raise ConfigError(f"{train.origin}: a {kind} column mixed with other columns is not supported yet; drop the "
+                                  f"others ({', '.join(f.name for f in inputs if f.kind != kind)}) with data.drop")
         return cls(inputs, target)
 
     # ------------------------------------------------------------------ shapes
@@ -86,7 +95,14 @@ class FeatureSet:
     def input_shape(self) -> list[int]:
         if self.inputs[0].kind == "image":
             return list(self.inputs[0].shape)
+        if self.inputs[0].kind == "text":
+            return [self.inputs[0].max_length]
         return [sum(f.width for f in self.inputs)]
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Token vocabulary of a text input (models that embed token ids need it)."""
+        return self.inputs[0].vocab_size if self.inputs[0].kind == "text" else None
 
     @property
     def n_outputs(self) -> int:
@@ -125,7 +141,12 @@ class FeatureSet:
         data: dict[str, np.ndarray] = {}
         for f in self.inputs:
             values = [r[f.name] for r in rows]
-            if f.kind == "image":
+            if f.kind == "text":
+                bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
+                if bad:
+                    raise RequestError(f"{origin}: row {bad[0]}: {f.name!r} must be a non-empty string")
+                data[f.name] = np.array(values, dtype=object)
+            elif f.kind == "image":
                 try:
                     data[f.name] = np.stack([np.asarray(v) for v in values])
                 except ValueError as exc:

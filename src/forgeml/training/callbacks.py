@@ -49,14 +49,17 @@ class ProgressBar(Callback):
 
     def on_log(self, trainer, record: dict[str, Any]) -> None:
         speed = f"{record['samples_per_s']:,.0f} samples/s" if record.get("samples_per_s") else ""
+        if record.get("tokens_per_s"):
+            speed = f"{record['tokens_per_s']:,.0f} tok/s" + (f" MFU {record['mfu']:.0%}" if record.get("mfu") else "")
         self.progress.update(self.task, loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", speed=speed)
         self.last = record
 
     def on_epoch_end(self, trainer) -> None:
         if not self.console.is_terminal and getattr(self, "last", None):  # logs and CI: a plain line per epoch
             r = self.last
+            speed = f"{r['tokens_per_s']:,.0f} tokens/s" if r.get("tokens_per_s") else f"{r['samples_per_s']:,.0f} samples/s"
             self.console.print(f"  epoch {trainer.epoch}/{trainer.epochs}  step {trainer.step}  train loss {r['loss']:.4f}  "
-                               f"lr {r['lr']:.2e}  {r['samples_per_s']:,.0f} samples/s")
+                               f"lr {r['lr']:.2e}  {speed}")
 
     def on_eval(self, trainer, record: dict[str, Any]) -> None:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k not in ("time", "epoch", "step"))

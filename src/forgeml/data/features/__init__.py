@@ -6,8 +6,9 @@ from forgeml.data.features.category import CategoryFeature
 from forgeml.data.features.image import ImageFeature
 from forgeml.data.features.numeric import NumericFeature
 from forgeml.data.features.target import ClassLabels, RegressionTarget
+from forgeml.data.features.text import TextFeature
 
-KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature)}
+KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature, TextFeature)}
 TARGETS = {t.kind: t for t in (ClassLabels, RegressionTarget)}
 
-__all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "KINDS", "TARGETS"]
+__all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "TextFeature", "KINDS", "TARGETS"]

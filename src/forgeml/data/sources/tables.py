@@ -21,6 +21,7 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
             df = pd.read_csv(
                 path, sep=sep, header=None if cfg.columns else "infer", names=cfg.columns,
                 na_values=cfg.na_values or None, skipinitialspace=True, comment=cfg.comment,
+                quoting=3 if cfg.quote_char is None else 0, quotechar=cfg.quote_char or '"',  # 3: csv.QUOTE_NONE
                 on_bad_lines="error", engine="c",
             )
     except ImportError as exc:

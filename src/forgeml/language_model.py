@@ -1,0 +1,226 @@
+"""Language models end to end: train a GPT on a text corpus, measure loss and perplexity, generate.
+
+    run = forgeml.train("examples/shakespeare-gpt.yaml")
+    lm = forgeml.load(run)                       # a LanguageModel
+    print(lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40, seed=1))
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from forgeml import __version__
+from forgeml.bundle import FORMAT_VERSION, Bundle
+from forgeml.config import Config, GPTConfig
+from forgeml.data.corpus import TokenData, open_tokens, prepare_corpus
+from forgeml.data.tokenizers import tokenizer_from_json
+from forgeml.data.windows import WindowBatcher
+from forgeml.errors import BundleError, ConfigError, Interrupted, RequestError
+from forgeml.models import build_model, count_parameters
+from forgeml.training.callbacks import Callback
+from forgeml.training.trainer import Trainer
+
+TASK = "language_model"
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy: logits (B, T, V) against targets (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+class Perplexity:
+    """exp(mean next-token cross entropy), streamed over batches."""
+
+    names = ["perplexity"]
+
+    def __init__(self):
+        self.total, self.count = 0.0, 0
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        self.total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum"))
+        self.count += targets.numel()
+
+    def compute(self) -> dict[str, float]:
+        return {"perplexity": math.exp(self.total / max(self.count, 1))}
+
+
+def features_json(tokenizer, block_size: int) -> dict[str, Any]:
+    return {"version": 1, "task": TASK, "schema": {"prompt": "text"}, "block_size": block_size,
+            "vocab_size": tokenizer.vocab_size, "tokenizer": tokenizer.to_json()}
+
+
+# ----------------------------------------------------------------------------------------------- train
+def _batchers(cfg: Config, tokens: TokenData, device) -> tuple[WindowBatcher, WindowBatcher | None]:
+    T, B = cfg.model.block_size, cfg.train.micro_batch_size()
+    per_epoch = max(1, len(tokens.train) // (B * T))  # an "epoch" is about one pass worth of tokens
+    train = WindowBatcher(tokens.train, T, B, per_epoch, seed=cfg.train.seed, device=device)
+    val = None
+    if tokens.val is not None:
+        n_eval = cfg.train.eval_batches or 50
+        val = WindowBatcher(tokens.val, T, B, n_eval, seed=cfg.train.seed + 1, device=device)  # epoch 0 only: a fixed set
+    return train, val
+
+
+def _trainer(cfg: Config, tokens: TokenData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
+    model = build_model(cfg.model, [cfg.model.block_size], tokens.tokenizer.vocab_size, seed=cfg.train.seed,
+                        vocab_size=tokens.tokenizer.vocab_size)
+    return Trainer(model, lm_loss, config=cfg.train, run_dir=run_dir, callbacks=callbacks, metrics=Perplexity)
+
+
+def train_lm(cfg: Config, run_dir: Path, overwrite_replaced: Path | None, callbacks: Iterable[Callback] = ()) -> Path:
+    """Tokenize the corpus, train, and write a bundle at run_dir (which must not exist yet)."""
+    if not isinstance(cfg.model, GPTConfig):
+        raise ConfigError("data.source: text trains a language model; set model.name: gpt")
+    # Tokenize into a temporary folder first: an empty or binary corpus leaves no run folder behind.
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tokens-", dir=run_dir.parent))
+    try:
+        tokens = prepare_corpus(cfg.data, cfg.model.block_size, staging)
+        trainer = _trainer(cfg, tokens, run_dir, callbacks)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    run_dir.mkdir(parents=True)
+    staging.rename(run_dir / "data")
+    tokens = TokenData(tokens.tokenizer, open_tokens(run_dir / "data" / "train.bin", tokens.tokenizer.vocab_size),
+                       open_tokens(run_dir / "data" / "val.bin", tokens.tokenizer.vocab_size) if tokens.val is not None else None)
+    bundle = Bundle(run_dir)
+    bundle.write_config(cfg.to_yaml())
+    bundle.write_json("features.json", features_json(tokens.tokenizer, cfg.model.block_size))
+    bundle.update_meta(
+        format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=TASK, parameters=count_parameters(trainer.model),
+        hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
+        data={"train_tokens": len(tokens.train), "val_tokens": len(tokens.val) if tokens.val is not None else 0},
+    )
+    return _fit(cfg, tokens, trainer, bundle, resume=False)
+
+
+def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -> Path:
+    features = bundle.read_json("features.json")
+    tokenizer = tokenizer_from_json(features["tokenizer"])
+    data_dir = bundle.path / "data"
+    if not (data_dir / "train.bin").is_file():
+        raise BundleError(f"{data_dir}: the tokenized corpus is missing; start a new run")
+    val_path = data_dir / "val.bin"
+    tokens = TokenData(tokenizer, open_tokens(data_dir / "train.bin", tokenizer.vocab_size),
+                       open_tokens(val_path, tokenizer.vocab_size) if val_path.is_file() else None)
+    trainer = _trainer(cfg, tokens, bundle.path, callbacks)
+    bundle.update_meta(status="running")
+    return _fit(cfg, tokens, trainer, bundle, resume=True)
+
+
+def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+    train, val = _batchers(cfg, tokens, trainer.device)
+    try:
+        result = trainer.fit(train, val, resume=resume)
+    except KeyboardInterrupt:
+        bundle.update_meta(status="interrupted", step=trainer.step)
+        raise Interrupted(bundle.path) from None
+    except BaseException as exc:
+        bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    bundle.save_weights(trainer.model.state_dict())
+    step = result.best.get("step") if (cfg.train.restore_best and result.best.get("step")) else result.steps
+    lm = LanguageModel(bundle.path, device=str(trainer.device))
+    metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
+    bundle.write_json("metrics.json", metrics)
+    tokens_per_s = [r["tokens_per_s"] for r in bundle.read_history() if "tokens_per_s" in r]
+    bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
+                       samples_per_s=round(result.samples_per_s, 1),
+                       tokens_per_s=round(result.samples_per_s * cfg.model.block_size, 1) if tokens_per_s else None,
+                       best=result.best, stopped_early=result.stopped_early)
+    return bundle.path
+
+
+# ------------------------------------------------------------------------------------------ the model
+class LanguageModel:
+    """A trained GPT and its tokenizer, rebuilt from a bundle."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        self.bundle = Bundle.open(path)
+        self.config = Config.model_validate(self.bundle.read_config_dict())
+        self.features = self.bundle.read_json("features.json")
+        self.tokenizer = tokenizer_from_json(self.features["tokenizer"])
+        self.device = torch.device(device)
+        self.model = build_model(self.config.model, [self.features["block_size"]], self.tokenizer.vocab_size,
+                                 vocab_size=self.tokenizer.vocab_size)
+        self.model.load_state_dict(self.bundle.load_weights())
+        self.model.to(self.device).eval()
+
+    task = TASK
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
+
+    def n_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    @torch.no_grad()
+    def evaluate_tokens(self, tokens, batch_size: int | None = None) -> dict[str, float]:
+        """Loss and perplexity over a whole token stream, in non-overlapping windows."""
+        T = self.model.cfg.block_size
+        batch_size = batch_size or max(1, self.config.eval.batch_size // 8)
+        if tokens is None or len(tokens) <= T:
+            raise RequestError(f"need more than {T} tokens to evaluate a model with context {T}")
+        windows = WindowBatcher(tokens, T, batch_size, 0, device=self.device, sequential=True)
+        total, count = 0.0, 0
+        for x, y in windows.epoch(0):
+            logits = self.model(x)
+            total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum"))
+            count += y.numel()
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(loss), "n_tokens": count}
+
+    def evaluate_text(self, text: str) -> dict[str, float]:
+        import numpy as np
+
+        return self.evaluate_tokens(np.asarray(self.tokenizer.encode(text), dtype=np.int64))
+
+    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, stop: list[str] | None = None, seed: int | None = None,
+               use_cache: bool = True) -> Iterator[str]:
+        """Yield the generated text piece by piece as it is produced (the prompt is not repeated)."""
+        if max_new_tokens < 1:
+            raise RequestError("max_new_tokens must be at least 1")
+        if temperature < 0:
+            raise RequestError("temperature must be 0 (greedy) or more")
+        ids = self.tokenizer.encode(prompt) if prompt else []
+        if not ids:
+            ids = self.tokenizer.encode("\n") or [1]  # an empty prompt starts a new line
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+        new: list[int] = []
+        shown = ""
+        for token in self.model.generate(torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_k, top_p,
+                                         generator, use_cache=use_cache):
+            new.append(token)
+            text = self.tokenizer.decode(new)
+            if text.endswith("\ufffd"):
+                continue  # half of a multi-byte character: wait for the rest
+            if stop:
+                hit = min((text.find(s, max(0, len(shown) - len(s))) for s in stop if s in text), default=-1)
+                if hit >= 0:
+                    if hit > len(shown):
+                        yield text[len(shown) : hit]
+                    return
+            if len(text) > len(shown):
+                yield text[len(shown) :]
+                shown = text
+
+    def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs: Any) -> str:
+        """The generated continuation of `prompt` as one string (see `stream` for the options)."""
+        return "".join(self.stream(prompt, max_new_tokens, **kwargs))
+
+    def predict(self, inputs: Any) -> list[dict[str, Any]]:
+        raise RequestError(f"{self.path} is a language model: use generate(prompt) (CLI: forgeml generate {self.path} --prompt ...)")
