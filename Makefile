@@ -32,6 +32,7 @@ bench: dev
 	$(BIN)/pip install -q -e '.[bench]' 'torch==2.13.0'
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/precision.py
+	$(BIN)/python benchmarks/gpt_train.py
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks

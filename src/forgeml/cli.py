@@ -103,8 +103,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
       forgeml predict runs/mnist-cnn digit.png
       forgeml predict runs/adult-mlp people.csv --json
     """
-    from forgeml.predict_inputs import read_inputs
     from forgeml.api import load
+    from forgeml.predict_inputs import read_inputs
     from forgeml.show import image_as_text, predictions_table
 
     predictor = load(args.run, trust_code=args.trust_code)

@@ -134,7 +134,7 @@ class GPT(nn.Module):
         c = self.cfg
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> Iterator[int]:
         """Yield new token ids one at a time after the prompt `idx` (1, T).
