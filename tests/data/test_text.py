@@ -75,3 +75,19 @@ def test_bad_corpora(tmp_path):
     short.write_text("hello world")
     with pytest.raises(ConfigError, match="block_size"):
         prepare_corpus(DataConfig(path=str(short), text={"tokenizer": "char"}), 64, tmp_path / "c")
+
+
+def test_corpus_from_a_folder_and_from_jsonl_documents(tmp_path):
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first book " * 50)
+    (folder / "b.txt").write_text("second book " * 50)
+    data = prepare_corpus(DataConfig(path=str(folder), split={"val": 0.2}, text={"tokenizer": "char"}), 8, tmp_path / "f")
+    text = data.tokenizer.decode(np.concatenate([data.train, data.val]).tolist())
+    assert text == "first book " * 50 + "second book " * 50 and len(data.val) == len(text) // 5
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"body": f"document number {i}."}) for i in range(40)))
+    data = prepare_corpus(DataConfig(path=str(docs), text_key="body", text={"tokenizer": "word"}), 4, tmp_path / "j")
+    assert data.val is not None and len(data.train) > 4 * len(data.val)
+    with pytest.raises(DataError, match="line 1 is not a JSON object with a 'text' field"):
+        prepare_corpus(DataConfig(path=str(docs)), 4, tmp_path / "k")

@@ -9,7 +9,7 @@ to the token file, so a corpus larger than memory is never held whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,44 +33,51 @@ def _documents(cfg: DataConfig) -> list[Path]:
     return files
 
 
-def _read_text(path: Path, text_key: str) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise DataError(f"{path}: looks binary (NUL bytes), not text; give a UTF-8 text file")
+def _file_chunks(path: Path, text_key: str) -> Iterator[str]:
+    """A file's text in chunks (JSONL: its documents' text fields), never the whole file in memory."""
     try:
-        text = raw.decode("utf-8")
+        with open(path, encoding="utf-8") as fh:
+            if path.suffix == ".jsonl":
+                for i, line in enumerate(fh):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield str(json.loads(line)[text_key]) + "\n\n"
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise DataError(f"{path}: line {i + 1} is not a JSON object with a {text_key!r} field (data.text_key)") from None
+                return
+            while chunk := fh.read(CHUNK_CHARS):
+                if "\x00" in chunk:
+                    raise DataError(f"{path}: looks binary (NUL bytes), not text; give a UTF-8 text file")
+                yield chunk
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from None
-    if path.suffix == ".jsonl":
-        docs = []
-        for i, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                docs.append(str(json.loads(line)[text_key]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path}: line {i + 1} is not a JSON object with a {text_key!r} field (data.text_key)") from None
-        text = "\n\n".join(docs)
-    return text
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is it a binary file?") from None
 
 
-def read_corpus(cfg: DataConfig) -> tuple[str, str]:
-    """(train text, val text): the whole corpus cut once at 1 - split.val."""
-    text = "\n\n".join(_read_text(p, cfg.text_key) for p in _documents(cfg))
-    if not text.strip():
-        raise DataError(f"{cfg.path}: the corpus is empty")
-    cut = int(len(text) * (1 - cfg.split.val))
-    return text[:cut], text[cut:]
+def corpus_chunks(cfg: DataConfig, part: str) -> Iterator[str]:
+    """The training part (the first 1 - split.val of the corpus, by size) or the validation part, in chunks."""
+    files = _documents(cfg)
+    total = sum(len(chunk) for path in files for chunk in _file_chunks(path, cfg.text_key))  # a counting pass
+    cut = int(total * (1 - cfg.split.val))
+    seen = 0
+    for path in files:
+        for chunk in _file_chunks(path, cfg.text_key):
+            lo, hi = seen, seen + len(chunk)
+            seen = hi
+            if part == "train" and lo < cut:
+                yield chunk[: max(0, cut - lo)]
+            elif part == "val" and hi > cut:
+                yield chunk[max(0, cut - lo) :]
 
 
-def write_tokens(tokenizer, text: str, path: Path) -> int:
-    """Encode `text` in chunks and write the ids to `path`; returns the token count."""
+def write_tokens(tokenizer, chunks: Iterable[str], path: Path) -> int:
+    """Encode text chunk by chunk and append the ids to `path`; returns the token count."""
     dtype = np.uint16 if tokenizer.vocab_size < 2**16 else np.uint32
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
     with open(tmp, "wb") as fh:
-        for i in range(0, len(text), CHUNK_CHARS):
-            ids = np.asarray(tokenizer.encode(text[i : i + CHUNK_CHARS]), dtype=dtype)
+        for text in chunks:
+            ids = np.asarray(tokenizer.encode(text), dtype=dtype)
             ids.tofile(fh)
             count += len(ids)
     tmp.replace(path)
@@ -89,26 +96,24 @@ class TokenData:
     val: np.ndarray | None
 
 
-def chunks(text: str) -> Iterator[str]:
-    for i in range(0, len(text), CHUNK_CHARS):
-        yield text[i : i + CHUNK_CHARS]
-
-
 def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path, tokenizer=None) -> TokenData:
-    """Fit the tokenizer on the training text (unless given), write token files under cache_dir, memory-map them."""
+    """Fit the tokenizer on the training text (unless given), write token files under cache_dir, memory-map them.
+
+    Two streaming passes over the files (fit, then encode): a corpus larger than memory is never held whole."""
     from forgeml.data.tokenizers import new_tokenizer
 
-    train_text, val_text = read_corpus(cfg)
+    if not any(chunk.strip() for chunk in corpus_chunks(cfg, "train")):
+        raise DataError(f"{cfg.path}: the corpus is empty")
     if tokenizer is None:
         t = cfg.text
-        tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(chunks(train_text))
+        tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(corpus_chunks(cfg, "train"))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    n_train = write_tokens(tokenizer, train_text, cache_dir / "train.bin")
+    n_train = write_tokens(tokenizer, corpus_chunks(cfg, "train"), cache_dir / "train.bin")
     if n_train <= block_size:
         raise ConfigError(f"model.block_size ({block_size}) is not shorter than the training text ({n_train} tokens); "
                           "use a smaller block_size or more text")
     val = None
-    if val_text:
-        n_val = write_tokens(tokenizer, val_text, cache_dir / "val.bin")
+    if cfg.split.val > 0:
+        n_val = write_tokens(tokenizer, corpus_chunks(cfg, "val"), cache_dir / "val.bin")
         val = open_tokens(cache_dir / "val.bin", tokenizer.vocab_size) if n_val > block_size else None
     return TokenData(tokenizer, open_tokens(cache_dir / "train.bin", tokenizer.vocab_size), val)
