@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup dev demo test bench lint clean
+.PHONY: setup dev browser demo test bench lint clean
 
 # torch first: `pip install torch==2.13.0` takes the CPU build from local disk on our machines and the
 # regular build elsewhere; the project's range `torch>=2.3` then keeps it. Never remove pip's constraint file.
@@ -25,7 +25,13 @@ dev: $(VENV)/.stamp-dev
 demo: setup
 	$(BIN)/forgeml demo
 
-test: dev
+# Debian's chromium for the browser tests of the HTML reports; without it those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium could not be installed here (apt-get needs root): the browser tests will be skipped"
+
+test: dev browser
 	$(BIN)/python -m pytest -q
 
 bench: dev

@@ -64,7 +64,7 @@ def _print_run(path: Path) -> None:
     speed = f"{meta['tokens_per_s']:,.0f} tokens/s" if meta.get("tokens_per_s") else f"{meta.get('samples_per_s', 0):,.0f} samples/s"
     console.print(f"wall time {meta.get('wall_time', 0):.1f} s, {speed}, "
                   f"{meta.get('parameters', 0):,} parameters, {meta.get('hardware', '')}")
-    console.print(f"bundle: [bold]{path}[/]")
+    console.print(f"bundle: [bold]{path}[/]   report: {path / 'report.html'}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -146,6 +146,49 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write RUN/report.html: summary, training curves, metrics, confusion matrix, per-class table,
+    ROC/PR (binary), predicted-vs-true (regression), the worst mistakes, generated samples (language models).
+
+    One self-contained file (plots inlined) that opens offline with no JavaScript. It is also written
+    at the end of `forgeml train` and `forgeml evaluate`.
+
+    examples:
+      forgeml report runs/digits-cnn
+    """
+    from forgeml.report.build import write_report
+
+    console.print(f"report: [bold]{write_report(args.run)}[/]")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare runs: a table of final metrics, parameter counts and wall times, and compare.html with
+    their curves overlaid.
+
+    examples:
+      forgeml compare runs/sms-spam-lstm runs/sms-spam-transformer
+      forgeml compare runs/* --out reports/all.html
+    """
+    from rich.table import Table
+
+    from forgeml.report.compare import write_compare
+    from forgeml.show import HEADLINE
+
+    path, runs = write_compare(args.runs, args.out)
+    shown = [k for k in HEADLINE if k not in ("n", "n_tokens", "precision_macro", "recall_macro")]
+    keys = [k for k in shown if any(k in r["final"] for r in runs.values())]  # the full set is in compare.html
+    table = Table(title="runs")
+    for col in ["run", "split", *keys, "parameters", "wall time (s)"]:
+        table.add_column(col, justify="left" if col in ("run", "split") else "right")
+    for name, r in runs.items():
+        cells = [f"{r['final'][k]:.4f}" if isinstance(r["final"].get(k), float) else str(r["final"].get(k, "-")) for k in keys]
+        table.add_row(name, r["split"] or "-", *cells, f"{r['parameters'] or 0:,}", f"{r['wall_time'] or 0:.1f}")
+    console.print(table)
+    console.print(f"curves: [bold]{path}[/]")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Show the resolved config: the file with every default filled in and --set applied.
 
@@ -181,8 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "config": cmd_config,
-    "demo": cmd_demo,
+    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
+    "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo,
 }
 
 
@@ -229,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[], help="end the text where this string appears (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each token (slow; for comparison)")
     p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
+    p = parsers["report"]
+    p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p = parsers["compare"]
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two run folders or more")
+    p.add_argument("--out", default="compare.html", help="where to write the page (default: compare.html)")
     p = parsers["config"]
     p.add_argument("action", choices=["show"], help="show: print the resolved config")
     p.add_argument("config", help="YAML config file")

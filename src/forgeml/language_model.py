@@ -139,6 +139,9 @@ def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resum
                        samples_per_s=round(result.samples_per_s, 1),
                        tokens_per_s=round(result.samples_per_s * cfg.model.block_size, 1) if tokens_per_s else None,
                        best=result.best, stopped_early=result.stopped_early)
+    from forgeml.report.build import write_report
+
+    write_report(bundle.path)
     return bundle.path
 
 

@@ -26,6 +26,7 @@ from forgeml.errors import BundleError, ConfigError, Interrupted, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
 from forgeml.predictor import Predictor
+from forgeml.report.build import write_report
 from forgeml.training.callbacks import Callback
 from forgeml.training.losses import balanced_class_weights, build_loss
 from forgeml.training.trainer import Trainer
@@ -230,6 +231,7 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
     bundle.write_json("metrics.json", metrics)
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early)
+    write_report(bundle.path, data, predictor)
     return bundle.path
 
 
@@ -279,6 +281,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     merged = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
     merged.update(result)
     bundle.write_json("metrics.json", merged)
+    write_report(bundle.path, None if data_path else data, predictor)
     return result
 
 
@@ -301,4 +304,5 @@ def _evaluate_lm(run: str | Path, data_path: str | None) -> dict[str, Any]:
     merged = lm.bundle.read_json("metrics.json") if lm.bundle.file("metrics.json").is_file() else {}
     merged.update(result)
     lm.bundle.write_json("metrics.json", merged)
+    write_report(lm.bundle.path)
     return result

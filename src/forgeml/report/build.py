@@ -1,0 +1,180 @@
+"""The run report: RUN/report.html, one self-contained file (images inlined, no JavaScript needed).
+
+    forgeml report runs/digits-cnn       # also written at the end of train and evaluate
+
+It reads only the bundle (and, for the worst mistakes, the run's own held-out split rebuilt from its
+config); whatever is missing — no history yet, no test split, a class absent from the test set — is
+said on the page instead of failing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forgeml.atomic import write_text
+from forgeml.bundle import Bundle
+from forgeml.report import plots
+
+WORST_K = 12
+MAX_HEATMAP_CLASSES = 30
+
+
+def render(template: str, **context: Any) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("forgeml.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["num"] = lambda v: (f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else v))
+    return env.get_template(template).render(**context)
+
+
+def summary(bundle: Bundle) -> list[tuple[str, str]]:
+    meta = bundle.meta()
+    cfg = bundle.read_config_dict()
+    rows = [("task", meta.get("task", "?")), ("status", meta.get("status", "?"))]
+    sizes = meta.get("data") or {}
+    if sizes:
+        rows.append(("data", ", ".join(f"{k} {v:,}" for k, v in sizes.items())))
+    rows.append(("model", f"{cfg['model']['name']}, {meta.get('parameters', 0):,} parameters"))
+    rows += [("hardware", meta.get("hardware", "?")), ("precision", meta.get("precision", "?"))]
+    if meta.get("wall_time") is not None:
+        rows.append(("wall time", f"{meta['wall_time']:.1f} s for {meta.get('steps', '?')} steps ({meta.get('epochs', '?')} epochs)"))
+    speed = meta.get("tokens_per_s") or meta.get("samples_per_s")
+    if speed:
+        rows.append(("throughput", f"{speed:,.0f} {'tokens' if meta.get('tokens_per_s') else 'samples'}/s"))
+    best = meta.get("best") or {}
+    if best.get("value") is not None:
+        rows.append(("best", f"{best['metric']} = {best['value']:.4f} at step {best['step']}"))
+    rows.append(("forgeml / torch", f"{meta.get('forgeml_version', '?')} / {meta.get('torch_version', '?')}"))
+    return rows
+
+
+def curve_figures(history: list[dict[str, Any]], lm: bool) -> list[str]:
+    def series(split: str, key: str):
+        pts = [(r["step"], r[key]) for r in history if r.get("split") == split and isinstance(r.get(key), (int, float))]
+        return ([p[0] for p in pts], [p[1] for p in pts]) if pts else None
+
+    figs = []
+    loss = {f"{s} loss": v for s in ("train", "val") if (v := series(s, "loss"))}
+    if loss:
+        figs.append(plots.curves(loss, "loss", "loss"))
+    val_keys = sorted({k for r in history if r.get("split") == "val" for k, v in r.items()
+                       if isinstance(v, float) and k not in ("loss", "time", "epoch", "step")})
+    if val_keys:
+        figs.append(plots.curves({f"val {k}": series("val", k) for k in val_keys}, "validation metrics", "value",
+                                 log=lm and val_keys == ["perplexity"]))
+    lr = series("train", "lr")
+    if lr:
+        figs.append(plots.curves({"learning rate": lr}, "learning rate", "lr"))
+    return figs
+
+
+def classification_sections(predictor, split, classes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    probs = predictor.outputs(split.x).softmax(-1).numpy()
+    y = split.y.numpy()
+    pred = probs.argmax(1)
+    k = len(classes)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (y, pred), 1)
+    if k <= MAX_HEATMAP_CLASSES:
+        out["confusion"] = plots.confusion(matrix, classes)
+    else:  # a thousand classes: the most frequent ones as a heatmap, the biggest confusions as a table
+        top = np.argsort(-matrix.sum(1))[:MAX_HEATMAP_CLASSES]
+        out["confusion"] = plots.confusion(matrix[np.ix_(top, top)], [classes[i] for i in top],
+                                           f"confusion among the {MAX_HEATMAP_CLASSES} most frequent of {k} classes")
+        off = matrix.copy()
+        np.fill_diagonal(off, 0)
+        flat = np.argsort(-off.ravel())[:20]
+        out["top_confusions"] = [(classes[i // k], classes[i % k], int(off.ravel()[i])) for i in flat if off.ravel()[i] > 0]
+    absent = [c for i, c in enumerate(classes) if matrix[i].sum() == 0]
+    if absent:
+        out["notes"] = [f"class{'es' if len(absent) > 1 else ''} {', '.join(absent[:10])} never appear{'s' if len(absent) == 1 else ''} "
+                        "in this split: their recall is undefined (shown as 0)"]
+    if k == 2:
+        out["roc"] = plots.roc_pr((y == 1).astype(int), probs[:, 1], classes[1])
+    wrong = np.nonzero(pred != y)[0]
+    worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:WORST_K]  # the most confident mistakes first
+    out["mistakes"] = mistakes(predictor, split, worst, [f"true {classes[y[i]]}\npredicted {classes[pred[i]]} ({probs[i, pred[i]]:.2f})"
+                                                          for i in worst])
+    return out
+
+
+def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[str, Any] | None:
+    if len(index) == 0:
+        return None
+    feature = predictor.features.inputs[0]
+    raw = split.raw.data
+    if feature.kind == "image":
+        return {"kind": "image", "image": plots.image_grid([raw[feature.name][i] for i in index], captions,
+                                                              f"the {len(index)} worst mistakes")}
+    if feature.kind == "text":
+        return {"kind": "text", "rows": [(str(raw[feature.name][i]), c) for i, c in zip(index, captions)]}
+    names = list(predictor.features.schema())
+    return {"kind": "table", "columns": names + ["outcome"],
+            "rows": [[raw[n][i] for n in names] + [c] for i, c in zip(index, captions)]}
+
+
+def regression_sections(predictor, split) -> dict[str, Any]:
+    target = predictor.features.target
+    pred = target.decode(predictor.outputs(split.x).reshape(-1).numpy().astype(np.float64))
+    true = target.decode(split.y.numpy().astype(np.float64))
+    worst = np.argsort(-np.abs(pred - true))[:WORST_K]
+    return {"regression": plots.regression(true, pred),
+            "mistakes": mistakes(predictor, split, worst, [f"true {true[i]:.3f}, predicted {pred[i]:.3f}" for i in worst])}
+
+
+def write_report(run: str | Path, data=None, predictor=None) -> Path:
+    """Write RUN/report.html and return its path. `data`/`predictor` save rebuilding them when at hand."""
+    bundle = Bundle.open(run, require_weights=False)
+    meta = bundle.meta()
+    history = bundle.read_history()
+    lm = meta.get("task") == "language_model"
+    ctx: dict[str, Any] = {"title": bundle.path.name, "generated": time.strftime("%Y-%m-%d %H:%M"), "notes": [],
+                           "summary": summary(bundle), "lm": lm}
+    ctx["curves"] = curve_figures(history, lm)
+    if not history:
+        ctx["notes"].append("no training history yet: the run stopped before its first log line")
+    metrics = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
+    ctx["metrics"] = {s: {k: v for k, v in m.items() if not isinstance(v, (dict, list))} for s, m in metrics.items()}
+    if not metrics:
+        ctx["notes"].append("no metrics yet: the run has not finished (resume it, then evaluate)")
+    if meta.get("status") != "complete":
+        ctx["notes"].append(f"the run's status is {meta.get('status', 'unknown')!r}: figures below are partial")
+    elif lm:
+        from forgeml.language_model import LanguageModel
+
+        model = LanguageModel(bundle.path)
+        ctx["samples"] = [model.generate("\n", 240, temperature=0.8, top_k=40, seed=s) for s in (1, 2, 3)]
+    else:
+        ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"]))
+    ctx["config"] = bundle.file("config.yaml").read_text() if bundle.file("config.yaml").is_file() else ""
+    return write_text(bundle.file("report.html"), render("report.html.j2", **ctx))
+
+
+def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    from forgeml.data.prepare import prepare
+    from forgeml.predictor import Predictor
+
+    predictor = predictor or Predictor(bundle.path, trust_code=True)  # a run of this machine's own making
+    data = data or prepare(predictor.config.data)
+    name = "test" if "test" in data.splits else "val" if "val" in data.splits else None
+    if name is None:
+        notes.append("the run has no test or validation split: no confusion matrix or mistakes to show")
+        return {}
+    if name == "val":
+        notes.append("the run has no test split: the sections below use the validation split")
+    split = data.splits[name]
+    out: dict[str, Any] = {"split": name}
+    if predictor.task == "classification":
+        last = metrics.get(name, {})
+        out["per_class"] = list(last.get("per_class", {}).items())
+        sections = classification_sections(predictor, split, predictor.classes)
+        notes += sections.pop("notes", [])
+        out.update(sections)
+    else:
+        out.update(regression_sections(predictor, split))
+    return out
