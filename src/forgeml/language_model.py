@@ -25,7 +25,7 @@ from forgeml.config import Config, GPTConfig
 from forgeml.data.corpus import TokenData, open_tokens, prepare_corpus
 from forgeml.data.tokenizers import tokenizer_from_json
 from forgeml.data.windows import WindowBatcher
-from forgeml.errors import BundleError, ConfigError, Interrupted, RequestError
+from forgeml.errors import BundleError, ConfigError, RequestError
 from forgeml.models import build_model, count_parameters
 from forgeml.training.callbacks import Callback
 from forgeml.training.trainer import Trainer
@@ -120,17 +120,10 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
 
 
 def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+    from forgeml.pipeline import fit_into_bundle
+
     train, val = _batchers(cfg, tokens, trainer.device)
-    try:
-        result = trainer.fit(train, val, resume=resume)
-    except KeyboardInterrupt:
-        bundle.update_meta(status="interrupted", step=trainer.step)
-        raise Interrupted(bundle.path) from None
-    except BaseException as exc:
-        bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    bundle.save_weights(trainer.model.state_dict())
-    step = result.best.get("step") if (cfg.train.restore_best and result.best.get("step")) else result.steps
+    result, step = fit_into_bundle(trainer, bundle, train, val, resume)
     lm = LanguageModel(bundle.path, device=str(trainer.device))
     metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
     bundle.write_json("metrics.json", metrics)

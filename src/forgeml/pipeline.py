@@ -213,11 +213,12 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
-    train_batches = _train_batches(cfg, data, trainer)
-    val = data.splits.get("val")
+def fit_into_bundle(trainer: Trainer, bundle: Bundle, train, val, resume: bool):
+    """Run trainer.fit with the run's status kept in meta.json, then save the weights.
+
+    Returns the FitResult and the step the saved weights come from (the best one, when restored)."""
     try:
-        result = trainer.fit(train_batches, (val.x, val.y) if val is not None else None, resume=resume)
+        result = trainer.fit(train, val, resume=resume)
     except KeyboardInterrupt:
         bundle.update_meta(status="interrupted", step=trainer.step)
         raise Interrupted(bundle.path) from None
@@ -225,7 +226,14 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
         bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     bundle.save_weights(trainer.model.state_dict())
-    weights_step = result.best.get("step") if (cfg.train.restore_best and result.best.get("step")) else result.steps
+    best_step = result.best.get("step")
+    return result, (best_step if trainer.cfg.restore_best and best_step else result.steps)
+
+
+def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+    val = data.splits.get("val")
+    result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
+                                           (val.x, val.y) if val is not None else None, resume)
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # its code is the config just trained
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
