@@ -89,14 +89,17 @@ def main() -> None:
     prompt = torch.tensor([tok.encode("ROMEO:")])
     torch.manual_seed(0)
     larger = GPT(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), tok.vocab_size)  # the GPU recipe's size
+    longer = GPT(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=512), tok.vocab_size)
+    long_prompt = torch.tensor([tok.encode(text[:256])])  # a 256-character prompt: the prefix the cache saves grows
     gens = []
-    for label, model in [("shakespeare-gpt, 4x4x128, context 64", copy.deepcopy(initial)),
-                         ("6x6x384, context 256 (untrained weights)", larger)]:
+    for label, model, start_ids in [("shakespeare-gpt, 4x4x128, context 64, prompt 6", copy.deepcopy(initial), prompt),
+                                    ("6x6x384, context 256, prompt 6 (untrained weights)", larger, prompt),
+                                    ("6x6x384, context 512, prompt 256 (untrained weights)", longer, long_prompt)]:
         model.eval()
         gen = {}
         for use_cache in (True, False):
             start = time.perf_counter()
-            out = list(model.generate(prompt, 256, 0.8, 40, None, torch.Generator().manual_seed(1), use_cache=use_cache))
+            out = list(model.generate(start_ids, 256, 0.8, 40, None, torch.Generator().manual_seed(1), use_cache=use_cache))
             gen[use_cache] = (out, 256 / (time.perf_counter() - start))
         gens.append((label, gen, gen[True][0] == gen[False][0]))
 

@@ -147,8 +147,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write RUN/report.html: summary, training curves, metrics, confusion matrix, per-class table,
-    ROC/PR (binary), predicted-vs-true (regression), the worst mistakes, generated samples (language models).
+    """Write RUN/report.html, one self-contained page to look at a run.
+
+    It shows a summary, training curves, metrics, the confusion matrix, a per-class table, ROC/PR
+    (binary), predicted-vs-true (regression), the worst mistakes, generated samples (language models).
 
     One self-contained file (plots inlined) that opens offline with no JavaScript. It is also written
     at the end of `forgeml train` and `forgeml evaluate`.
@@ -163,8 +165,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare runs: a table of final metrics, parameter counts and wall times, and compare.html with
-    their curves overlaid.
+    """Compare runs side by side: a table in the terminal and compare.html with the curves overlaid.
+
+    The table has the final metrics, parameter counts and wall times.
 
     examples:
       forgeml compare runs/sms-spam-lstm runs/sms-spam-transformer
@@ -210,8 +213,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole life on shipped data: train a CNN on scikit-learn's digits, evaluate it on a
-    held-out test split, then load the bundle back and predict raw test images.
+    """The whole life on shipped data: train, evaluate and predict with a CNN on scikit-learn's digits.
+
+    It trains on the digits inside scikit-learn's wheel, evaluates on a held-out test split, then loads
+    the bundle back and predicts raw test images.
 
     examples:
       forgeml demo
