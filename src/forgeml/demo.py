@@ -32,6 +32,7 @@ def run_demo(console: Console, overrides: list[str] | None = None, runs_dir: str
     metrics = forgeml.evaluate(run)
     console.print(metrics_table(metrics, title="held-out metrics"))
     console.print(f"bundle: [bold]{run}[/]  (config.yaml, model.safetensors, features.json, metrics.json, history.jsonl, checkpoints/)")
+    console.print(f"report: [bold]{run / 'report.html'}[/]  (curves, confusion matrix, per-class table, worst mistakes)")
     console.rule("[bold]3. load[/] the bundle and predict raw test images")
     model = forgeml.load(run)
     held_out = load_columns(cfg.data)
