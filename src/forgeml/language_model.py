@@ -77,7 +77,7 @@ def _trainer(cfg: Config, tokens: TokenData, run_dir: Path, callbacks: Iterable[
     return Trainer(model, lm_loss, config=cfg.train, run_dir=run_dir, callbacks=callbacks, metrics=Perplexity)
 
 
-def train_lm(cfg: Config, run_dir: Path, overwrite_replaced: Path | None, callbacks: Iterable[Callback] = ()) -> Path:
+def train_lm(cfg: Config, run_dir: Path, callbacks: Iterable[Callback] = ()) -> Path:
     """Tokenize the corpus, train, and write a bundle at run_dir (which must not exist yet)."""
     if not isinstance(cfg.model, GPTConfig):
         raise ConfigError("data.source: text trains a language model; set model.name: gpt")

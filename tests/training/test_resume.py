@@ -77,3 +77,15 @@ def test_resume_refuses_a_changed_config_and_a_finished_run(runs):
     pipeline.resume(runs / "cut")
     with pytest.raises(BundleError, match="already finished"):
         pipeline.resume(runs / "cut")
+
+
+def test_a_language_model_resumes_exactly(runs):
+    overrides = [f"runs_dir={runs}", "train.max_steps=24", "train.eval_every_steps=8", "train.eval_batches=2",
+                 "train.warmup_steps=4", "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.dropout=0.1",
+                 "train.progress=false", "train.tensorboard=false"]
+    whole = pipeline.train(load_config("examples/shakespeare-gpt.yaml", overrides), name="whole")
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train(load_config("examples/shakespeare-gpt.yaml", overrides), name="cut", callbacks=[InterruptAt(13)])
+    pipeline.resume(runs / "cut")
+    a, b = Bundle(whole).load_weights(), Bundle(runs / "cut").load_weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
