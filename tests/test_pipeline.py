@@ -218,3 +218,22 @@ def test_missing_training_labels_are_an_error(tmp_path, runs):
     bad.write_text("a,label\n1,x\n2,\n3,y\n4,x\n")
     with pytest.raises(DataError, match="row 1: target 'label' is missing"):
         forgeml.train({"runs_dir": str(runs), "data": {"path": str(bad), "split": {"val": 0, "test": 0}}, "model": {"name": "mlp"}})
+
+
+def test_ctrl_c_in_the_cli_saves_a_resumable_run(runs):
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "forgeml", "train", "examples/shakespeare-gpt.yaml", "--set", f"runs_dir={runs}",
+            "--set", "train.max_steps=100000", "--set", "train.log_every_steps=5", "--set", "model.n_layer=1",
+            "--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = runs / "shakespeare-gpt" / "history.jsonl"
+    deadline = time.time() + 120
+    while not (history.is_file() and history.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # a real Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and f"forgeml train --resume {runs / 'shakespeare-gpt'}" in err.replace("\n", "")
+    meta = json.loads((runs / "shakespeare-gpt" / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and (runs / "shakespeare-gpt" / "checkpoints" / "last.pt").is_file()
