@@ -36,3 +36,40 @@ def test_top_level_help_and_version():
 def test_import_is_light():
     code = "import sys, forgeml; print(any(m in sys.modules for m in ('torch', 'pandas', 'sklearn', 'torchmetrics')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def readme_commands() -> list[tuple[list[str], bool]]:
+    """Every `forgeml ...` command line inside the README's code blocks, and whether the README shows
+    it failing (its next line starts with 'error:')."""
+    import shlex
+
+    text = Path("README.md").read_text()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        lines = [line.strip().removeprefix("$ ") for line in block.splitlines()]
+        for i, line in enumerate(lines):
+            if line.startswith("forgeml "):
+                line = line.split("  #")[0].split(" | ")[0]
+                fails = i + 1 < len(lines) and lines[i + 1].startswith("error:")
+                commands.append((shlex.split(line)[1:], fails))
+    return commands
+
+
+def test_every_readme_command_parses_and_its_config_overrides_are_valid():
+    from forgeml.config import load_config
+    from forgeml.errors import ForgeError
+
+    commands = readme_commands()
+    assert len(commands) >= 15 and any(fails for _, fails in commands)
+    parser = build_parser()
+    for argv, fails in commands:
+        args = parser.parse_args(argv)  # exits (fails the test) on a flag the CLI does not have
+        if args.command in ("train", "config") and getattr(args, "config", None):
+            if fails:  # the README shows this one as a mistake: it must be one
+                with pytest.raises(ForgeError):
+                    from forgeml.data.prepare import prepare
+
+                    prepare(load_config(args.config, args.set).data)
+            else:
+                load_config(args.config, args.set)  # a misspelt --set key in the README fails here
