@@ -72,6 +72,12 @@ class Bundle:
     def write_json(self, name: str, obj: Any) -> None:
         write_json(self.file(name), obj)
 
+    def merge_metrics(self, result: dict[str, Any]) -> None:
+        """Add or replace splits in metrics.json, keeping the others."""
+        merged = self.read_json("metrics.json") if self.file("metrics.json").is_file() else {}
+        merged.update(result)
+        self.write_json("metrics.json", merged)
+
     def meta(self) -> dict[str, Any]:
         return self.read_json("meta.json")
 

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 
 from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
-from forgeml.config import Config, GPTConfig
+from forgeml.config import Config
 from forgeml.data.corpus import TokenData, open_tokens, prepare_corpus
 from forgeml.data.tokenizers import tokenizer_from_json
 from forgeml.data.windows import WindowBatcher
-from forgeml.errors import BundleError, ConfigError, RequestError
+from forgeml.errors import BundleError, RequestError
 from forgeml.models import build_model, count_parameters
 from forgeml.training.callbacks import Callback
+from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
 
 TASK = "language_model"
@@ -79,8 +80,6 @@ def _trainer(cfg: Config, tokens: TokenData, run_dir: Path, callbacks: Iterable[
 
 def train_lm(cfg: Config, run_dir: Path, callbacks: Iterable[Callback] = ()) -> Path:
     """Tokenize the corpus, train, and write a bundle at run_dir (which must not exist yet)."""
-    if not isinstance(cfg.model, GPTConfig):
-        raise ConfigError("data.source: text trains a language model; set model.name: gpt")
     # Tokenize into a temporary folder first: an empty or binary corpus leaves no run folder behind.
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tokens-", dir=run_dir.parent))
     try:
@@ -120,8 +119,6 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
 
 
 def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
-    from forgeml.pipeline import fit_into_bundle
-
     train, val = _batchers(cfg, tokens, trainer.device)
     result, step = fit_into_bundle(trainer, bundle, train, val, resume)
     lm = LanguageModel(bundle.path, device=str(trainer.device))

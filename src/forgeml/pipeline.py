@@ -28,6 +28,7 @@ from forgeml.models import build_model, count_parameters
 from forgeml.predictor import Predictor
 from forgeml.report.build import write_report
 from forgeml.training.callbacks import Callback
+from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.losses import balanced_class_weights, build_loss
 from forgeml.training.trainer import Trainer
 
@@ -213,23 +214,6 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
-def fit_into_bundle(trainer: Trainer, bundle: Bundle, train, val, resume: bool):
-    """Run trainer.fit with the run's status kept in meta.json, then save the weights.
-
-    Returns the FitResult and the step the saved weights come from (the best one, when restored)."""
-    try:
-        result = trainer.fit(train, val, resume=resume)
-    except KeyboardInterrupt:
-        bundle.update_meta(status="interrupted", step=trainer.step)
-        raise Interrupted(bundle.path) from None
-    except BaseException as exc:
-        bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    bundle.save_weights(trainer.model.state_dict())
-    best_step = result.best.get("step")
-    return result, (best_step if trainer.cfg.restore_best and best_step else result.steps)
-
-
 def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     val = data.splits.get("val")
     result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
@@ -286,9 +270,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
         if not result:
             raise ConfigError(f"{bundle.path}: the run has no {' or '.join(wanted)} split (it has {', '.join(data.splits)}); "
                               "choose another --split or evaluate a labelled file with --data FILE")
-    merged = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
-    merged.update(result)
-    bundle.write_json("metrics.json", merged)
+    bundle.merge_metrics(result)
     write_report(bundle.path, None if data_path else data, predictor)
     return result
 
@@ -309,8 +291,6 @@ def _evaluate_lm(run: str | Path, data_path: str | None) -> dict[str, Any]:
         if not val.is_file():
             raise BundleError(f"{val}: the run has no held-out text; evaluate a text file with --data FILE")
         result = {"val": lm.evaluate_tokens(open_tokens(val, lm.tokenizer.vocab_size))}
-    merged = lm.bundle.read_json("metrics.json") if lm.bundle.file("metrics.json").is_file() else {}
-    merged.update(result)
-    lm.bundle.write_json("metrics.json", merged)
+    lm.bundle.merge_metrics(result)
     write_report(lm.bundle.path)
     return result

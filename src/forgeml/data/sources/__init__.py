@@ -60,4 +60,7 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
         from forgeml.data.sources.images import read_image_folder
 
         return read_image_folder(path, cfg.image.size, cfg.image.channels, target=cfg.target or "label")
+    if kind == "text":
+        raise ConfigError("data.source: text is a corpus for a language model; set model.name: gpt "
+                          "(for a column of texts to classify, read the table and set data.features: {COLUMN: text})")
     raise ConfigError(f"data.source: {kind!r} is not a source")

@@ -1,0 +1,26 @@
+"""Training into a run folder: trainer.fit with the run's status kept in meta.json, then the weights saved.
+
+Shared by the table/image pipeline and the language-model pipeline."""
+
+from __future__ import annotations
+
+from forgeml.bundle import Bundle
+from forgeml.errors import Interrupted
+from forgeml.training.trainer import FitResult, Trainer
+
+
+def fit_into_bundle(trainer: Trainer, bundle: Bundle, train, val, resume: bool) -> tuple[FitResult, int]:
+    """Run trainer.fit with the run's status kept in meta.json, then save the weights.
+
+    Returns the FitResult and the step the saved weights come from (the best one, when restored)."""
+    try:
+        result = trainer.fit(train, val, resume=resume)
+    except KeyboardInterrupt:
+        bundle.update_meta(status="interrupted", step=trainer.step)
+        raise Interrupted(bundle.path) from None
+    except BaseException as exc:
+        bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    bundle.save_weights(trainer.model.state_dict())
+    best_step = result.best.get("step")
+    return result, (best_step if trainer.cfg.restore_best and best_step else result.steps)
