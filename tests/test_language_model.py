@@ -69,3 +69,48 @@ def test_text_classifiers_train_and_predict_raw_strings(name, runs, capsys):
     assert len(model.predict(["hello", "free entry win cash"])) == 2
     with pytest.raises(RequestError, match="non-empty string"):
         model.predict([""])
+
+
+def test_review_fixes_for_language_models(lm_run, tmp_path, capsys):
+    import torch
+
+    from forgeml.bundle import Bundle
+
+    lm = forgeml.load(lm_run)
+    assert Bundle(lm_run).meta()["config_digest"]  # a hand-edited config.yaml is caught on resume
+    torch.manual_seed(0)
+    lm.generate("A", 5)  # unseeded: must not reseed torch's global generator
+    assert torch.equal(torch.rand(3), (torch.manual_seed(0), torch.rand(3))[1])
+    for bad in ({"top_k": 0}, {"top_k": -2}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(RequestError):
+            lm.generate("A", 5, **bad)
+    short = lm.evaluate_text("To be, or not to be, that is the question: " * 3)  # fewer windows than a batch
+    assert short["n_tokens"] == ((len("To be, or not to be, that is the question: " * 3) - 1) // 64) * 64
+    assert main(["generate", "data"]) == 2  # not a run folder: a clear error, exit 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_a_fresh_runs_dir_and_a_text_model_asked_to_generate(tmp_path, runs, capsys):
+    fresh = tmp_path / "not" / "there" / "yet"
+    run = forgeml.train("examples/shakespeare-gpt.yaml", {"runs_dir": str(fresh), "train.max_steps": 4, "model.n_layer": 1,
+                                                          "train.eval_every_steps": 2, "train.eval_batches": 1,
+                                                          "train.progress": False, "train.tensorboard": False})
+    assert run.parent == fresh and [p.name for p in fresh.iterdir()] == [run.name]  # no staging folder left
+    assert main(["train", "examples/sms-spam-lstm.yaml", *quick(runs, "data.limit=300", "train.epochs=1")]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(runs / "sms-spam-lstm"), "--prompt", "hi"]) == 2
+    assert "not a language model" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["predict", str(runs / "sms-spam-lstm"), "[URGENT] call now", "--json"]) == 0  # text, not JSON
+    assert json.loads(capsys.readouterr().out)["input"] == "[URGENT] call now"
+    with pytest.raises(ConfigError, match="train.monitor"):
+        forgeml.train("examples/shakespeare-gpt.yaml", {"runs_dir": str(runs), "train.monitor": "val.acuracy"})
+
+
+def test_a_too_short_held_out_text_means_no_val_file(tmp_path, runs):
+    text = tmp_path / "t.txt"
+    text.write_text("abcdefghij" * 60)  # 600 characters: the 1% held out cannot fill a 16-token window
+    run = forgeml.train("examples/shakespeare-gpt.yaml", {
+        "runs_dir": str(runs), "data.path": str(text), "data.split.val": 0.01, "model.block_size": 16, "model.n_layer": 1,
+        "train.max_steps": 6, "train.eval_every_steps": 3, "train.progress": False, "train.tensorboard": False})
+    assert not (run / "data" / "val.bin").exists()
+    assert json.loads((run / "metrics.json").read_text()) == {}

@@ -33,11 +33,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     from forgeml import pipeline
 
-    run = None
     try:
         if args.resume:
-            run = Path(args.resume)
-            path = pipeline.resume(run, args.config, args.set)
+            path = pipeline.resume(Path(args.resume), args.config, args.set)
         else:
             if not args.config:
                 raise ForgeError("give a CONFIG file to train, or --resume RUN")

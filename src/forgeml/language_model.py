@@ -67,8 +67,10 @@ def _batchers(cfg: Config, tokens: TokenData, device) -> tuple[WindowBatcher, Wi
     train = WindowBatcher(tokens.train, T, B, per_epoch, seed=cfg.train.seed, device=device)
     val = None
     if tokens.val is not None:
-        n_eval = cfg.train.eval_batches or 50
-        val = WindowBatcher(tokens.val, T, B, n_eval, seed=cfg.train.seed + 1, device=device)  # epoch 0 only: a fixed set
+        if cfg.train.eval_batches:  # a fixed set of random windows (epoch 0 of its own seed), the same every time
+            val = WindowBatcher(tokens.val, T, B, cfg.train.eval_batches, seed=cfg.train.seed + 1, device=device)
+        else:  # None: the whole held-out text, in non-overlapping windows
+            val = WindowBatcher(tokens.val, T, B, 0, device=device, sequential=True)
     return train, val
 
 
@@ -78,20 +80,28 @@ def _trainer(cfg: Config, tokens: TokenData, run_dir: Path, callbacks: Iterable[
     return Trainer(model, lm_loss, config=cfg.train, run_dir=run_dir, callbacks=callbacks, metrics=Perplexity)
 
 
-def train_lm(cfg: Config, run_dir: Path, callbacks: Iterable[Callback] = ()) -> Path:
-    """Tokenize the corpus, train, and write a bundle at run_dir (which must not exist yet)."""
-    # Tokenize into a temporary folder first: an empty or binary corpus leaves no run folder behind.
+def stage_lm(cfg: Config, run_dir: Path, callbacks: Iterable[Callback] = ()) -> tuple[Path, TokenData, Trainer]:
+    """Tokenize the corpus into a temporary folder beside the run and build the trainer: everything that
+    can fail on bad input (an empty or binary corpus, a block longer than the text) happens here, before
+    any run folder exists."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tokens-", dir=run_dir.parent))
     try:
         tokens = prepare_corpus(cfg.data, cfg.model.block_size, staging)
-        trainer = _trainer(cfg, tokens, run_dir, callbacks)
+        return staging, tokens, _trainer(cfg, tokens, run_dir, callbacks)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def train_lm(cfg: Config, run_dir: Path, staged: tuple[Path, TokenData, Trainer]) -> Path:
+    """Move the staged tokens into a new run folder, train, and write the bundle."""
+    from forgeml.pipeline import config_digest
+
+    staging, tokens, trainer = staged
     run_dir.mkdir(parents=True)
     staging.rename(run_dir / "data")
-    tokens = TokenData(tokens.tokenizer, open_tokens(run_dir / "data" / "train.bin", tokens.tokenizer.vocab_size),
-                       open_tokens(run_dir / "data" / "val.bin", tokens.tokenizer.vocab_size) if tokens.val is not None else None)
+    tokens = open_token_data(run_dir / "data", tokens.tokenizer)
     bundle = Bundle(run_dir)
     bundle.write_config(cfg.to_yaml())
     bundle.write_json("features.json", features_json(tokens.tokenizer, cfg.model.block_size))
@@ -100,8 +110,16 @@ def train_lm(cfg: Config, run_dir: Path, callbacks: Iterable[Callback] = ()) -> 
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=TASK, parameters=count_parameters(trainer.model),
         hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
         data={"train_tokens": len(tokens.train), "val_tokens": len(tokens.val) if tokens.val is not None else 0},
+        config_digest=config_digest(cfg),
     )
     return _fit(cfg, tokens, trainer, bundle, resume=False)
+
+
+def open_token_data(folder: Path, tokenizer) -> TokenData:
+    """The memory-mapped train.bin (and val.bin, when the held-out text fills a window) of a run."""
+    val = folder / "val.bin"
+    return TokenData(tokenizer, open_tokens(folder / "train.bin", tokenizer.vocab_size),
+                     open_tokens(val, tokenizer.vocab_size) if val.is_file() else None)
 
 
 def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -> Path:
@@ -110,9 +128,7 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
     data_dir = bundle.path / "data"
     if not (data_dir / "train.bin").is_file():
         raise BundleError(f"{data_dir}: the tokenized corpus is missing; start a new run")
-    val_path = data_dir / "val.bin"
-    tokens = TokenData(tokenizer, open_tokens(data_dir / "train.bin", tokenizer.vocab_size),
-                       open_tokens(val_path, tokenizer.vocab_size) if val_path.is_file() else None)
+    tokens = open_token_data(data_dir, tokenizer)
     trainer = _trainer(cfg, tokens, bundle.path, callbacks)
     bundle.update_meta(status="running")
     return _fit(cfg, tokens, trainer, bundle, resume=True)
@@ -124,10 +140,9 @@ def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resum
     lm = LanguageModel(bundle.path, device=str(trainer.device))
     metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
     bundle.write_json("metrics.json", metrics)
-    tokens_per_s = [r["tokens_per_s"] for r in bundle.read_history() if "tokens_per_s" in r]
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1),
-                       tokens_per_s=round(result.samples_per_s * cfg.model.block_size, 1) if tokens_per_s else None,
+                       tokens_per_s=round(result.samples_per_s * cfg.model.block_size, 1),
                        best=result.best, stopped_early=result.stopped_early)
     from forgeml.report.build import write_report
 
@@ -141,6 +156,9 @@ class LanguageModel:
 
     def __init__(self, path: str | Path, device: str = "cpu"):
         self.bundle = Bundle.open(path)
+        if self.bundle.meta().get("task") != TASK:
+            raise BundleError(f"{self.bundle.path} is a {self.bundle.meta().get('task')} run, not a language model; "
+                              f"use forgeml predict {self.bundle.path} INPUT...")
         self.config = Config.model_validate(self.bundle.read_config_dict())
         self.features = self.bundle.read_json("features.json")
         self.tokenizer = tokenizer_from_json(self.features["tokenizer"])
@@ -155,9 +173,6 @@ class LanguageModel:
     @property
     def path(self) -> Path:
         return self.bundle.path
-
-    def n_parameters(self) -> int:
-        return count_parameters(self.model)
 
     @torch.no_grad()
     def evaluate_tokens(self, tokens, batch_size: int | None = None) -> dict[str, float]:
@@ -188,11 +203,18 @@ class LanguageModel:
             raise RequestError("max_new_tokens must be at least 1")
         if temperature < 0:
             raise RequestError("temperature must be 0 (greedy) or more")
+        if top_k is not None and top_k < 1:
+            raise RequestError(f"top_k must be at least 1 (got {top_k}); leave it out to sample from every token")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise RequestError(f"top_p must be in (0, 1] (got {top_p})")
         ids = self.tokenizer.encode(prompt) if prompt else []
         if not ids:
             ids = self.tokenizer.encode("\n") or [1]  # an empty prompt starts a new line
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()  # a fresh seed for this generator only; torch's global RNG is left alone
         new: list[int] = []
         shown = ""
         for token in self.model.generate(torch.tensor([ids], device=self.device), max_new_tokens, temperature, top_k, top_p,

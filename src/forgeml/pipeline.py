@@ -96,16 +96,22 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
         cfg = load_config(cfg.to_dict(), overrides)
     run_dir = choose_run_dir(cfg, name, overwrite)
     if cfg.model.name == "gpt":  # a language model over a text corpus
-        from forgeml.language_model import train_lm
+        from forgeml.language_model import stage_lm, train_lm
 
-        with replacing(run_dir):
-            cfg.name = run_dir.name
-            return train_lm(cfg, run_dir, callbacks)
+        check_monitor(cfg, ["val.loss", "val.perplexity"], has_val=cfg.data.split.val > 0, task="language_model")
+        staged = stage_lm(cfg, run_dir, callbacks)
+        try:
+            with replacing(run_dir):
+                cfg.name = run_dir.name
+                return train_lm(cfg, run_dir, staged)
+        finally:
+            shutil.rmtree(staged[0], ignore_errors=True)  # the staging folder, if it was never moved into the run
     # Everything that can fail on bad input happens before the run folder exists.
     data = prepare(cfg.data)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
-    check_monitor(cfg, data)
+    check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
+                  has_val="val" in data.splits, task=data.features.task)
     trainer = _trainer(cfg, data, run_dir, callbacks)
     with replacing(run_dir):
         cfg.name = run_dir.name
@@ -137,13 +143,12 @@ def replacing(run_dir: Path):
         shutil.rmtree(replaced)
 
 
-def check_monitor(cfg: Config, data: PreparedData) -> None:
+def check_monitor(cfg: Config, names: list[str], has_val: bool, task: str) -> None:
     """train.monitor must be a metric the run measures on its validation split."""
-    names = ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names]
     if cfg.train.monitor not in names:
-        raise ConfigError(f"train.monitor: {cfg.train.monitor!r} is not measured for a {data.features.task} run; "
+        raise ConfigError(f"train.monitor: {cfg.train.monitor!r} is not measured for a {task} run; "
                           f"choose one of {', '.join(names)}{did_you_mean(cfg.train.monitor, names)}")
-    if "val" not in data.splits and cfg.train.early_stopping.patience:
+    if not has_val and cfg.train.early_stopping.patience:
         raise ConfigError("train.early_stopping.patience: early stopping needs a validation split; set data.split.val > 0 "
                           "or data.val_path")
 

@@ -31,7 +31,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             parsed = _json_lines(sys.stdin.read(), "stdin")
             rows += parsed
             names += [f"stdin:{i}" for i in range(len(parsed))]
-        elif item.lstrip().startswith(("{", "[")):
+        elif item.lstrip().startswith(("{", "[")) and (text_feature is None or _is_json(item)):
             parsed = _json_rows(item, "argument")
             rows += parsed
             names += [f"arg:{i}" for i in range(len(parsed))]
@@ -89,7 +89,19 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
 def _read(path: Path) -> str:
     if not path.is_file():
         raise RequestError(f"{path}: no such file")
-    return path.read_text()
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _is_json(text: str) -> bool:
+    """Text models take raw strings: '[URGENT] call now' is a message, not JSON."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _json_lines(text: str, origin: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from forgeml.config import Config
 from forgeml.data.columns import Columns
 from forgeml.data.featureset import FeatureSet
 from forgeml.errors import BundleError, RequestError
-from forgeml.models import build_model, count_parameters
+from forgeml.models import build_model
 
 
 class Predictor:
@@ -52,9 +52,6 @@ class Predictor:
     @property
     def classes(self) -> list[str] | None:
         return getattr(self.features.target, "classes", None)
-
-    def n_parameters(self) -> int:
-        return count_parameters(self.model)
 
     # ------------------------------------------------------------------ tensors
     @torch.no_grad()

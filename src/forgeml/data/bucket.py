@@ -19,10 +19,6 @@ class BucketBatcher:
         self.y = y.to(device) if device is not None else y
         self.batch_size, self.seed, self.bucket = batch_size, seed, bucket
 
-    @property
-    def n_samples(self) -> int:
-        return len(self.y)
-
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 

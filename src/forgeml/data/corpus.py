@@ -54,13 +54,16 @@ def _file_chunks(path: Path, text_key: str) -> Iterator[str]:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); is it a binary file?") from None
 
 
-def corpus_chunks(cfg: DataConfig, part: str) -> Iterator[str]:
-    """The training part (the first 1 - split.val of the corpus, by size) or the validation part, in chunks."""
-    files = _documents(cfg)
-    total = sum(len(chunk) for path in files for chunk in _file_chunks(path, cfg.text_key))  # a counting pass
-    cut = int(total * (1 - cfg.split.val))
+def split_point(cfg: DataConfig) -> int:
+    """Characters in the training part: the first 1 - split.val of the corpus (one counting pass)."""
+    total = sum(len(chunk) for path in _documents(cfg) for chunk in _file_chunks(path, cfg.text_key))
+    return int(total * (1 - cfg.split.val))
+
+
+def corpus_chunks(cfg: DataConfig, part: str, cut: int) -> Iterator[str]:
+    """The training part (characters before `cut`) or the validation part (the rest), in chunks."""
     seen = 0
-    for path in files:
+    for path in _documents(cfg):
         for chunk in _file_chunks(path, cfg.text_key):
             lo, hi = seen, seen + len(chunk)
             seen = hi
@@ -96,24 +99,28 @@ class TokenData:
     val: np.ndarray | None
 
 
-def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path, tokenizer=None) -> TokenData:
-    """Fit the tokenizer on the training text (unless given), write token files under cache_dir, memory-map them.
+def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path) -> TokenData:
+    """Fit the tokenizer on the training text, write token files under cache_dir, memory-map them.
 
-    Two streaming passes over the files (fit, then encode): a corpus larger than memory is never held whole."""
+    Streaming passes over the files (count, fit, encode train, encode val): a corpus larger than memory is
+    never held whole. A held-out part too short to fill one window is not kept (the run has no val)."""
     from forgeml.data.tokenizers import new_tokenizer
 
-    if not any(chunk.strip() for chunk in corpus_chunks(cfg, "train")):
+    cut = split_point(cfg)
+    if not any(chunk.strip() for chunk in corpus_chunks(cfg, "train", cut)):
         raise DataError(f"{cfg.path}: the corpus is empty")
-    if tokenizer is None:
-        t = cfg.text
-        tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(corpus_chunks(cfg, "train"))
+    t = cfg.text
+    tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(corpus_chunks(cfg, "train", cut))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    n_train = write_tokens(tokenizer, corpus_chunks(cfg, "train"), cache_dir / "train.bin")
+    n_train = write_tokens(tokenizer, corpus_chunks(cfg, "train", cut), cache_dir / "train.bin")
     if n_train <= block_size:
         raise ConfigError(f"model.block_size ({block_size}) is not shorter than the training text ({n_train} tokens); "
                           "use a smaller block_size or more text")
     val = None
     if cfg.split.val > 0:
-        n_val = write_tokens(tokenizer, corpus_chunks(cfg, "val"), cache_dir / "val.bin")
-        val = open_tokens(cache_dir / "val.bin", tokenizer.vocab_size) if n_val > block_size else None
+        n_val = write_tokens(tokenizer, corpus_chunks(cfg, "val", cut), cache_dir / "val.bin")
+        if n_val > block_size:
+            val = open_tokens(cache_dir / "val.bin", tokenizer.vocab_size)
+        else:
+            (cache_dir / "val.bin").unlink()  # too short for one window: no val file, so a resume sees none either
     return TokenData(tokenizer, open_tokens(cache_dir / "train.bin", tokenizer.vocab_size), val)

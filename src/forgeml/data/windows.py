@@ -19,25 +19,22 @@ class WindowBatcher:
             raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size}")
         self.tokens, self.T, self.B = tokens, block_size, batch_size
         self.seed, self.device, self.sequential = seed, torch.device(device), sequential
-        starts = len(tokens) - block_size - 1
-        self.n_windows = starts + 1
-        self.batches = batches_per_epoch if not sequential else max(1, self.n_windows // block_size // batch_size)
+        self.n_windows = len(tokens) - block_size  # random windows may start anywhere a target still follows
+        self.n_tiles = (len(tokens) - 1) // block_size  # sequential: non-overlapping windows covering the text
+        self.batches = batches_per_epoch if not sequential else -(-self.n_tiles // batch_size)
         self._span = np.arange(block_size + 1)
 
     def __len__(self) -> int:
         return self.batches
-
-    @property
-    def n_samples(self) -> int:
-        return self.batches * self.B
 
     def to(self, device) -> WindowBatcher:
         self.device = torch.device(device)
         return self
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.sequential:  # evaluation: non-overlapping windows from the start, the same every time
-            offsets = np.arange(self.batches * self.B).reshape(self.batches, self.B) * self.T
+        if self.sequential:  # evaluation: non-overlapping windows from the start, the same every time (last batch shorter)
+            tiles = np.arange(self.n_tiles) * self.T
+            offsets = [tiles[k * self.B : (k + 1) * self.B] for k in range(self.batches)]
         else:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             offsets = torch.randint(0, self.n_windows, (self.batches, self.B), generator=gen).numpy()

@@ -17,6 +17,7 @@ import numpy as np
 
 from forgeml.atomic import write_text
 from forgeml.bundle import Bundle
+from forgeml.errors import ForgeError
 from forgeml.report import plots
 
 WORST_K = 12
@@ -160,7 +161,12 @@ def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], not
     from forgeml.predictor import Predictor
 
     predictor = predictor or Predictor(bundle.path, trust_code=True)  # a run of this machine's own making
-    data = data or prepare(predictor.config.data)
+    if data is None:
+        try:
+            data = prepare(predictor.config.data)
+        except ForgeError as exc:  # a bundle moved to another machine: its training data may not be there
+            notes.append(f"the run's data cannot be read here ({str(exc).splitlines()[0]}): no confusion matrix or mistakes")
+            return {}
     name = "test" if "test" in data.splits else "val" if "val" in data.splits else None
     if name is None:
         notes.append("the run has no test or validation split: no confusion matrix or mistakes to show")
