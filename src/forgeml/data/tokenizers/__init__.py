@@ -16,7 +16,7 @@ def tokenizer_from_json(d: dict[str, Any]):
     return KINDS[d["kind"]].from_json(d)
 
 
-def new_tokenizer(kind: str, vocab_size: int | None = None, min_count: int = 1, lowercase: bool = False):
+def new_tokenizer(kind: str, vocab_size: int | None = None, min_count: int = 1, lowercase: bool = True):
     if kind == "char":
         return CharTokenizer()
     if kind == "word":
