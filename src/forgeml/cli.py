@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -290,12 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NotesToStderr(logging.Handler):
+    """forgeml.notes on stderr: 'note: ...' and 'warning: ...', one line each, never wrapped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        label = "[yellow]warning:[/]" if record.levelno >= logging.WARNING else "[cyan]note:[/]"
+        errors.print(f"{label} {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def _show_notes() -> None:
+    logger = logging.getLogger("forgeml")
+    if not any(isinstance(h, _NotesToStderr) for h in logger.handlers):
+        logger.addHandler(_NotesToStderr())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    _show_notes()
     try:
         return COMMANDS[args.command](args)
     except ForgeError as exc:

@@ -1,0 +1,23 @@
+"""forgeml.notes reach the CLI user on stderr as one line each, and Python users through logging."""
+
+from __future__ import annotations
+
+import logging
+
+from forgeml.cli import _show_notes
+from forgeml.notes import note, warn
+
+
+def test_notes_and_warnings_print_one_line_each_on_stderr(capsys):
+    _show_notes()
+    note("column kinds: age numeric, city category")
+    warn("data.task is regression but the target has 3 integer values")
+    err = capsys.readouterr().err
+    assert "note: column kinds: age numeric, city category\n" in err
+    assert "warning: data.task is regression but the target has 3 integer values\n" in err
+
+
+def test_python_users_get_them_through_logging(caplog):
+    with caplog.at_level(logging.INFO, logger="forgeml"):
+        warn("something odd")
+    assert [r.getMessage() for r in caplog.records] == ["something odd"]
