@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup dev browser demo test bench lint clean
+.PHONY: setup dev browser demo test bench readme-figures lint clean
 
 # torch first: `pip install torch==2.13.0` takes the CPU build from local disk on our machines and the
 # regular build elsewhere; the project's range `torch>=2.3` then keeps it. Never remove pip's constraint file.
@@ -39,6 +39,10 @@ bench: dev
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/gpt_train.py
+
+# every figure the README quotes, re-measured beside the README's (add ARGS=--update to write them in)
+readme-figures: setup
+	$(BIN)/python benchmarks/readme_figures.py $(ARGS)
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
