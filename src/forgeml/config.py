@@ -69,7 +69,8 @@ class DataConfig(Section):
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: classification for text/bool/integer targets with at most 50 values, else regression"
     )
-    columns: list[str] | None = Field(None, description="column names for a table file without a header row")
+    columns: list[str] | None = Field(None, description="column names for a table file: with data.header unset or false, the file has no header row")
+    header: bool | None = Field(None, description="table's first line names the columns; None: yes unless data.columns is set; false: every line is data (col_0, col_1, ... unless data.columns)")
     features: dict[str, FeatureType] = Field(default_factory=dict, description="feature type by column; unnamed columns are inferred")
     drop: list[str] = Field(default_factory=list, description="columns to ignore")
     na_values: list[str] = Field(default_factory=list, description="extra strings that mean 'missing' (e.g. '?')")

@@ -110,3 +110,31 @@ def test_unparseable_csv_rows(tmp_path):
     bad.write_text("a,b,label\n1,2,0\n3,4,5,6,7\n")
     with pytest.raises(DataError, match="cannot parse as csv"):
         read_source(DataConfig(path=str(bad)))
+
+
+def test_sklearn_source_and_file_paths_name_data_source(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,label\n1,x\n2,y\n")
+    with pytest.raises(ConfigError, match="data.source: sklearn.*is a file.*set data.source: auto"):
+        read_source(DataConfig(source="sklearn", path=str(table)))
+    with pytest.raises(ConfigError, match="data.path: sklearn:.*is a file.*data.source"):
+        read_source(DataConfig(path=f"sklearn:{table}"))
+    for source in ("csv", "auto"):
+        with pytest.raises(ConfigError, match="'iris' is a scikit-learn set.*data.source: sklearn"):
+            read_source(DataConfig(source=source, path="iris"))
+
+
+def test_header_false_reads_the_first_line_as_data(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("1,x\n2,y\n3,x\n")
+    assert read_source(DataConfig(path=str(table))).names == ["1", "x"]
+    cols = read_source(DataConfig(path=str(table), header=False))
+    assert cols.names == ["col_0", "col_1"] and cols.data["col_0"].tolist() == [1.0, 2.0, 3.0]
+    named = read_source(DataConfig(path=str(table), header=False, columns=["a", "label"]))
+    assert named.data["label"].tolist() == ["x", "y", "x"]
+    renamed = read_source(DataConfig(path=str(table), header=True, columns=["a", "label"]))  # the header row is replaced
+    assert renamed.data["a"].tolist() == [2.0, 3.0]
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame({"a": [1]}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    with pytest.raises(ConfigError, match="data.header: jsonl files name their own columns"):
+        read_source(DataConfig(path=str(tmp_path / "t.jsonl"), header=False))
