@@ -138,3 +138,26 @@ def test_header_false_reads_the_first_line_as_data(tmp_path):
     pd.DataFrame({"a": [1]}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     with pytest.raises(ConfigError, match="data.header: jsonl files name their own columns"):
         read_source(DataConfig(path=str(tmp_path / "t.jsonl"), header=False))
+
+
+def test_a_stray_quote_that_swallows_rows_is_an_error_naming_quote_char():
+    # the real SMS file: a message on line 5082 opens with '"' and the default quoting reads 3 lines as one
+    cfg = DataConfig(path="data/sms_spam/SMSSpamCollection", source="tsv", columns=["label", "text"])
+    with pytest.raises(DataError, match=r"read 5572 records from 5574 lines.*line 5082.*data.quote_char: null"):
+        read_source(cfg)
+    cols = read_source(cfg.model_copy(update={"quote_char": None}))
+    assert len(cols) == 5574 and cols.rows[-1] == 5574
+
+
+def test_stray_quote_in_a_gzipped_file_and_a_real_multiline_value(tmp_path):
+    rows = ["ham\tsee you at 5", 'spam\t"FREE entry! win now', "ham\tok lar", "ham\tcall me", 'spam\tclaim your prize" now']
+    bad = tmp_path / "sms.tsv.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write("label\ttext\n" + "\n".join(rows * 3) + "\n")
+    with pytest.raises(DataError, match=r"read 6 records from 15 lines.*line 3 opens.*data.quote_char: null"):
+        read_source(DataConfig(path=str(bad)))
+    assert len(read_source(DataConfig(path=str(bad), quote_char=None))) == 15
+    good = tmp_path / "reviews.csv"  # a quoted review over two lines is one record, not an error
+    good.write_text('rating,text\n5,"Love this dress!\n\nIt fits."\n\n# a comment\n2,too small\n')
+    cols = read_source(DataConfig(path=str(good), comment="#"))
+    assert cols.data["rating"].tolist() == [5.0, 2.0] and cols.rows.tolist() == [2, 7]
