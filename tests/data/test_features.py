@@ -118,3 +118,18 @@ def test_a_non_number_in_a_numeric_column_is_a_warning_with_its_file_line(tmp_pa
     val.write_text("age,work,label\n\n30,a,x\n31,b,zzz\n")
     with pytest.raises(DataError, match="val.csv: line 4: target 'label' = 'zzz' was never seen"):
         prepare(DataConfig(path=str(table), val_path=str(val), na_values=["?"]))
+
+
+def test_text_and_label_columns_swapped_name_the_label(tmp_path):
+    from forgeml.config import DataConfig
+    from forgeml.data.prepare import prepare
+
+    sms = [line.split("\t", 1) for line in open("data/sms_spam/SMSSpamCollection").read().splitlines()[:40]]
+    table = tmp_path / "sms.tsv"
+    table.write_text("label\ttext\n" + "\n".join(f"{t}\t{lab}" for lab, t in sms) + "\n")  # columns swapped
+    with pytest.raises(DataError, match=r"target 'label' has \d+ different values in 40 rows, like free text.*"
+                                        r"column 'text' \(2 values\) looks like the label: set data.target: text"):
+        prepare(DataConfig(path=str(table), quote_char=None, split={"val": 0, "test": 0}))
+    ok = prepare(DataConfig(path=str(table), quote_char=None, target="text", features={"label": "text"},
+                            split={"val": 0, "test": 0}))
+    assert ok.features.target.classes == ["ham", "spam"]

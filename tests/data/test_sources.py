@@ -161,3 +161,15 @@ def test_stray_quote_in_a_gzipped_file_and_a_real_multiline_value(tmp_path):
     good.write_text('rating,text\n5,"Love this dress!\n\nIt fits."\n\n# a comment\n2,too small\n')
     cols = read_source(DataConfig(path=str(good), comment="#"))
     assert cols.data["rating"].tolist() == [5.0, 2.0] and cols.rows.tolist() == [2, 7]
+
+
+def test_a_wrong_separator_names_the_one_the_file_looks_like(tmp_path):
+    semi = tmp_path / "wine.csv"
+    semi.write_text("".join(open("data/wine_quality/winequality-red.csv").readlines()[:30]))  # real ';' file
+    with pytest.raises(DataError, match=r"one column 'fixed acidity;.*looks ';'-separated: set data.sep: ';'"):
+        read_source(DataConfig(path=str(semi)))
+    assert "quality" in read_source(DataConfig(path=str(semi), sep=";")).names
+    tabs = tmp_path / "t.csv"
+    tabs.write_text("a\tb\tlabel\n1\t2\tx\n3\t4\ty\n5,6\t7\tx\n")
+    with pytest.raises(DataError, match=r"looks '\\t'-separated: set data.sep: '\\t'"):
+        read_source(DataConfig(path=str(tabs)))

@@ -70,6 +70,20 @@ def _warn_numbers_read_as_category(cols: Columns, name: str) -> None:
              f"data.na_values: [{value!r}]; data.features: {{{name}: category}} keeps it a category")
 
 
+def _check_target_is_not_text(train: Columns, name: str) -> None:
+    """Text and label columns swapped: a class target with a different value on nearly every row is free text."""
+    values = train.data[name]
+    tokens = set(as_tokens(values))
+    if values.dtype != object or len(values) < 20 or len(tokens) < 0.9 * len(values):
+        return
+    counts = {n: len(set(as_tokens(v))) for n, v in train.data.items() if n != name and v.ndim == 1}
+    labels = sorted((c, n) for n, c in counts.items() if 2 <= c <= 50)
+    hint = (f"column {labels[0][1]!r} ({labels[0][0]} values) looks like the label: set data.target: {labels[0][1]}"
+            if labels else "set data.target to the column of labels")
+    raise DataError(f"{train.origin}: target {name!r} has {len(tokens)} different values in {len(values)} rows, like free "
+                    f"text, not class labels; {hint} (and data.features: {{{name}: text}} to read the text)")
+
+
 def _describe(feature) -> str:
     if feature.kind == "category":
         return f"{feature.name} category ({len(feature.vocab)} values)"
@@ -92,6 +106,8 @@ class FeatureSet:
                                   f"{did_you_mean(name, train.names)}")
         y = train.data[target_name]
         task = cfg.task if cfg.task != "auto" else infer_task(y)
+        if task == "classification":
+            _check_target_is_not_text(train, target_name)
         with train.citing_rows():
             target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
         inputs, unused = [], []

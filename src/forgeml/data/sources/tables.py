@@ -35,7 +35,14 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
     except ImportError as exc:
         raise DataError(f"{path}: reading {kind} needs an extra package ({exc}); pip install 'forgeml[parquet]'") from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise DataError(f"{path}: cannot parse as {kind}: {str(exc).strip()}. Check data.sep, data.columns and data.comment") from None
+        looks = _looks_separated(path, sep) if kind in ("csv", "tsv") else None
+        hint = f"this file looks {looks!r}-separated: set data.sep: {looks!r}" if looks else "Check data.sep, data.columns and data.comment"
+        raise DataError(f"{path}: cannot parse as {kind}: {str(exc).strip()}. {hint}") from None
+    if kind in ("csv", "tsv") and len(df.columns) == 1:
+        looks = _looks_separated(path, sep)
+        if looks and looks in str(df.columns[0]):
+            raise DataError(f"{path}: read as one column {str(df.columns[0])[:60]!r} with data.sep {sep!r}; this file looks "
+                            f"{looks!r}-separated: set data.sep: {looks!r}")
     if df.empty:
         raise DataError(f"{path}: no rows")
     if cfg.na_values and kind in ("parquet", "jsonl"):
@@ -60,6 +67,19 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
             values = col.to_numpy(dtype=object)
             data[str(name)] = np.array([v.strip() if isinstance(v, str) else v for v in values], dtype=object)
     return Columns(data, origin=path, rows=rows, row_word=word)
+
+
+def _looks_separated(path: str, used: str) -> str | None:
+    """The separator csv.Sniffer sees in the first lines, when it is not the one used; None when unsure."""
+    import csv
+
+    try:
+        with _open(path) as f:
+            sample = b"".join(f.readline() for _ in range(20)).decode("utf-8", "replace")
+        found = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except (csv.Error, OSError, EOFError):
+        return None
+    return found if found != used else None
 
 
 def _open(path: str):
