@@ -73,3 +73,12 @@ def test_every_readme_command_parses_and_its_config_overrides_are_valid():
                     prepare(load_config(args.config, args.set).data)
             else:
                 load_config(args.config, args.set)  # a misspelt --set key in the README fails here
+
+
+def test_config_show_reads_a_tab_and_a_space_separator(capsys):
+    from forgeml.cli import main
+
+    assert main(["config", "show", "examples/adult-mlp.yaml", "--set", "data.sep=\\t"]) == 0
+    assert "sep: \"\\t\"" in capsys.readouterr().out
+    assert main(["config", "show", "examples/adult-mlp.yaml", "--set", "data.sep= "]) == 0
+    assert "sep: ' '" in capsys.readouterr().out

@@ -70,3 +70,17 @@ def test_every_field_is_described():
                 walk(ann)
 
     walk(Config)
+
+
+def test_set_on_a_text_field_keeps_what_was_typed():
+    # YAML would keep '\t' as backslash-t, turn ' ' and '#' into null and '2024' into a number
+    assert load_config({}, ["data.sep=\\t"]).data.sep == "\t"
+    assert load_config({}, ["data.sep= "]).data.sep == " "
+    assert load_config({}, ["data.comment=#"]).data.comment == "#"
+    assert load_config({}, ["name=2024"]).name == "2024"
+    assert load_config({}, ["data.sep=;"]).data.sep == ";"
+    assert load_config({"data": {"sep": ";"}}, ["data.sep=null"]).data.sep is None
+    assert load_config({}, ["train.lr=3e-4"]).train.lr == 3e-4  # non-text fields still read YAML
+    assert load_config({}, ["data.path=C:\\new\\x.csv"]).data.path == "C:\\new\\x.csv"
+    assert load_config({}, ["data.label_aliases.a=1"]).data.label_aliases == {"a": "1"}
+    assert load_config({}, ["data.quote_char='"]).data.quote_char == "'"

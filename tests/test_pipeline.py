@@ -110,7 +110,7 @@ def test_csv_with_unparseable_rows_and_a_missing_target_column(runs, tmp_path):
         forgeml.train({"data": {"path": str(bad)}, "runs_dir": str(runs)})
     text = tmp_path / "text.csv"
     text.write_text("a,label\n1,x\nnot-a-number,y\n2,x\n")
-    with pytest.raises(DataError, match="row 1: 'not-a-number' is not a number"):
+    with pytest.raises(DataError, match="column 'a' line 3: 'not-a-number' is not a number"):
         forgeml.train({"data": {"path": str(text), "features": {"a": "numeric"}, "split": {"val": 0, "test": 0}},
                        "model": {"name": "mlp"}, "runs_dir": str(runs)})
     assert list(runs.iterdir()) == []
@@ -216,7 +216,7 @@ def test_a_custom_model_bundle_does_not_run_code_unless_trusted(runs, tmp_path):
 def test_missing_training_labels_are_an_error(tmp_path, runs):
     bad = tmp_path / "t.csv"
     bad.write_text("a,label\n1,x\n2,\n3,y\n4,x\n")
-    with pytest.raises(DataError, match="row 1: target 'label' is missing"):
+    with pytest.raises(DataError, match="line 3: target 'label' is missing"):
         forgeml.train({"runs_dir": str(runs), "data": {"path": str(bad), "split": {"val": 0, "test": 0}}, "model": {"name": "mlp"}})
 
 

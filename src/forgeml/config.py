@@ -9,6 +9,7 @@ the bad value, what is allowed and the nearest valid key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,7 +69,8 @@ class DataConfig(Section):
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: classification for text/bool/integer targets with at most 50 values, else regression"
     )
-    columns: list[str] | None = Field(None, description="column names for a table file without a header row")
+    columns: list[str] | None = Field(None, description="column names for a table file: with data.header unset or false, the file has no header row")
+    header: bool | None = Field(None, description="table's first line names the columns; None: yes unless data.columns is set; false: every line is data (col_0, col_1, ... unless data.columns)")
     features: dict[str, FeatureType] = Field(default_factory=dict, description="feature type by column; unnamed columns are inferred")
     drop: list[str] = Field(default_factory=list, description="columns to ignore")
     na_values: list[str] = Field(default_factory=list, description="extra strings that mean 'missing' (e.g. '?')")
@@ -314,8 +316,39 @@ def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> list[tuple
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
+        if _is_text_field(key.strip()):
+            value = _as_text(text, value)
         pairs.append((key.strip(), value))
     return pairs
+
+
+def _as_text(text: str, parsed: Any) -> Any:
+    """What was typed for a text field where YAML would read something else: '\\t' is a tab (unquoted YAML keeps the
+    backslash), ' ' a space and '#' a hash (YAML: null), 2024 the text '2024'. 'null', '~' and nothing stay None."""
+    if not text.strip():
+        return text or None  # a lone space or tab is a separator, not "unset"
+    if text.strip() in ("null", "Null", "NULL", "~"):
+        return None
+    if isinstance(parsed, str) and text.strip()[0] in "'\"":
+        return parsed  # quoted: YAML did what was asked
+    if re.fullmatch(r"\\(t|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})", text.strip()):
+        return text.strip().encode().decode("unicode_escape")  # one escaped character only: C:\\new stays a path
+    return text.strip()
+
+
+def _is_text_field(dotted: str) -> bool:
+    """Whether `dotted` names a str (or str | None) field, or a value in a dict[str, str] field (data.label_aliases.X)."""
+    models: list[Any] = [Config]
+    ann: Any = None
+    for part in dotted.split("."):
+        if ann == dict[str, str]:
+            return True
+        found = [m.model_fields[part] for m in models if part in getattr(m, "model_fields", {})]
+        if not found:
+            return False
+        ann = found[0].annotation
+        models = list(MODEL_CONFIGS.values()) if found[0] is Config.model_fields["model"] else [ann]
+    return ann in (str, str | None)
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:

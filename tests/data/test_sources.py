@@ -110,3 +110,66 @@ def test_unparseable_csv_rows(tmp_path):
     bad.write_text("a,b,label\n1,2,0\n3,4,5,6,7\n")
     with pytest.raises(DataError, match="cannot parse as csv"):
         read_source(DataConfig(path=str(bad)))
+
+
+def test_sklearn_source_and_file_paths_name_data_source(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,label\n1,x\n2,y\n")
+    with pytest.raises(ConfigError, match="data.source: sklearn.*is a file.*set data.source: auto"):
+        read_source(DataConfig(source="sklearn", path=str(table)))
+    with pytest.raises(ConfigError, match="data.path: sklearn:.*is a file.*data.source"):
+        read_source(DataConfig(path=f"sklearn:{table}"))
+    for source in ("csv", "auto"):
+        with pytest.raises(ConfigError, match="'iris' is a scikit-learn set.*data.source: sklearn"):
+            read_source(DataConfig(source=source, path="iris"))
+
+
+def test_header_false_reads_the_first_line_as_data(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("1,x\n2,y\n3,x\n")
+    assert read_source(DataConfig(path=str(table))).names == ["1", "x"]
+    cols = read_source(DataConfig(path=str(table), header=False))
+    assert cols.names == ["col_0", "col_1"] and cols.data["col_0"].tolist() == [1.0, 2.0, 3.0]
+    named = read_source(DataConfig(path=str(table), header=False, columns=["a", "label"]))
+    assert named.data["label"].tolist() == ["x", "y", "x"]
+    renamed = read_source(DataConfig(path=str(table), header=True, columns=["a", "label"]))  # the header row is replaced
+    assert renamed.data["a"].tolist() == [2.0, 3.0]
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame({"a": [1]}).to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    with pytest.raises(ConfigError, match="data.header: jsonl files name their own columns"):
+        read_source(DataConfig(path=str(tmp_path / "t.jsonl"), header=False))
+
+
+def test_a_stray_quote_that_swallows_rows_is_an_error_naming_quote_char():
+    # the real SMS file: a message on line 5082 opens with '"' and the default quoting reads 3 lines as one
+    cfg = DataConfig(path="data/sms_spam/SMSSpamCollection", source="tsv", columns=["label", "text"])
+    with pytest.raises(DataError, match=r"read 5572 records from 5574 lines.*line 5082.*data.quote_char: null"):
+        read_source(cfg)
+    cols = read_source(cfg.model_copy(update={"quote_char": None}))
+    assert len(cols) == 5574 and cols.rows[-1] == 5574
+
+
+def test_stray_quote_in_a_gzipped_file_and_a_real_multiline_value(tmp_path):
+    rows = ["ham\tsee you at 5", 'spam\t"FREE entry! win now', "ham\tok lar", "ham\tcall me", 'spam\tclaim your prize" now']
+    bad = tmp_path / "sms.tsv.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write("label\ttext\n" + "\n".join(rows * 3) + "\n")
+    with pytest.raises(DataError, match=r"read 6 records from 15 lines.*line 3 opens.*data.quote_char: null"):
+        read_source(DataConfig(path=str(bad)))
+    assert len(read_source(DataConfig(path=str(bad), quote_char=None))) == 15
+    good = tmp_path / "reviews.csv"  # a quoted review over two lines is one record, not an error
+    good.write_text('rating,text\n5,"Love this dress!\n\nIt fits."\n\n# a comment\n2,too small\n')
+    cols = read_source(DataConfig(path=str(good), comment="#"))
+    assert cols.data["rating"].tolist() == [5.0, 2.0] and cols.rows.tolist() == [2, 7]
+
+
+def test_a_wrong_separator_names_the_one_the_file_looks_like(tmp_path):
+    semi = tmp_path / "wine.csv"
+    semi.write_text("".join(open("data/wine_quality/winequality-red.csv").readlines()[:30]))  # real ';' file
+    with pytest.raises(DataError, match=r"one column 'fixed acidity;.*looks ';'-separated: set data.sep: ';'"):
+        read_source(DataConfig(path=str(semi)))
+    assert "quality" in read_source(DataConfig(path=str(semi), sep=";")).names
+    tabs = tmp_path / "t.csv"
+    tabs.write_text("a\tb\tlabel\n1\t2\tx\n3\t4\ty\n5,6\t7\tx\n")
+    with pytest.raises(DataError, match=r"looks '\\t'-separated: set data.sep: '\\t'"):
+        read_source(DataConfig(path=str(tabs)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from forgeml.config import DataConfig
@@ -13,6 +14,7 @@ from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
 from forgeml.data.features.category import MISSING, as_tokens
 from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
+from forgeml.notes import note, warn
 
 FEATURES_VERSION = 1
 
@@ -46,6 +48,48 @@ def infer_kind(values: np.ndarray) -> str:
     return "text" if spaced > 0.5 and len(tokens) > 0.5 * min(len(values), 100_000) else "category"  # sentences, not labels
 
 
+def first_non_number(values: np.ndarray) -> tuple[int, object, int] | None:
+    """(position, value, how many) of the non-numbers in a column that is mostly numbers; None otherwise."""
+    if values.dtype != object:
+        return None
+    series = pd.Series(values, dtype=object)
+    present = ~series.isna().to_numpy()
+    bad = np.isnan(pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)) & present
+    if not bad.any() or bad.sum() * 2 >= present.sum():
+        return None
+    i = int(np.argmax(bad))
+    return i, values[i], int(bad.sum())
+
+
+def _warn_numbers_read_as_category(cols: Columns, name: str) -> None:
+    found = first_non_number(cols.data[name])
+    if found:
+        i, value, count = found
+        warn(f"{cols.origin}: column {name!r} {cols.where(i)}: {value!r} is not a number ({count} such values), so the "
+             f"column is read as a category. If it is numeric, declare it with data.features: {{{name}: numeric}} and "
+             f"data.na_values: [{value!r}]; data.features: {{{name}: category}} keeps it a category")
+
+
+def _check_target_is_not_text(train: Columns, name: str) -> None:
+    """Text and label columns swapped: a class target with a different value on nearly every row is free text."""
+    values = train.data[name]
+    tokens = set(as_tokens(values))
+    if values.dtype != object or len(values) < 20 or len(tokens) < 0.9 * len(values):
+        return
+    counts = {n: len(set(as_tokens(v))) for n, v in train.data.items() if n != name and v.ndim == 1}
+    labels = sorted((c, n) for n, c in counts.items() if 2 <= c <= 50)
+    hint = (f"column {labels[0][1]!r} ({labels[0][0]} values) looks like the label: set data.target: {labels[0][1]}"
+            if labels else "set data.target to the column of labels")
+    raise DataError(f"{train.origin}: target {name!r} has {len(tokens)} different values in {len(values)} rows, like free "
+                    f"text, not class labels; {hint} (and data.features: {{{name}: text}} to read the text)")
+
+
+def _describe(feature) -> str:
+    if feature.kind == "category":
+        return f"{feature.name} category ({len(feature.vocab)} values)"
+    return f"{feature.name} {feature.kind}"
+
+
 class FeatureSet:
     def __init__(self, inputs: list, target: ClassLabels | RegressionTarget):
         self.inputs, self.target = inputs, target
@@ -62,13 +106,20 @@ class FeatureSet:
                                   f"{did_you_mean(name, train.names)}")
         y = train.data[target_name]
         task = cfg.task if cfg.task != "auto" else infer_task(y)
-        target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
-        inputs = []
+        if task == "classification":
+            _check_target_is_not_text(train, target_name)
+        with train.citing_rows():
+            target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
+        inputs, unused = [], []
         for name, values in train.data.items():
             if name == target_name or name in cfg.drop:
+                unused += [name] if name != target_name else []
                 continue
             kind = cfg.features.get(name) or infer_kind(values)
+            if kind == "category" and name not in cfg.features:
+                _warn_numbers_read_as_category(train, name)
             if kind == "ignore":
+                unused.append(name)
                 continue
             cls_ = KINDS[kind]
             if kind == "category":
@@ -77,7 +128,11 @@ class FeatureSet:
                 feat = cls_(name, max_length=cfg.text.max_length, settings=cfg.text.model_dump())
             else:
                 feat = cls_(name)
-            inputs.append(feat.fit(values, train.origin))
+            with train.citing_rows():
+                inputs.append(feat.fit(values, train.origin))
+        classes = f", {target.n_outputs} classes" if target.kind == "classification" else ""
+        note(f"columns: {', '.join([_describe(f) for f in inputs] + [f'{n} ignored' for n in unused])}; "
+             f"target {target_name}: {target.kind}{classes}")
         if not inputs:
             raise DataError(f"{train.origin}: no input columns left besides the target {target_name!r}")
         for kind in ("image", "text"):
@@ -117,14 +172,16 @@ class FeatureSet:
         if missing:
             raise DataError(f"{cols.origin}: missing input column(s) {', '.join(missing)} (the model was trained on "
                             f"{', '.join(self.schema())})")
-        parts = [f.transform(cols.data[f.name], cols.origin) for f in self.inputs]
+        with cols.citing_rows():
+            parts = [f.transform(cols.data[f.name], cols.origin) for f in self.inputs]
         x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return torch.from_numpy(np.ascontiguousarray(x))
 
     def transform_target(self, cols: Columns) -> torch.Tensor:
         if self.target.name not in cols.data:
             raise DataError(f"{cols.origin}: no target column {self.target.name!r}; evaluation needs the true values")
-        return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
+        with cols.citing_rows():
+            return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
 
     def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request") -> Columns:
         """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing."""

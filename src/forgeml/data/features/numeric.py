@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forgeml.data.columns import RowError
 from forgeml.errors import DataError
 
 
@@ -18,9 +19,9 @@ def as_float(values: np.ndarray, name: str, origin: str = "") -> np.ndarray:
     bad = np.isnan(parsed) & ~pd.isna(pd.Series(values, dtype=object)).to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{origin + ': ' if origin else ''}column {name!r} row {i}: {values[i]!r} is not a number "
-                        f"({int(bad.sum())} such values). Mark it missing with data.na_values or declare the column "
-                        f"a category in data.features")
+        raise RowError(f"{origin + ': ' if origin else ''}column {name!r} ", i, f": {values[i]!r} is not a number "
+                       f"({int(bad.sum())} such values). Mark it missing with data.na_values or declare the column "
+                       f"a category in data.features")
     return parsed
 
 

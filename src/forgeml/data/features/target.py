@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from forgeml.data.columns import RowError
 from forgeml.data.features.category import MISSING, as_tokens
 from forgeml.errors import DataError
 
@@ -25,8 +26,8 @@ class ClassLabels:
         tokens = as_tokens(values)
         if MISSING in tokens:
             i = tokens.index(MISSING)
-            raise DataError(f"{origin}: row {i}: target {self.name!r} is missing ({tokens.count(MISSING)} rows); "
-                            "fill or drop those rows")
+            raise RowError(f"{origin}: ", i, f": target {self.name!r} is missing ({tokens.count(MISSING)} rows); "
+                           "fill or drop those rows")
         uniq = sorted(set(tokens))
         try:
             uniq.sort(key=float)  # '2' before '10'
@@ -45,8 +46,8 @@ class ClassLabels:
         if (out < 0).any():
             i = int(np.argmax(out < 0))
             what = "is missing" if tokens[i] == MISSING else f"= {tokens[i]!r} was never seen in training"
-            raise DataError(f"{origin}: row {i}: target {self.name!r} {what} (classes: {', '.join(self.classes[:20])}). "
-                            "Fix the row, or map it with data.label_aliases")
+            raise RowError(f"{origin}: ", i, f": target {self.name!r} {what} (classes: {', '.join(self.classes[:20])}). "
+                           "Fix the row, or map it with data.label_aliases")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -75,7 +76,7 @@ class RegressionTarget:
 
         y = as_float(values, self.name, origin)
         if np.isnan(y).any():
-            raise DataError(f"{origin}: row {int(np.argmax(np.isnan(y)))}: target {self.name!r} is missing ({int(np.isnan(y).sum())} rows)")
+            raise RowError(f"{origin}: ", int(np.argmax(np.isnan(y))), f": target {self.name!r} is missing ({int(np.isnan(y).sum())} rows)")
         return y
 
     def encode(self, values: np.ndarray, origin: str = "") -> np.ndarray:

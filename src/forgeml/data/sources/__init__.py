@@ -40,8 +40,18 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
     if kind == "sklearn" or path.startswith("sklearn:"):
         from forgeml.data.sources.sklearn_sets import read_sklearn
 
-        return read_sklearn(path.removeprefix("sklearn:"))
+        name = path.removeprefix("sklearn:")
+        if Path(name).exists():
+            how = f"data.path: {path}" if path.startswith("sklearn:") else "data.source: sklearn"
+            raise ConfigError(f"{how} asks for a scikit-learn set, but {name} is a file; to read the file set data.source: auto "
+                              f"(or its format) and data.path: {name}")
+        return read_sklearn(name)
     if not Path(path).exists():
+        from forgeml.data.sources.sklearn_sets import SETS
+
+        if path in SETS:
+            raise ConfigError(f"data.path: {path!r} is a scikit-learn set, not a file (data.source is {cfg.source}); "
+                              f"set data.source: sklearn, or data.path: sklearn:{path}")
         raise DataError(f"{path}: no such file or folder (relative paths are read from {Path.cwd()}). Check data.path / data.test_path")
     kind = kind or detect_source(path)
     if kind in ("csv", "tsv", "parquet", "jsonl"):
