@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from forgeml.config import DataConfig
+from forgeml.data.prepare import load_columns
+from forgeml.errors import ConfigError
+
+
+def _npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.normal(size=(40, 3)), y_train=np.arange(40) % 2,
+             x_test=rng.normal(size=(10, 3)) + 100, y_test=np.arange(10) % 2)
+    return str(path)
+
+
+def test_one_npz_holds_the_training_and_the_test_arrays(tmp_path):
+    path = _npz(tmp_path)
+    cfg = DataConfig(path=path, test_path=path, x_key="x_train", y_key="y_train", test_x_key="x_test", test_y_key="y_test")
+    cols = load_columns(cfg)
+    assert len(cols["test"]) == 10 and cols["test"].data["x0"].min() > 50  # the test arrays, not the training ones
+    assert len(cols["train"]) + len(cols["val"]) == 40
+
+
+def test_the_training_file_as_test_or_val_file_is_refused(tmp_path):
+    path = _npz(tmp_path)
+    with pytest.raises(ConfigError, match="data.test_path: .* is the training file .*data.test_x_key"):
+        load_columns(DataConfig(path=path, test_path=path, x_key="x_train", y_key="y_train"))
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match="data.val_path: .* is the training file"):
+        load_columns(DataConfig(path=str(csv), val_path=str(tmp_path / "." / "t.csv")))  # another spelling, same file
+    with pytest.raises(ConfigError, match="data.test_path"):
+        load_columns(DataConfig(source="sklearn", path="iris", test_path="sklearn:iris"))
