@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from forgeml.config import DataConfig
-from forgeml.data.prepare import load_columns
+from forgeml.data.prepare import load_columns, prepare
 from forgeml.errors import ConfigError
 
 
@@ -32,3 +32,29 @@ def test_the_training_file_as_test_or_val_file_is_refused(tmp_path):
         load_columns(DataConfig(path=str(csv), val_path=str(tmp_path / "." / "t.csv")))  # another spelling, same file
     with pytest.raises(ConfigError, match="data.test_path"):
         load_columns(DataConfig(source="sklearn", path="iris", test_path="sklearn:iris"))
+
+
+def _images_npz(tmp_path, h, w):
+    path = tmp_path / f"im{h}x{w}.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, size=(30, h, w), dtype=np.uint8), y=np.arange(30) % 3)
+    return str(path)
+
+
+@pytest.mark.parametrize("setting, value, size, largest", [
+    ("translate", 2, (1, 6), 0),  # one pixel high: any vertical shift leaves only zero fill
+    ("crop_padding", 8, (8, 8), 7),
+    ("cutout", 9, (8, 8), 7),
+])
+def test_an_augmentation_that_cannot_apply_is_refused_at_prepare_time(tmp_path, setting, value, size, largest):
+    cfg = DataConfig(path=_images_npz(tmp_path, *size), augment={setting: value})
+    with pytest.raises(ConfigError, match=rf"data.augment.{setting}: {value} does not fit the {size[0]}x{size[1]} images .*"
+                                          rf"largest value that works is {largest}"):
+        prepare(cfg)
+    prepare(DataConfig(path=cfg.path, augment={setting: largest}))  # the value the message offers works
+
+
+def test_augmenting_inputs_that_are_not_images_is_refused(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match=r"data.augment \(hflip\): augmentation applies to images.*a \(numeric\)"):
+        prepare(DataConfig(path=str(csv), augment={"hflip": True}))

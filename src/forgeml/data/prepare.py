@@ -120,8 +120,24 @@ def prepare(cfg: DataConfig) -> PreparedData:
     cols = load_columns(cfg)
     train = cols["train"]
     features = FeatureSet.fit(train, cfg, target_name(cfg, train))
+    _check_augment(cfg, features, train.origin)
     splits = {name: make_split(features, c) for name, c in cols.items()}
     return PreparedData(features, splits)
+
+
+def _check_augment(cfg: DataConfig, features: FeatureSet, origin: str) -> None:
+    """data.augment is a promise about training images: refuse it where it cannot do what it says."""
+    aug = cfg.augment
+    if not (aug.translate or aug.crop_padding or aug.hflip or aug.cutout):
+        return
+    first = features.inputs[0]
+    if first.kind != "image":
+        asked = ", ".join(k for k, v in aug.model_dump().items() if v)
+        raise ConfigError(f"data.augment ({asked}): augmentation applies to images, but the inputs of {origin} are "
+                          f"{', '.join(f'{f.name} ({f.kind})' for f in features.inputs[:5])}; remove data.augment")
+    from forgeml.data.augment import check_fits
+
+    check_fits(aug, first.shape, origin)
 
 
 def make_split(features: FeatureSet, cols: Columns) -> Split:
