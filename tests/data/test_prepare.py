@@ -58,3 +58,24 @@ def test_augmenting_inputs_that_are_not_images_is_refused(tmp_path):
     csv.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
     with pytest.raises(ConfigError, match=r"data.augment \(hflip\): augmentation applies to images.*a \(numeric\)"):
         prepare(DataConfig(path=str(csv), augment={"hflip": True}))
+
+
+def _table(tmp_path, name, target):
+    csv = tmp_path / name
+    csv.write_text("a,y\n" + "".join(f"{i},{t}\n" for i, t in enumerate(target)))
+    return str(csv)
+
+
+def test_a_task_that_does_not_fit_the_target_is_said(tmp_path, caplog):
+    classes = _table(tmp_path, "classes.csv", [i % 4 for i in range(40)])
+    prepare(DataConfig(path=classes, target="y", task="regression"))
+    assert "data.task is regression but the target 'y' holds only 4 distinct integers (0, 1, 2, 3)" in caplog.text
+    caplog.clear()
+    amounts = _table(tmp_path, "amounts.csv", [round(0.37 * i, 2) for i in range(40)])
+    prepare(DataConfig(path=amounts, target="y", task="classification", split={"val": 0, "test": 0}))  # every value seen
+    assert "data.task is classification but the target 'y' holds 40 distinct values, not whole numbers" in caplog.text
+    caplog.clear()
+    scores = _table(tmp_path, "scores.csv", [3 + i % 6 for i in range(40)])  # wine-quality style scores: a fair regression
+    prepare(DataConfig(path=scores, target="y", task="regression"))
+    prepare(DataConfig(path=classes, target="y", task="classification"))
+    assert "data.task" not in caplog.text

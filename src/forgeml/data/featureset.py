@@ -13,6 +13,7 @@ from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
 from forgeml.data.features.category import MISSING, as_tokens
 from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
+from forgeml.notes import warn
 
 FEATURES_VERSION = 1
 
@@ -26,6 +27,26 @@ def infer_task(values: np.ndarray) -> str:
         integral = np.all(np.mod(finite, 1) == 0)
         return "classification" if integral and len(np.unique(finite)) <= 50 else "regression"
     return "classification"
+
+
+def warn_task_mismatch(values: np.ndarray, task: str, name: str, origin: str) -> None:
+    """A data.task that no longer fits the target (a config reused on another file) is said, not obeyed silently."""
+    if values.dtype.kind not in "iuf":
+        return
+    finite = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    distinct = np.unique(finite)
+    integral = bool(np.all(np.mod(distinct, 1) == 0))
+    # class ids count from 0 or 1; a score such as wine quality 3..8 is a fair regression target
+    if task == "regression" and integral and len(distinct) <= 50 and len(distinct) and distinct[0] in (0, 1):
+        shown = ", ".join(str(int(v)) for v in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
+        warn(f"{origin}: data.task is regression but the target {name!r} holds only {len(distinct)} distinct integers "
+             f"({shown}), which look like class ids; a regressor will predict values between them. If they are classes, "
+             "set data.task: classification")
+    elif task == "classification" and not integral:
+        example = next(v for v in distinct if v % 1)
+        warn(f"{origin}: data.task is classification but the target {name!r} holds {len(distinct)} distinct values, "
+             f"not whole numbers (e.g. {example:g}); each distinct value becomes a class. If it is a quantity, set "
+             "data.task: regression")
 
 
 def infer_kind(values: np.ndarray) -> str:
@@ -62,6 +83,8 @@ class FeatureSet:
                                   f"{did_you_mean(name, train.names)}")
         y = train.data[target_name]
         task = cfg.task if cfg.task != "auto" else infer_task(y)
+        if cfg.task != "auto":
+            warn_task_mismatch(y, task, target_name, train.origin)
         target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
         inputs = []
         for name, values in train.data.items():
