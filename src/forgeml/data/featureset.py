@@ -149,18 +149,22 @@ class FeatureSet:
             raise DataError(f"{cols.origin}: no target column {self.target.name!r}; evaluation needs the true values")
         return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
 
-    def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request") -> Columns:
-        """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing."""
+    def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request", row_names: list[str] | None = None) -> Columns:
+        """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing.
+
+        `row_names` (e.g. 'people.jsonl:3') say where a bad row came from."""
         names = list(self.schema())
         for i, row in enumerate(rows):
+            where = f"{origin}: row {i}" if row_names is None else row_names[i]
             if not isinstance(row, dict):
-                raise RequestError(f"{origin}: row {i} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
+                raise RequestError(f"{where} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
             extra = [k for k in row if k not in names and k != self.target.name]
             if extra:
-                raise RequestError(f"{origin}: row {i}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
+                raise RequestError(f"{where}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
             absent = [n for n in names if n not in row]
             if absent:
-                raise RequestError(f"{origin}: row {i}: missing {', '.join(absent)} (give null for a missing value)")
+                raise RequestError(f"{where}: missing {', '.join(absent)} (the model takes {', '.join(names)}; "
+                                   "give null for a missing value)")
         data: dict[str, np.ndarray] = {}
         for f in self.inputs:
             values = [r[f.name] for r in rows]
@@ -177,6 +181,19 @@ class FeatureSet:
             else:
                 data[f.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
         return Columns(data, origin=origin)
+
+    def warn_unseen(self, cols: Columns) -> None:
+        """One warning per category/binary column holding values training never saw: they predict as unknown."""
+        for f in self.inputs:
+            known = getattr(f, "vocab", None) if f.kind == "category" else getattr(f, "values", None) if f.kind == "binary" else None
+            if known is None or f.name not in cols.data:
+                continue
+            known = set(known)
+            tokens = as_tokens(cols.data[f.name])
+            unseen = [t for t in tokens if t != MISSING and t not in known]
+            if unseen:
+                warn(f"{f.name}: {len(unseen)} of {len(tokens)} rows have values never seen in training (e.g. {unseen[0]!r}); "
+                     "they are treated as unknown")
 
     # ------------------------------------------------------------------ saving
     def to_json(self) -> dict[str, Any]:
