@@ -79,3 +79,11 @@ def test_a_task_that_does_not_fit_the_target_is_said(tmp_path, caplog):
     prepare(DataConfig(path=scores, target="y", task="regression"))
     prepare(DataConfig(path=classes, target="y", task="classification"))
     assert "data.task" not in caplog.text
+
+
+def test_a_split_that_cannot_be_stratified_says_so_on_the_forgeml_channel(tmp_path, caplog):
+    labels = ["a"] * 20 + ["b"] * 20 + ["lonely"]
+    csv = tmp_path / "t.csv"
+    csv.write_text("x,label\n" + "".join(f"{i},{t}\n" for i, t in enumerate(labels)))
+    load_columns(DataConfig(path=str(csv), split={"test": 0}))
+    assert "data.split.stratify: class 'lonely' has fewer than 2 rows, so the split is not stratified" in caplog.text
