@@ -237,3 +237,15 @@ def test_ctrl_c_in_the_cli_saves_a_resumable_run(runs):
     assert proc.returncode == 130 and f"forgeml train --resume {runs / 'shakespeare-gpt'}" in err.replace("\n", "")
     meta = json.loads((runs / "shakespeare-gpt" / "meta.json").read_text())
     assert meta["status"] == "interrupted" and (runs / "shakespeare-gpt" / "checkpoints" / "last.pt").is_file()
+
+
+def test_training_without_a_validation_split_says_what_it_gives_up(runs, tmp_path, capsys):
+    for name in ("train.csv", "test.csv"):
+        (tmp_path / name).write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    config = tmp_path / "noval.yaml"
+    config.write_text(f"data: {{path: {tmp_path / 'train.csv'}, test_path: {tmp_path / 'test.csv'}, split: {{val: 0}}}}\n"
+                      "model: {name: mlp, hidden: [4]}\ntrain: {epochs: 1, batch_size: 16}\n")
+    assert main(["train", str(config), *quick(runs)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: no validation split (data.split.val is 0 and no data.val_path)" in err
+    assert "the bundle keeps the last weights" in err

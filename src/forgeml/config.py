@@ -81,6 +81,12 @@ class DataConfig(Section):
     text_key: str = Field("text", description="language models on JSONL documents: the field holding the text")
     x_key: str = Field("x", description="NPZ only: the array of inputs")
     y_key: str = Field("y", description="NPZ only: the array of targets")
+    val_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.val_path; None = data.x_key")
+    val_y_key: str | None = Field(None, description="NPZ only: the targets array of data.val_path; None = data.y_key")
+    test_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.test_path (and of evaluate --data); "
+                                   "None = data.x_key. One file holding x_train/y_train/x_test/y_test: set the path and "
+                                   "test_path to it, x_key/y_key to the training arrays and these to the test arrays")
+    test_y_key: str | None = Field(None, description="NPZ only: the targets array of data.test_path; None = data.y_key")
     limit: int | None = Field(None, ge=10, description="use a seeded random subset of this many training rows (quick runs)")
     category_min_count: int = Field(1, ge=1, description="category values seen fewer times in training go to the unknown bucket")
     category_max_vocab: int | None = Field(None, ge=1, description="keep only this many most frequent values per category")
@@ -88,6 +94,14 @@ class DataConfig(Section):
     image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
     text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
+
+    def npz_keys(self, split: str = "train") -> tuple[str, str]:
+        """The (inputs, targets) array names an NPZ file is read with for a split: train, val or test."""
+        if split == "val":
+            return self.val_x_key or self.x_key, self.val_y_key or self.y_key
+        if split == "test":
+            return self.test_x_key or self.x_key, self.test_y_key or self.y_key
+        return self.x_key, self.y_key
 
 
 # ---------------------------------------------------------------------------------------------- model

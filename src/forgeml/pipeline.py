@@ -25,6 +25,7 @@ from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.errors import BundleError, ConfigError, Interrupted, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
+from forgeml.notes import warn
 from forgeml.predictor import Predictor
 from forgeml.report.build import write_report
 from forgeml.training.callbacks import Callback
@@ -151,6 +152,10 @@ def check_monitor(cfg: Config, names: list[str], has_val: bool, task: str) -> No
     if not has_val and cfg.train.early_stopping.patience:
         raise ConfigError("train.early_stopping.patience: early stopping needs a validation split; set data.split.val > 0 "
                           "or data.val_path")
+    if not has_val:
+        warn(f"no validation split (data.split.val is 0 and no data.val_path): nothing is measured during training, so the "
+             f"bundle keeps the last weights and train.monitor ({cfg.train.monitor}) and train.restore_best do nothing; "
+             "set data.split.val > 0 or data.val_path to keep the best weights")
 
 
 def config_digest(cfg: Config) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from forgeml.data.columns import Columns
+from forgeml.data.sources.arrays import read_npz
 from forgeml.data.sources.images import IMAGE_EXT, read_image
 from forgeml.data.sources.tables import read_table
 from forgeml.errors import RequestError
@@ -27,6 +28,8 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
     text_feature = next((f for f in predictor.features.inputs if f.kind == "text"), None)
     for item in inputs:
         path = Path(item)
+        if item != "-" and not item.lstrip().startswith(("{", "[")) and not path.exists() and _looks_like_path(item):
+            raise RequestError(f"{item}: no such file (relative paths are read from {Path.cwd()})")
         if item == "-":
             parsed = _json_lines(sys.stdin.read(), "stdin")
             rows += parsed
@@ -46,6 +49,11 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             c, h, w = image_feature.shape
             rows.append({image_feature.name: read_image(path, (h, w), c)})
             names.append(path.name)
+        elif path.suffix.lower() == ".npz" and path.is_file():
+            data_cfg = predictor.config.data
+            cols = read_npz(str(path), data_cfg.x_key, data_cfg.y_key, target=target, key_fields="data.x_key", require_y=False)
+            rows += _table_rows(cols, item, schema, target)
+            names += [f"{path.name}:{i}" for i in range(len(cols))]
         elif path.suffix.lower() in (".json",):
             parsed = _json_rows(_read(path), item)
             rows += parsed
@@ -62,9 +70,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
         elif path.is_file():
             kind = "tsv" if ".tsv" in path.suffixes else "parquet" if path.suffix in (".parquet", ".pq") else "csv"
             cols = read_table(str(path), kind, predictor.config.data)
-            keep = [k for k in cols.names if k in schema or k == target]
-            for i in range(len(cols)):
-                rows.append({k: _plain(cols.data[k][i]) for k in keep})
+            rows += _table_rows(cols, item, schema, target)
             names += [f"{path.name}:{i}" for i in range(len(cols))]
         elif text_feature is not None:  # a raw string for a text model
             rows.append({text_feature.name: item})
@@ -83,7 +89,27 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
         for r in rows:
             if isinstance(r, dict):
                 r.pop(target, None)
-    return predictor.features.rows_to_columns(rows, origin="input"), names, (truth if has_truth else None)
+    return predictor.features.rows_to_columns(rows, origin="input", row_names=names), names, (truth if has_truth else None)
+
+
+# A text model reads a bare argument as a sentence; one shaped like a file name is a mistyped path, not a review.
+FILE_EXT = {".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq", ".npz", ".gz", *IMAGE_EXT}
+
+
+def _looks_like_path(item: str) -> bool:
+    if any(c.isspace() for c in item):
+        return False
+    return "/" in item or "\\" in item or Path(item).suffix.lower() in FILE_EXT
+
+
+def _table_rows(cols: Columns, item: str, schema: dict[str, str], target: str) -> list[dict[str, Any]]:
+    """A file's rows as dicts of the model's inputs (and the target, when the file has it)."""
+    missing = [k for k in schema if k not in cols.data]
+    if missing:
+        raise RequestError(f"{item}: no column {', '.join(missing)}; the model takes {', '.join(schema)} "
+                           "(an empty cell is a missing value)")
+    keep = [k for k in cols.names if k in schema or k == target]
+    return [{k: _plain(cols.data[k][i]) for k in keep} for i in range(len(cols))]
 
 
 def _read(path: Path) -> str:

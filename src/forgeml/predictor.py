@@ -105,6 +105,7 @@ class Predictor:
 
         Rows go through the same fitted preprocessing as in training (features.json)."""
         cols = self.to_columns(inputs)
+        self.features.warn_unseen(cols)
         return self.decode(self.outputs(self.features.transform_inputs(cols)))
 
     def __repr__(self) -> str:

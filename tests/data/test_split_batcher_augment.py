@@ -57,6 +57,8 @@ def test_cutout_and_flip_and_config():
     torch.manual_seed(0)
     x = torch.ones(8, 1, 10, 10)
     assert (cutout(x, 3) == 0).any()
+    holes = (cutout(torch.ones(200, 1, 10, 10), 2) == 0).sum((1, 2, 3))
+    assert holes.max() == 4 and (holes < 4).any()  # a 2x2 square, cut where it hangs off the edge
     aug = Augment(AugmentConfig(translate=1, hflip=True, cutout=2))
     assert aug.active and aug(x).shape == x.shape
     assert not Augment(AugmentConfig()).active

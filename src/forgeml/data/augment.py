@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from forgeml.config import AugmentConfig
+from forgeml.errors import ConfigError
 
 
 def random_shift(x: torch.Tensor, pad: int, mode: str = "constant") -> torch.Tensor:
@@ -34,10 +35,24 @@ def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
     cy = torch.randint(0, H, (N, 1), device=x.device)
     cx = torch.randint(0, W, (N, 1), device=x.device)
     ys, xs = torch.arange(H, device=x.device), torch.arange(W, device=x.device)
-    in_y = ((ys - cy).abs() <= size // 2)  # (N, H)
-    in_x = ((xs - cx).abs() <= size // 2)  # (N, W)
+    # rows cy - size//2 ... cy - size//2 + size - 1: exactly `size` of them, even sizes included
+    in_y = ((ys - cy + size // 2) >= 0) & ((ys - cy + size // 2) < size)  # (N, H)
+    in_x = ((xs - cx + size // 2) >= 0) & ((xs - cx + size // 2) < size)  # (N, W)
     hole = (in_y[:, :, None] & in_x[:, None, :])[:, None]  # (N, 1, H, W)
     return x.masked_fill(hole, 0.0)
+
+
+def check_fits(cfg: AugmentConfig, shape: list[int] | tuple[int, ...], origin: str) -> None:
+    """Refuse settings that would wipe an image instead of varying it: a shift of the image's own size
+    (or more) leaves only zero fill, a cutout that large covers it, and reflect padding needs pad < size."""
+    _, H, W = shape
+    largest = min(H, W) - 1
+    for name in ("translate", "crop_padding", "cutout"):
+        value = getattr(cfg, name)
+        if value > largest:
+            raise ConfigError(f"data.augment.{name}: {value} does not fit the {H}x{W} images of {origin} (it would "
+                              f"{'wipe them to zero' if name != 'crop_padding' else 'reflect past their edge'}); the largest "
+                              f"value that works is {largest}{' (0 = off)' if largest == 0 else ''}")
 
 
 class Augment:

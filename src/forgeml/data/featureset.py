@@ -30,6 +30,26 @@ def infer_task(values: np.ndarray) -> str:
     return "classification"
 
 
+def warn_task_mismatch(values: np.ndarray, task: str, name: str, origin: str) -> None:
+    """A data.task that no longer fits the target (a config reused on another file) is said, not obeyed silently."""
+    if values.dtype.kind not in "iuf":
+        return
+    finite = values[~np.isnan(values)] if values.dtype.kind == "f" else values
+    distinct = np.unique(finite)
+    integral = bool(np.all(np.mod(distinct, 1) == 0))
+    # class ids count from 0 or 1; a score such as wine quality 3..8 is a fair regression target
+    if task == "regression" and integral and len(distinct) <= 50 and len(distinct) and distinct[0] in (0, 1):
+        shown = ", ".join(str(int(v)) for v in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
+        warn(f"{origin}: data.task is regression but the target {name!r} holds only {len(distinct)} distinct integers "
+             f"({shown}), which look like class ids; a regressor will predict values between them. If they are classes, "
+             "set data.task: classification")
+    elif task == "classification" and not integral:
+        example = next(v for v in distinct if v % 1)
+        warn(f"{origin}: data.task is classification but the target {name!r} holds {len(distinct)} distinct values, "
+             f"not whole numbers (e.g. {example:g}); each distinct value becomes a class. If it is a quantity, set "
+             "data.task: regression")
+
+
 def infer_kind(values: np.ndarray) -> str:
     if values.ndim == 4:
         return "image"
@@ -108,6 +128,8 @@ class FeatureSet:
         task = cfg.task if cfg.task != "auto" else infer_task(y)
         if task == "classification":
             _check_target_is_not_text(train, target_name)
+        if cfg.task != "auto":
+            warn_task_mismatch(y, task, target_name, train.origin)
         with train.citing_rows():
             target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
         inputs, unused = [], []
@@ -183,18 +205,22 @@ class FeatureSet:
         with cols.citing_rows():
             return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
 
-    def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request") -> Columns:
-        """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing."""
+    def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request", row_names: list[str] | None = None) -> Columns:
+        """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing.
+
+        `row_names` (e.g. 'people.jsonl:3') say where a bad row came from."""
         names = list(self.schema())
         for i, row in enumerate(rows):
+            where = f"{origin}: row {i}" if row_names is None else row_names[i]
             if not isinstance(row, dict):
-                raise RequestError(f"{origin}: row {i} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
+                raise RequestError(f"{where} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
             extra = [k for k in row if k not in names and k != self.target.name]
             if extra:
-                raise RequestError(f"{origin}: row {i}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
+                raise RequestError(f"{where}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
             absent = [n for n in names if n not in row]
             if absent:
-                raise RequestError(f"{origin}: row {i}: missing {', '.join(absent)} (give null for a missing value)")
+                raise RequestError(f"{where}: missing {', '.join(absent)} (the model takes {', '.join(names)}; "
+                                   "give null for a missing value)")
         data: dict[str, np.ndarray] = {}
         for f in self.inputs:
             values = [r[f.name] for r in rows]
@@ -211,6 +237,19 @@ class FeatureSet:
             else:
                 data[f.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
         return Columns(data, origin=origin)
+
+    def warn_unseen(self, cols: Columns) -> None:
+        """One warning per category/binary column holding values training never saw: they predict as unknown."""
+        for f in self.inputs:
+            known = getattr(f, "vocab", None) if f.kind == "category" else getattr(f, "values", None) if f.kind == "binary" else None
+            if known is None or f.name not in cols.data:
+                continue
+            known = set(known)
+            tokens = as_tokens(cols.data[f.name])
+            unseen = [t for t in tokens if t != MISSING and t not in known]
+            if unseen:
+                warn(f"{f.name}: {len(unseen)} of {len(tokens)} rows have values never seen in training (e.g. {unseen[0]!r}); "
+                     "they are treated as unknown")
 
     # ------------------------------------------------------------------ saving
     def to_json(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
 from forgeml.data.features.category import as_tokens
 from forgeml.data.featureset import FeatureSet
-from forgeml.data.sources import read_source
+from forgeml.data.sources import detect_source, read_source
 from forgeml.data.split import split_indices
 from forgeml.errors import ConfigError
 
@@ -46,8 +47,8 @@ def target_name(cfg: DataConfig, cols: Columns) -> str:
                       f"(columns: {', '.join(cols.names[:20])})")
 
 
-def _read(cfg: DataConfig, path: str | None = None) -> Columns:
-    cols = read_source(cfg, path, labels_path=_labels_for(cfg, path))
+def _read(cfg: DataConfig, path: str | None = None, split: str = "train") -> Columns:
+    cols = read_source(cfg, path, labels_path=_labels_for(cfg, path), split=split)
     if cfg.label_aliases:
         name = target_name(cfg, cols)
         if name in cols.data:
@@ -67,6 +68,8 @@ def _labels_for(cfg: DataConfig, path: str | None) -> str | None:
 
 def load_columns(cfg: DataConfig) -> dict[str, Columns]:
     """Raw columns per split (train, and val/test where there are any)."""
+    for split in ("val", "test"):
+        _check_not_training_file(cfg, split)
     main = _read(cfg)
     if cfg.limit and cfg.limit < len(main):
         keep = np.sort(np.random.default_rng(cfg.split.seed).choice(len(main), cfg.limit, replace=False))
@@ -81,10 +84,30 @@ def load_columns(cfg: DataConfig) -> dict[str, Columns]:
         raise ConfigError(f"data.split: {exc}") from None
     out = {k: main.take(v) for k, v in idx.items() if len(v)}
     if cfg.val_path:
-        out["val"] = _read(cfg, cfg.val_path)
+        out["val"] = _read(cfg, cfg.val_path, "val")
     if cfg.test_path:
-        out["test"] = _read(cfg, cfg.test_path)
+        out["test"] = _read(cfg, cfg.test_path, "test")
     return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Two spellings of one file or folder (./x.csv, x.csv, a link to it), or one scikit-learn set."""
+    if Path(a).exists() and Path(b).exists():
+        return Path(a).resolve() == Path(b).resolve()
+    return a.removeprefix("sklearn:") == b.removeprefix("sklearn:")
+
+
+def _check_not_training_file(cfg: DataConfig, split: str) -> None:
+    """data.val_path/test_path naming the training file would measure the model on rows it trained on."""
+    path = cfg.val_path if split == "val" else cfg.test_path
+    if not path or not cfg.path or not _same_file(path, cfg.path):
+        return
+    source = cfg.source if cfg.source != "auto" else (detect_source(cfg.path) if Path(cfg.path).exists() else "")
+    if source == "npz" and cfg.npz_keys(split)[0] != cfg.x_key:
+        return  # one file holding x_train/y_train and x_test/y_test
+    hint = f", or set data.{split}_x_key/{split}_y_key to other arrays in it" if source == "npz" else ""
+    raise ConfigError(f"data.{split}_path: {path} is the training file data.path, so the {split} set would be the training "
+                      f"set; give a separate file, or remove data.{split}_path to hold out split.{split} of data.path{hint}")
 
 
 def _looks_categorical(values: np.ndarray) -> bool:
@@ -97,8 +120,24 @@ def prepare(cfg: DataConfig) -> PreparedData:
     cols = load_columns(cfg)
     train = cols["train"]
     features = FeatureSet.fit(train, cfg, target_name(cfg, train))
+    _check_augment(cfg, features, train.origin)
     splits = {name: make_split(features, c) for name, c in cols.items()}
     return PreparedData(features, splits)
+
+
+def _check_augment(cfg: DataConfig, features: FeatureSet, origin: str) -> None:
+    """data.augment is a promise about training images: refuse it where it cannot do what it says."""
+    aug = cfg.augment
+    if not (aug.translate or aug.crop_padding or aug.hflip or aug.cutout):
+        return
+    first = features.inputs[0]
+    if first.kind != "image":
+        asked = ", ".join(k for k, v in aug.model_dump().items() if v)
+        raise ConfigError(f"data.augment ({asked}): augmentation applies to images, but the inputs of {origin} are "
+                          f"{', '.join(f'{f.name} ({f.kind})' for f in features.inputs[:5])}; remove data.augment")
+    from forgeml.data.augment import check_fits
+
+    check_fits(aug, first.shape, origin)
 
 
 def make_split(features: FeatureSet, cols: Columns) -> Split:
@@ -107,4 +146,4 @@ def make_split(features: FeatureSet, cols: Columns) -> Split:
 
 def load_eval_file(cfg: DataConfig, features: FeatureSet, path: str) -> Split:
     """A new labelled file (same format as training) transformed with the run's fitted features."""
-    return make_split(features, _read(cfg, path))
+    return make_split(features, _read(cfg, path, "test"))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from forgeml.config import SplitConfig
+from forgeml.notes import warn
 
 
 def split_indices(n: int, cfg: SplitConfig, labels: np.ndarray | None, want_val: bool, want_test: bool) -> dict[str, np.ndarray]:
@@ -24,7 +23,9 @@ def split_indices(n: int, cfg: SplitConfig, labels: np.ndarray | None, want_val:
     idx = np.arange(n)
     strat = labels if (labels is not None and cfg.stratify) else None
     if strat is not None and min(np.unique(strat, return_counts=True)[1]) < 2:
-        warnings.warn("a class has fewer than 2 rows: the split is not stratified", stacklevel=2)
+        rare = np.unique(strat, return_counts=True)
+        warn(f"data.split.stratify: class {rare[0][np.argmin(rare[1])]!r} has fewer than 2 rows, so the split is not "
+             "stratified (val/test may miss some classes)")
         strat = None
     out = {"val": idx[:0], "test": idx[:0]}
     rest = idx

@@ -31,8 +31,10 @@ def detect_source(path: str) -> str:
     raise ConfigError(f"data.path {path}: cannot tell its format from the name; set data.source (csv, tsv, parquet, jsonl, npz, idx, image_folder)")
 
 
-def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | None = None) -> Columns:
-    """Read one file/folder/set named by the config (or `path` for val/test/evaluation files)."""
+def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | None = None, split: str = "train") -> Columns:
+    """Read one file/folder/set named by the config (or `path` for val/test/evaluation files).
+
+    `split` (train, val or test) picks the arrays an NPZ file is read with (data.npz_keys)."""
     path = path or cfg.path
     if not path:
         raise ConfigError("data.path: not set. Give a file, a folder of class folders, or a scikit-learn set (data.source: sklearn, data.path: digits)")
@@ -61,7 +63,9 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
     if kind == "npz":
         from forgeml.data.sources.arrays import read_npz
 
-        return read_npz(path, cfg.x_key, cfg.y_key, target=cfg.target or "label")
+        x_key, y_key = cfg.npz_keys(split)
+        prefix = "" if split == "train" else f"{split}_"
+        return read_npz(path, x_key, y_key, target=cfg.target or "label", key_fields=f"data.{prefix}x_key and data.{prefix}y_key")
     if kind == "idx":
         from forgeml.data.sources.arrays import read_idx_pair
 

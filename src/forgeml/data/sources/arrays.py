@@ -58,16 +58,21 @@ def read_idx_pair(images: str, labels: str | None, target: str = "label") -> Col
     return Columns(data, origin=images)
 
 
-def read_npz(path: str, x_key: str, y_key: str, target: str = "label") -> Columns:
+def read_npz(path: str, x_key: str, y_key: str, target: str = "label", key_fields: str = "data.x_key and data.y_key",
+             require_y: bool = True) -> Columns:
+    """The inputs array `x_key` and the targets array `y_key` as Columns. require_y=False (inputs to
+    predict): a file without `y_key` gives the inputs alone."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.keys())
-            if x_key not in keys or y_key not in keys:
-                raise DataError(f"{path}: holds arrays {keys}; set data.x_key and data.y_key to the inputs and targets")
-            x, y = npz[x_key], npz[y_key]
+            if x_key not in keys or (require_y and y_key not in keys):
+                wanted = f"{x_key!r} and {y_key!r}" if require_y else repr(x_key)
+                raise DataError(f"{path}: holds arrays {keys}, not {wanted}; set {key_fields} to the inputs and targets")
+            x = npz[x_key]
+            y = npz[y_key] if y_key in keys else None
     except ValueError as exc:  # object arrays need pickle: refuse
         raise DataError(f"{path}: cannot read without pickle ({exc}); save plain numeric arrays") from None
-    if len(x) != len(y):
+    if y is not None and len(x) != len(y):
         raise DataError(f"{path}: {x_key} has {len(x)} rows but {y_key} has {len(y)}")
     if x.ndim >= 3:
         data = {"image": _as_images(x, path)}
@@ -75,5 +80,6 @@ def read_npz(path: str, x_key: str, y_key: str, target: str = "label") -> Column
         data = {f"x{i}": x[:, i].astype(np.float64) for i in range(x.shape[1])}
     else:
         data = {"x0": x.astype(np.float64)}
-    data[target] = y if y.dtype.kind in "iufb" else y.astype(object)
+    if y is not None:
+        data[target] = y if y.dtype.kind in "iufb" else y.astype(object)
     return Columns(data, origin=path)

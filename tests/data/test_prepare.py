@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from forgeml.config import DataConfig
+from forgeml.data.prepare import load_columns, prepare
+from forgeml.errors import ConfigError
+
+
+def _npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.normal(size=(40, 3)), y_train=np.arange(40) % 2,
+             x_test=rng.normal(size=(10, 3)) + 100, y_test=np.arange(10) % 2)
+    return str(path)
+
+
+def test_one_npz_holds_the_training_and_the_test_arrays(tmp_path):
+    path = _npz(tmp_path)
+    cfg = DataConfig(path=path, test_path=path, x_key="x_train", y_key="y_train", test_x_key="x_test", test_y_key="y_test")
+    cols = load_columns(cfg)
+    assert len(cols["test"]) == 10 and cols["test"].data["x0"].min() > 50  # the test arrays, not the training ones
+    assert len(cols["train"]) + len(cols["val"]) == 40
+
+
+def test_the_training_file_as_test_or_val_file_is_refused(tmp_path):
+    path = _npz(tmp_path)
+    with pytest.raises(ConfigError, match="data.test_path: .* is the training file .*data.test_x_key"):
+        load_columns(DataConfig(path=path, test_path=path, x_key="x_train", y_key="y_train"))
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match="data.val_path: .* is the training file"):
+        load_columns(DataConfig(path=str(csv), val_path=str(tmp_path / "." / "t.csv")))  # another spelling, same file
+    with pytest.raises(ConfigError, match="data.test_path"):
+        load_columns(DataConfig(source="sklearn", path="iris", test_path="sklearn:iris"))
+
+
+def _images_npz(tmp_path, h, w):
+    path = tmp_path / f"im{h}x{w}.npz"
+    np.savez(path, x=np.random.default_rng(0).integers(0, 255, size=(30, h, w), dtype=np.uint8), y=np.arange(30) % 3)
+    return str(path)
+
+
+@pytest.mark.parametrize("setting, value, size, largest", [
+    ("translate", 2, (1, 6), 0),  # one pixel high: any vertical shift leaves only zero fill
+    ("crop_padding", 8, (8, 8), 7),
+    ("cutout", 9, (8, 8), 7),
+])
+def test_an_augmentation_that_cannot_apply_is_refused_at_prepare_time(tmp_path, setting, value, size, largest):
+    cfg = DataConfig(path=_images_npz(tmp_path, *size), augment={setting: value})
+    with pytest.raises(ConfigError, match=rf"data.augment.{setting}: {value} does not fit the {size[0]}x{size[1]} images .*"
+                                          rf"largest value that works is {largest}"):
+        prepare(cfg)
+    prepare(DataConfig(path=cfg.path, augment={setting: largest}))  # the value the message offers works
+
+
+def test_augmenting_inputs_that_are_not_images_is_refused(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match=r"data.augment \(hflip\): augmentation applies to images.*a \(numeric\)"):
+        prepare(DataConfig(path=str(csv), augment={"hflip": True}))
+
+
+def _table(tmp_path, name, target):
+    csv = tmp_path / name
+    csv.write_text("a,y\n" + "".join(f"{i},{t}\n" for i, t in enumerate(target)))
+    return str(csv)
+
+
+def test_a_task_that_does_not_fit_the_target_is_said(tmp_path, caplog):
+    classes = _table(tmp_path, "classes.csv", [i % 4 for i in range(40)])
+    prepare(DataConfig(path=classes, target="y", task="regression"))
+    assert "data.task is regression but the target 'y' holds only 4 distinct integers (0, 1, 2, 3)" in caplog.text
+    caplog.clear()
+    amounts = _table(tmp_path, "amounts.csv", [round(0.37 * i, 2) for i in range(40)])
+    prepare(DataConfig(path=amounts, target="y", task="classification", split={"val": 0, "test": 0}))  # every value seen
+    assert "data.task is classification but the target 'y' holds 40 distinct values, not whole numbers" in caplog.text
+    caplog.clear()
+    scores = _table(tmp_path, "scores.csv", [3 + i % 6 for i in range(40)])  # wine-quality style scores: a fair regression
+    prepare(DataConfig(path=scores, target="y", task="regression"))
+    prepare(DataConfig(path=classes, target="y", task="classification"))
+    assert "data.task" not in caplog.text
+
+
+def test_a_split_that_cannot_be_stratified_says_so_on_the_forgeml_channel(tmp_path, caplog):
+    labels = ["a"] * 20 + ["b"] * 20 + ["lonely"]
+    csv = tmp_path / "t.csv"
+    csv.write_text("x,label\n" + "".join(f"{i},{t}\n" for i, t in enumerate(labels)))
+    load_columns(DataConfig(path=str(csv), split={"test": 0}))
+    assert "data.split.stratify: class 'lonely' has fewer than 2 rows, so the split is not stratified" in caplog.text
