@@ -63,6 +63,8 @@ def _print_run(path: Path) -> None:
     speed = f"{meta['tokens_per_s']:,.0f} tokens/s" if meta.get("tokens_per_s") else f"{meta.get('samples_per_s', 0):,.0f} samples/s"
     console.print(f"wall time {meta.get('wall_time', 0):.1f} s, {speed}, "
                   f"{meta.get('parameters', 0):,} parameters, {meta.get('hardware', '')}")
+    if meta.get("weights"):
+        console.print(f"weights: step {meta['weights']['step']} ({meta['weights']['why']})")
     console.print(f"bundle: [bold]{path}[/]   report: {path / 'report.html'}")
 
 

@@ -241,6 +241,7 @@ class TrainConfig(Section):
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also write checkpoints/last.pt every N steps")
     seed: int = Field(0, description="seed of weights, shuffling, dropout and augmentation")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch during training; None = the physical cores available")
     progress: bool = Field(True, description="show a progress bar")
     tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
 

@@ -30,6 +30,10 @@ class RequestError(ForgeError):
     """An input given to predict (or to a server) cannot be turned into model inputs."""
 
 
+class TrainingDiverged(ForgeError):
+    """The training loss became NaN or infinite; the last good checkpoint was kept."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training, after the checkpoint was saved; carries the run folder to resume."""
 

@@ -67,7 +67,10 @@ def _loss_for(cfg: Config, data_features) -> torch.nn.Module:
 def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
     model = build_model(cfg.model, data.features.input_shape, data.features.n_outputs, seed=cfg.train.seed,
                         vocab_size=data.features.vocab_size)
-    return Trainer(model, _loss_for(cfg, data.features), config=cfg.train, run_dir=run_dir, callbacks=callbacks,
+    loss = _loss_for(cfg, data.features)
+    # val loss in history.jsonl = the loss metrics.json reports: plain cross entropy (no smoothing or weights)
+    eval_loss = torch.nn.CrossEntropyLoss() if data.features.task == "classification" else loss
+    return Trainer(model, loss, config=cfg.train, eval_loss_fn=eval_loss, run_dir=run_dir, callbacks=callbacks,
                    metrics=lambda: metrics_for(data.features, full=False))
 
 
@@ -267,7 +270,8 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
         return _evaluate_lm(run, data_path)
     predictor = Predictor(run, trust_code=trust_code)
     bundle = predictor.bundle
-    step = bundle.meta().get("best", {}).get("step") or bundle.meta().get("steps")
+    meta = bundle.meta()
+    step = (meta.get("weights") or {}).get("step") or meta.get("best", {}).get("step") or meta.get("steps")  # older bundles: no "weights"
     if data_path is not None:
         result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
     else:

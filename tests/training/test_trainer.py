@@ -166,3 +166,35 @@ def test_loss_comes_from_the_settings_and_numpy_inputs_work():
     t = Trainer(model(), class_weights=[1.0, 2.0, 3.0], label_smoothing=0.1, epochs=1, progress=False)
     assert t.loss_fn.weight.tolist() == [1.0, 2.0, 3.0] and t.loss_fn.label_smoothing == 0.1
     assert t.fit((x.numpy(), y.numpy().astype(np.int64))).steps == 2
+
+
+def test_a_second_fit_continues_training():
+    x, y = data()
+    net = model()
+    t = Trainer(net, "cross_entropy", lr=1e-2, epochs=1, batch_size=32, progress=False)
+    assert t.fit((x, y)).steps == 3
+    after_first = [p.detach().clone() for p in net.parameters()]
+    assert t.fit((x, y)).steps == 6  # three more steps, from where the first call ended
+    assert any(not torch.equal(a, b) for a, b in zip(after_first, net.parameters()))
+
+
+def test_fit_leaves_the_global_rng_as_found_and_is_still_seeded():
+    import random
+
+    import numpy as np
+
+    x, y = data()
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 3))  # dropout draws from torch's RNG
+    b = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+    b.load_state_dict(a.state_dict())
+    torch.manual_seed(123)
+    np.random.seed(5)
+    random.seed(7)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    Trainer(a, "cross_entropy", epochs=1, batch_size=32, seed=3, progress=False).fit((x, y))
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert (np.random.get_state()[1] == states[1]).all() and random.getstate() == states[2]
+    torch.rand(1000)  # the caller's RNG elsewhere: training is seeded by train.seed only
+    Trainer(b, "cross_entropy", epochs=1, batch_size=32, seed=3, progress=False).fit((x, y))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

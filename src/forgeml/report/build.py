@@ -49,6 +49,11 @@ def summary(bundle: Bundle) -> list[tuple[str, str]]:
     best = meta.get("best") or {}
     if best.get("value") is not None:
         rows.append(("best", f"{best['metric']} = {best['value']:.4f} at step {best['step']}"))
+    weights = meta.get("weights") or {}
+    if weights:
+        rows.append(("weights", f"step {weights['step']} ({weights['why']})"))
+    if meta.get("error"):
+        rows.append(("error", meta["error"]))
     rows.append(("forgeml / torch", f"{meta.get('forgeml_version', '?')} / {meta.get('torch_version', '?')}"))
     return rows
 

@@ -6,6 +6,7 @@ fp32: plain; bf16: autocast to bfloat16; fp16: autocast to float16 plus a gradie
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import warnings
 
@@ -39,9 +40,26 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once): torch's intra-op threads gain
+    nothing from a core's second hyper-thread, and more threads than allowed cores (a container's affinity)
+    only contend."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        topology = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            with open(f"{topology}/physical_package_id") as a, open(f"{topology}/core_id") as b:
+                cores.add((a.read().strip(), b.read().strip()))
+        except OSError:  # no sysfs (macOS, Windows, some containers): count logical CPUs
+            cores.add(("cpu", str(cpu)))
+    return max(len(cores), 1)
+
+
 class Runtime:
-    def __init__(self, device: str = "auto", precision: str = "fp32"):
+    def __init__(self, device: str = "auto", precision: str = "fp32", threads: int | None = None):
         self.device = resolve_device(device)
+        self.threads = threads or physical_cores()  # applied by Trainer.fit, for the fit only
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             warnings.warn("train.precision=bf16 on a CPU without AVX512-BF16 or AMX: autocast emulates bf16 and runs "
                           "several times slower than fp32 (8x on the MNIST CNN here, see BENCHMARKS.md); use fp32",
@@ -57,5 +75,5 @@ class Runtime:
 
     def describe(self) -> str:
         if self.device.type == "cuda":
-            return f"{torch.cuda.get_device_name(self.device)} ({self.precision})"
-        return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads ({self.precision})"
+            return f"{torch.cuda.get_device_name(self.device)}, {self.threads} CPU threads ({self.precision})"
+        return f"{platform.processor() or platform.machine()} CPU, {self.threads} threads ({self.precision})"

@@ -6,13 +6,20 @@
 The loop, in order: forward/backward over grad_accum micro-batches -> unscale and clip -> step ->
 zero_grad(set_to_none) -> schedule -> log on an interval -> evaluate/checkpoint on an interval.
 Device and precision are fixed before the loop (Runtime); the loop itself does not branch on them.
-Loss values stay on the device and are read (.item(), a host sync) only on the log interval.
+Loss values stay on the device and are read (.item(), a host sync) only on the log interval and on a
+short divergence-check interval (every min(log_every_steps, 10) steps): a NaN/inf loss stops the run
+with TrainingDiverged before anything non-finite is saved.
+
+Two losses: `loss_fn` is the training objective (label smoothing, class weights) and is what train
+records in history.jsonl call `loss`; `eval_loss_fn` is what val records call `loss` (by default the
+plain loss, without smoothing or weights: the quantity metrics.json reports).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 import signal
 import threading
 import time
@@ -21,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
+from forgeml.notes import note
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
     capture_rng,
@@ -85,6 +94,7 @@ class FitResult:
     best: dict[str, Any] = field(default_factory=dict)
     last_eval: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
+    weights: dict[str, Any] = field(default_factory=dict)  # {"step": N, "why": "..."}: where the model's weights come from
 
 
 class Monitor:
@@ -98,8 +108,9 @@ class Monitor:
         self.bad_evals = 0
 
     def update(self, value: float, step: int) -> bool:
-        """True when `value` improves on the best so far."""
-        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta)
+        """True when `value` improves on the best so far (a NaN or infinite value never does)."""
+        better = math.isfinite(value) and (self.best is None or (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta))
         if better:
             self.best, self.best_step, self.bad_evals = value, step, 0
         else:
@@ -125,14 +136,33 @@ def _train_config(config: TrainConfig | None, settings: dict[str, Any]) -> Train
         raise ConfigError("Trainer settings:\n" + format_validation_error(exc, TrainConfig, "train")) from None
 
 
+@contextlib.contextmanager
+def own_global_state(runtime: Runtime):
+    """fit() seeds torch's RNG and sets its thread count for itself; the caller's RNG streams (torch, numpy,
+    random) and thread count are put back as found when it returns."""
+    np_state, py_state, threads = np.random.get_state(), random.getstate(), torch.get_num_threads()
+    with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
+        torch.set_num_threads(runtime.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
 class Trainer:
     """Train any nn.Module with any loss.
 
     Args:
         model: the module; its forward takes a batch of inputs and returns outputs for `loss_fn`.
-        loss_fn: a name (cross_entropy, mse, l1, huber, bce) or any callable (outputs, targets) -> scalar;
-            None takes train.loss / label_smoothing / class_weights from the settings.
-        optimizer: a name (sgd, adam, adamw, rmsprop) or a ready torch.optim.Optimizer.
+        loss_fn: the training objective: a name (cross_entropy, mse, l1, huber, bce) or any callable
+            (outputs, targets) -> scalar; None takes train.loss from the settings. A name gets train.label_smoothing
+            and train.class_weights.
+        optimizer: a name (sgd, adam, adamw, rmsprop) or a ready torch.optim.Optimizer; None (default) takes
+            train.optimizer from the settings (adamw unless set).
+        eval_loss_fn: the loss measured on validation data; None: the plain named loss (no smoothing or
+            weights) when loss_fn is a name or None, else loss_fn itself.
         metrics: optional factory of an object with update(outputs, targets) and compute() -> dict,
             measured on validation data at every evaluation.
         callbacks: extra Callback objects.
@@ -146,22 +176,23 @@ class Trainer:
         2
     """
 
-    def __init__(self, model: nn.Module, loss_fn: str | Callable | None = None, optimizer: str | torch.optim.Optimizer = "adamw",
-                 *, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
-                 config: TrainConfig | None = None, **settings: Any):
+    def __init__(self, model: nn.Module, loss_fn: str | Callable | None = None, optimizer: str | torch.optim.Optimizer | None = None,
+                 *, eval_loss_fn: Callable | None = None, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (),
+                 run_dir: str | Path | None = None, config: TrainConfig | None = None, **settings: Any):
         if isinstance(optimizer, str):
-            settings.setdefault("optimizer", optimizer)
+            settings["optimizer"] = optimizer  # named here: wins over config=, like any keyword setting
         self.cfg = _train_config(config, settings)
-        self.runtime = Runtime(self.cfg.device, self.cfg.precision)
+        self.runtime = Runtime(self.cfg.device, self.cfg.precision, self.cfg.threads)
         self.device = self.runtime.device
         self.model = model.to(self.device)
-        if loss_fn is None:  # from the settings: train.loss (auto = cross entropy), label smoothing, class weights
-            name = self.cfg.loss if self.cfg.loss != "auto" else "cross_entropy"
+        if loss_fn is None or isinstance(loss_fn, str):  # by name: train.loss (auto = cross entropy), smoothing, weights
+            name = loss_fn or (self.cfg.loss if self.cfg.loss != "auto" else "cross_entropy")
             weights = self.cfg.class_weights if isinstance(self.cfg.class_weights, list) else None
             loss_fn = build_loss(name, self.cfg.label_smoothing, weights)
-        self.loss_fn = build_loss(loss_fn, self.cfg.label_smoothing) if isinstance(loss_fn, str) else loss_fn
-        if isinstance(self.loss_fn, nn.Module):
-            self.loss_fn = self.loss_fn.to(self.device)
+            eval_loss_fn = eval_loss_fn or build_loss(name)
+        self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
+        eval_loss_fn = eval_loss_fn or loss_fn
+        self.eval_loss_fn = eval_loss_fn.to(self.device) if isinstance(eval_loss_fn, nn.Module) else eval_loss_fn
         self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else build_optimizer(self.model, self.cfg)
         self.metrics = metrics
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -183,50 +214,89 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
         self.stop = False
         self.interrupted = False
+        self.fits = 0  # fit() calls finished: a later one continues training
+        self._wall_before = 0.0  # seconds trained before this fit() (earlier calls, or sessions before a resume)
+        self._running = torch.zeros((), device=self.device)  # the train loss summed since the last log, on the device
+        self._last_finite: tuple[int, float] | None = None  # (step, mean train loss) at the last divergence check
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, train_data, val_data=None, resume: bool = False) -> FitResult:
         """Train on `train_data` (an (x, y) pair of tensors, a TensorBatcher, or any iterable of
-        batches), evaluating on `val_data` each epoch (or every eval_every_steps). `resume=True`
-        continues from run_dir/checkpoints/last.pt exactly where it stopped."""
+        batches), evaluating on `val_data` each epoch (or every eval_every_steps) and always at the last
+        step, so the last weights compete for the best. `resume=True` continues from
+        run_dir/checkpoints/last.pt exactly where it stopped.
+
+        Calling fit() again continues training, as in Keras: from the current weights and optimizer
+        state, for train.epochs (or train.max_steps) more; the step count carries on, the lr schedule
+        (warmup included) runs again over the new steps, and early stopping and the best weights are
+        judged within the new call.
+
+        Training is seeded by train.seed (a later fit() continues the RNG stream where the previous one
+        ended) and uses train.threads CPU threads; the caller's global RNG state and thread count are
+        left as found. A loss that becomes NaN or infinite raises TrainingDiverged within
+        min(log_every_steps, 10) steps; checkpoints never hold non-finite weights."""
         cfg = self.cfg
         train = as_batches(train_data, cfg.micro_batch_size(), shuffle=True, seed=cfg.seed, device=self.device)
         val = as_batches(val_data, cfg.micro_batch_size() * 4, shuffle=False, device=self.device) if val_data is not None else None
         self.micro_per_epoch = len(train)
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
-        self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+        steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+        first_step = self.step if self.fits else 0  # a later fit() trains `steps` more
+        self.total_steps = first_step + steps
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps, self.steps_per_epoch)
+        self.scheduler = build_schedule(self.optimizer, cfg, steps, self.steps_per_epoch)
         self.has_val = val is not None
-        torch.manual_seed(cfg.seed)
-        if resume:
-            self._resume()
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
-        started, wall_before = time.perf_counter(), getattr(self, "_wall_before", 0.0)
-        samples_before = self.samples
-        try:
-            with graceful_interrupt(self):
-                self._loop(train, val)
-        except StopTraining:
-            self.stop = True
-            self._save_last()
-        finally:
+        if self.fits:  # a new call judges its own best and patience, as Keras' callbacks do
+            self.monitor = Monitor(cfg.monitor, cfg.early_stopping.min_delta)
+            self.stop, self.last_eval = False, {}
+        note(f"device: {self.runtime.describe()}")
+        with own_global_state(self.runtime):
+            if self.fits:
+                restore_rng(self._rng)
+            else:
+                torch.manual_seed(cfg.seed)
+            if resume:
+                self._resume()
             for cb in self.callbacks:
-                cb.on_fit_end(self)
-        elapsed = time.perf_counter() - started
-        wall = wall_before + elapsed
+                cb.on_fit_start(self)
+            self._started = time.perf_counter()
+            samples_before = self.samples
+            try:
+                with graceful_interrupt(self):
+                    self._loop(train, val)
+            except StopTraining:
+                self.stop = True
+                self._save_last()
+            finally:
+                for cb in self.callbacks:
+                    cb.on_fit_end(self)
+            self._rng = capture_rng()
+        elapsed = time.perf_counter() - self._started
+        wall = self._wall_time()
         self._wall_before = wall
-        if cfg.restore_best and self.has_val and self.run_dir is not None and (self.run_dir / "checkpoints" / "best.safetensors").is_file():
+        self.fits += 1
+        weights = {"step": self.step, "why": "the last step"}
+        if not self.has_val:
+            weights["why"] += "; no validation data"
+        elif not cfg.restore_best:
+            weights["why"] += "; train.restore_best is false"
+        elif self.run_dir is None:
+            weights["why"] += "; no run_dir to keep the best in"
+        elif (self.run_dir / "checkpoints" / "best.safetensors").is_file() and self.monitor.best_step is not None:
             from forgeml.bundle import load_safetensors
 
             self.model.load_state_dict(load_safetensors(self.run_dir / "checkpoints" / "best.safetensors"))
+            weights = {"step": self.monitor.best_step, "why": f"best {self.monitor.name} {self.monitor.best:.4g}"}
         return FitResult(
             steps=self.step, epochs=self.step / self.steps_per_epoch, wall_time=wall,
             samples_per_s=(self.samples - samples_before) / elapsed if elapsed > 0 else 0.0,
             best={"metric": self.monitor.name, "value": self.monitor.best, "step": self.monitor.best_step} if self.has_val else {},
-            last_eval=self.last_eval, stopped_early=self.stop and self.step < self.total_steps,
+            last_eval=self.last_eval, stopped_early=self.stop and self.step < self.total_steps, weights=weights,
         )
+
+    def _wall_time(self) -> float:
+        """Seconds of training so far, earlier sessions and calls included (what a checkpoint must carry)."""
+        return self._wall_before + (time.perf_counter() - self._started)
 
     def _loop(self, train, val) -> None:
         cfg, model, opt, runtime = self.cfg, self.step_model, self.optimizer, self.runtime
@@ -235,8 +305,9 @@ class Trainer:
         # decided once: what each step must do beyond the hand-written minimum
         scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
         model.train()
-        running = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        running = self._running.zero_()  # summed on the device: no sync per step
         running_n, log_samples, log_tokens, log_time = 0, 0, 0, time.perf_counter()
+        check_every = min(cfg.log_every_steps, 10)  # a NaN/inf loss is noticed within this many steps
         flops_per_token = getattr(self.model, "flops_per_token", lambda: None)() if self.device.type == "cuda" else None
         peak_flops = peak_device_flops(self.device, self.runtime.dtype) if flops_per_token else None
         while self.step < self.total_steps and not self.stop:
@@ -268,10 +339,16 @@ class Trainer:
                 self.step += 1
                 if self.batch == self.micro_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
-                if self.step % cfg.log_every_steps == 0 or self.step == self.total_steps:
+                log_now = self.step % cfg.log_every_steps == 0 or self.step == self.total_steps
+                if log_now or self.step % check_every == 0:
+                    mean = (running / running_n).item()  # host sync, on this interval only
+                    if not math.isfinite(mean):
+                        raise self._diverged(f"the train loss became {mean}")
+                    self._last_finite = (self.step, mean)
+                if log_now:
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
-                              "loss": (running / running_n).item(), "lr": self.scheduler.get_last_lr()[0],
+                              "loss": mean, "lr": self.scheduler.get_last_lr()[0],
                               "samples_per_s": log_samples / (now - log_time), "time": time.time()}
                     if log_tokens != log_samples:  # sequences: tokens/s (and model FLOPs utilisation on a GPU)
                         record["tokens_per_s"] = log_tokens / (now - log_time)
@@ -284,7 +361,9 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step_end(self)
                 at_epoch_end = self.batch == 0
-                if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0) or (not cfg.eval_every_steps and at_epoch_end):
+                last_step = self.step >= self.total_steps  # always evaluated: the last weights compete for the best
+                if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0) or (not cfg.eval_every_steps and at_epoch_end) \
+                        or last_step:
                     self._evaluate_and_monitor(val)
                     log_time = time.perf_counter()  # evaluation time is not training throughput
                 if at_epoch_end:
@@ -295,7 +374,7 @@ class Trainer:
                 if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
                     self._save_last(interrupted=True)
                     raise KeyboardInterrupt
-                if self.step >= self.total_steps or self.stop:
+                if last_step or self.stop:
                     break
         self._save_last()
 
@@ -303,8 +382,11 @@ class Trainer:
     def _evaluate_and_monitor(self, val) -> None:
         if val is None:
             return
+        self._check_finite()
         result = self.evaluate(val)
-        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "val", **result, "time": time.time()}
+        # JSON has no NaN/inf: a value that is not finite is written as null (and never counts as the best)
+        shown = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in result.items()}
+        record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "val", **shown, "time": time.time()}
         self.last_eval = record
         for cb in self.callbacks:
             cb.on_eval(self, record)
@@ -314,7 +396,7 @@ class Trainer:
 
             raise ConfigError(f"train.monitor: {self.monitor.name!r} is not measured; choose one of "
                               f"{', '.join('val.' + k for k in result)}")
-        if self.monitor.update(result[key], self.step) and self.run_dir is not None:
+        if self.monitor.update(result[key], self.step) and self.run_dir is not None:  # weights checked finite above
             from forgeml.bundle import save_safetensors
 
             save_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self.model.state_dict())
@@ -324,7 +406,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data) -> dict[str, float]:
-        """Mean loss (and metrics, when the Trainer has them) over `data`, in eval mode."""
+        """Mean eval_loss_fn (and metrics, when the Trainer has them) over `data`, in eval mode."""
         batches = as_batches(data, self.cfg.micro_batch_size() * 4, shuffle=False, device=self.device)
         was_training = self.model.training
         self.model.eval()
@@ -335,7 +417,7 @@ class Trainer:
                 break  # a fixed set: the first eval_batches batches, the same at every evaluation
             with self.runtime.autocast():
                 out = self.step_model(x)
-                loss = self.loss_fn(out, y)
+                loss = self.eval_loss_fn(out, y)
             total += loss.float() * y.numel()
             count += y.numel()
             if metrics is not None:
@@ -346,16 +428,35 @@ class Trainer:
             result.update(metrics.compute())
         return result
 
+    # ------------------------------------------------------------------------------------ divergence
+    def _check_finite(self) -> None:
+        """Before anything is saved or evaluated: the loss so far and every weight must be finite (one host sync;
+        rare: evaluations and checkpoints only), so no checkpoint or best weights ever hold NaN."""
+        finite = torch.stack([torch.isfinite(self._running)] + [torch.isfinite(p).all() for p in self.model.parameters()]).all()
+        if not finite.item():
+            raise self._diverged("the train loss or the weights became NaN or infinite")
+
+    def _diverged(self, what: str):
+        from forgeml.errors import TrainingDiverged
+
+        where = f"{self.run_dir}: " if self.run_dir is not None else ""
+        last = (f"the last finite train loss was {self._last_finite[1]:.4g} at step {self._last_finite[0]}"
+                if self._last_finite else "no finite train loss was seen")
+        kept = "; checkpoints/last.pt keeps the last good state" if self.run_dir is not None else ""
+        return TrainingDiverged(f"{where}training diverged by step {self.step}: {what} ({last}{kept}). Try a lower train.lr "
+                                f"(now {self.cfg.lr:g}), train.clip_grad_norm=1.0, or train.precision=fp32")
+
     # ----------------------------------------------------------------------------------- checkpoints
     def _save_last(self, interrupted: bool = False) -> None:
         if self.run_dir is None:
             return
+        self._check_finite()
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
-            "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
+            "wall_before": self._wall_time(), "interrupted": interrupted,
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
 
