@@ -208,7 +208,7 @@ def test_a_custom_model_bundle_does_not_run_code_unless_trusted(runs, tmp_path):
            "model": {"name": "custom", "target": "tests.models.test_models:Tiny"},
            "train": {"epochs": 1, "progress": False, "tensorboard": False}}
     run = forgeml.train(cfg)
-    with pytest.raises(BundleError, match="custom Python code.*trust_code=True"):
+    with pytest.raises(BundleError, match="tests.models.test_models:Tiny.*--trust-code"):
         forgeml.load(run)
     assert forgeml.load(run, trust_code=True).task == "regression"
 

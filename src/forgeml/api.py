@@ -58,5 +58,5 @@ def load(run: str | Path, device: str = "cpu", trust_code: bool = False):
     if Bundle.open(run).meta().get("task") == "language_model":
         from forgeml.language_model import LanguageModel
 
-        return LanguageModel(run, device)  # .generate(prompt, ...), .stream(...), .evaluate_text(...)
+        return LanguageModel(run, device, trust_code)  # .generate(prompt, ...), .stream(...), .evaluate_text(...)
     return Predictor(run, device, trust_code)

@@ -36,10 +36,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            path = pipeline.resume(Path(args.resume), args.config, args.set)
+            path = pipeline.resume(Path(args.resume), args.config, args.set, trust_code=args.trust_code)
         else:
             if not args.config:
                 raise ForgeError("give a CONFIG file to train, or --resume RUN")
+            if args.trust_code:  # a fresh run builds the user's own CONFIG: there is nothing to trust
+                raise ForgeError("--trust-code is for --resume RUN (a run folder's config); training from your own CONFIG needs no flag")
             path = pipeline.train(args.config, overrides=args.set, name=args.name, overwrite=args.overwrite)
     except KeyboardInterrupt as exc:
         run = getattr(exc, "run", None)
@@ -136,7 +138,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """
     from forgeml.language_model import LanguageModel
 
-    lm = LanguageModel(args.run)
+    lm = LanguageModel(args.run, trust_code=args.trust_code)
     if not args.quiet_prompt:
         sys.stdout.write(args.prompt)
     for piece in lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.stop or None,
@@ -161,7 +163,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """
     from forgeml.report.build import write_report
 
-    console.print(f"report: [bold]{write_report(args.run)}[/]")
+    console.print(f"report: [bold]{write_report(args.run, trust_code=args.trust_code)}[/]")
     return 0
 
 
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run folder name under runs_dir (default: the config's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
+    p.add_argument("--trust-code", action="store_true", help="with --resume: allow the run's custom model's Python code to be imported")
     p = parsers["evaluate"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
     p.add_argument("--data", metavar="FILE", help="a labelled file in the training data's format (default: the run's own splits)")
@@ -278,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[], help="end the text where this string appears (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each token (slow; for comparison)")
     p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["report"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["compare"]
     p.add_argument("runs", nargs="+", metavar="RUN", help="two run folders or more")
     p.add_argument("--out", default="compare.html", help="where to write the page (default: compare.html)")

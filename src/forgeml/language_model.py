@@ -30,6 +30,7 @@ from forgeml.models import build_model, count_parameters
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
+from forgeml.trust import require_trust
 
 TASK = "language_model"
 
@@ -137,7 +138,7 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
 def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     train, val = _batchers(cfg, tokens, trainer.device)
     result, step = fit_into_bundle(trainer, bundle, train, val, resume)
-    lm = LanguageModel(bundle.path, device=str(trainer.device))
+    lm = LanguageModel(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
     bundle.write_json("metrics.json", metrics)
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
@@ -146,20 +147,24 @@ def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resum
                        best=result.best, stopped_early=result.stopped_early)
     from forgeml.report.build import write_report
 
-    write_report(bundle.path)
+    write_report(bundle.path, trust_code=True)
     return bundle.path
 
 
 # ------------------------------------------------------------------------------------------ the model
 class LanguageModel:
-    """A trained GPT and its tokenizer, rebuilt from a bundle."""
+    """A trained GPT and its tokenizer, rebuilt from a bundle (trust_code: allow code its config names)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False):
         self.bundle = Bundle.open(path)
         if self.bundle.meta().get("task") != TASK:
             raise BundleError(f"{self.bundle.path} is a {self.bundle.meta().get('task')} run, not a language model; "
                               f"use forgeml predict {self.bundle.path} INPUT...")
-        self.config = Config.model_validate(self.bundle.read_config_dict())
+        try:
+            self.config = Config.model_validate(self.bundle.read_config_dict())
+        except Exception as exc:
+            raise BundleError(f"{self.bundle.file('config.yaml')}: not a valid config for this forgeml ({exc})") from None
+        require_trust(self.config, self.bundle.file("config.yaml"), trust_code)  # before anything it names is imported
         self.features = self.bundle.read_json("features.json")
         self.tokenizer = tokenizer_from_json(self.features["tokenizer"])
         self.device = torch.device(device)

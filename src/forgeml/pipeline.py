@@ -32,6 +32,7 @@ from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.losses import balanced_class_weights, build_loss
 from forgeml.training.trainer import Trainer
+from forgeml.trust import require_trust
 
 
 # ------------------------------------------------------------------------------------------ run folder
@@ -180,8 +181,11 @@ def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData, trainer: Trai
 
 
 def resume(run: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
-           callbacks: Iterable[Callback] = ()) -> Path:
-    """Continue an interrupted run from checkpoints/last.pt; ends with the weights an uninterrupted run has."""
+           callbacks: Iterable[Callback] = (), trust_code: bool = False) -> Path:
+    """Continue an interrupted run from checkpoints/last.pt; ends with the weights an uninterrupted run has.
+
+    A run whose config names code (model.name: custom) resumes only with trust_code=True: the bundle's
+    config.yaml, not the user's YAML, is what gets built."""
     bundle = Bundle(run)
     if not bundle.path.is_dir():
         raise BundleError(f"{bundle.path}: no such run folder to resume")
@@ -192,6 +196,7 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
         saved = Config.model_validate(bundle.read_config_dict())
     except Exception as exc:  # YAML or schema errors in a damaged config.yaml
         raise BundleError(f"{bundle.path / 'config.yaml'}: damaged or edited into an invalid config ({str(exc).splitlines()[0]})") from None
+    require_trust(saved, bundle.path / "config.yaml", trust_code)  # a matching digest proves nothing: its author wrote both
     if meta.get("config_digest") not in (None, config_digest(saved)):
         raise BundleError(f"{bundle.path / 'config.yaml'}: edited since the run started; an exact resume needs the run's own "
                           "config. Undo the edit, or start a new run with the edited config")
@@ -231,7 +236,7 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
     val = data.splits.get("val")
     result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
                                            (val.x, val.y) if val is not None else None, resume)
-    predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # its code is the config just trained
+    predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
@@ -267,7 +272,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
 
     Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
     if Bundle.open(run).meta().get("task") == "language_model":
-        return _evaluate_lm(run, data_path)
+        return _evaluate_lm(run, data_path, trust_code)
     predictor = Predictor(run, trust_code=trust_code)
     bundle = predictor.bundle
     meta = bundle.meta()
@@ -285,16 +290,16 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
             raise ConfigError(f"{bundle.path}: the run has no {' or '.join(wanted)} split (it has {', '.join(data.splits)}); "
                               "choose another --split or evaluate a labelled file with --data FILE")
     bundle.merge_metrics(result)
-    write_report(bundle.path, None if data_path else data, predictor)
+    write_report(bundle.path, None if data_path else data, predictor, trust_code=trust_code)
     return result
 
 
-def _evaluate_lm(run: str | Path, data_path: str | None) -> dict[str, Any]:
+def _evaluate_lm(run: str | Path, data_path: str | None, trust_code: bool = False) -> dict[str, Any]:
     """Loss and perplexity: on the run's held-out text, or on a text file."""
     from forgeml.data.corpus import open_tokens
     from forgeml.language_model import LanguageModel
 
-    lm = LanguageModel(run)
+    lm = LanguageModel(run, trust_code=trust_code)
     if data_path is not None:
         path = Path(data_path)
         if not path.is_file():
@@ -306,5 +311,5 @@ def _evaluate_lm(run: str | Path, data_path: str | None) -> dict[str, Any]:
             raise BundleError(f"{val}: the run has no held-out text; evaluate a text file with --data FILE")
         result = {"val": lm.evaluate_tokens(open_tokens(val, lm.tokenizer.vocab_size))}
     lm.bundle.merge_metrics(result)
-    write_report(lm.bundle.path)
+    write_report(lm.bundle.path, trust_code=trust_code)
     return result

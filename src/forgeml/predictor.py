@@ -18,6 +18,7 @@ from forgeml.data.columns import Columns
 from forgeml.data.featureset import FeatureSet
 from forgeml.errors import BundleError, RequestError
 from forgeml.models import build_model
+from forgeml.trust import require_trust
 
 
 class Predictor:
@@ -27,10 +28,7 @@ class Predictor:
             self.config = Config.model_validate(self.bundle.read_config_dict())
         except Exception as exc:
             raise BundleError(f"{self.bundle.file('config.yaml')}: not a valid config for this forgeml ({exc})") from None
-        if self.config.model.name == "custom" and not trust_code:  # loading a bundle must not run code
-            raise BundleError(f"{self.bundle.path}: the model is custom Python code ({self.config.model.target}); loading "
-                              "it would import and run that code. If you trust where this bundle came from, pass "
-                              "trust_code=True (CLI: --trust-code)")
+        require_trust(self.config, self.bundle.file("config.yaml"), trust_code)  # before anything it names is imported
         self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
         self.device = torch.device(device)
         self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs,

@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image
 from forgeml.config import DataConfig
 from forgeml.data.sources import detect_source, read_source
 from forgeml.data.sources.arrays import read_idx
+from forgeml.data.sources.images import read_image
 from forgeml.errors import ConfigError, DataError
 
 MNIST = "data/mnist/t10k-images-idx3-ubyte.gz"
@@ -173,3 +175,21 @@ def test_a_wrong_separator_names_the_one_the_file_looks_like(tmp_path):
     tabs.write_text("a\tb\tlabel\n1\t2\tx\n3\t4\ty\n5,6\t7\tx\n")
     with pytest.raises(DataError, match=r"looks '\\t'-separated: set data.sep: '\\t'"):
         read_source(DataConfig(path=str(tabs)))
+
+
+def test_an_image_file_is_decoded_only_as_an_image_format(tmp_path, monkeypatch):
+    """A .png that is really PostScript must not reach Ghostscript (a program Pillow runs for EPS)."""
+    from PIL import EpsImagePlugin
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "ran"
+    (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # look for gs again, on this PATH
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    with pytest.raises(DataError, match="fake.png: cannot decode as an image"):
+        read_image(fake, (8, 8), 1)
+    assert not marker.exists()

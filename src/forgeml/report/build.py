@@ -133,8 +133,9 @@ def regression_sections(predictor, split) -> dict[str, Any]:
             "mistakes": mistakes(predictor, split, worst, [f"true {true[i]:.3f}, predicted {pred[i]:.3f}" for i in worst])}
 
 
-def write_report(run: str | Path, data=None, predictor=None) -> Path:
-    """Write RUN/report.html and return its path. `data`/`predictor` save rebuilding them when at hand."""
+def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = False) -> Path:
+    """Write RUN/report.html and return its path. `data`/`predictor` save rebuilding them when at hand;
+    trust_code allows rebuilding a model whose config names code (model.name: custom)."""
     bundle = Bundle.open(run, require_weights=False)
     meta = bundle.meta()
     history = bundle.read_history()
@@ -153,19 +154,19 @@ def write_report(run: str | Path, data=None, predictor=None) -> Path:
     elif lm:
         from forgeml.language_model import LanguageModel
 
-        model = LanguageModel(bundle.path)
+        model = LanguageModel(bundle.path, trust_code=trust_code)
         ctx["samples"] = [model.generate("\n", 240, temperature=0.8, top_k=40, seed=s) for s in (1, 2, 3)]
     else:
-        ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"]))
+        ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"], trust_code))
     ctx["config"] = bundle.file("config.yaml").read_text() if bundle.file("config.yaml").is_file() else ""
     return write_text(bundle.file("report.html"), render("report.html.j2", **ctx))
 
 
-def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], notes: list[str], trust_code: bool) -> dict[str, Any]:
     from forgeml.data.prepare import prepare
     from forgeml.predictor import Predictor
 
-    predictor = predictor or Predictor(bundle.path, trust_code=True)  # a run of this machine's own making
+    predictor = predictor or Predictor(bundle.path, trust_code=trust_code)
     if data is None:
         try:
             data = prepare(predictor.config.data)

@@ -10,6 +10,9 @@ from forgeml.data.columns import Columns
 from forgeml.errors import DataError
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# Pillow picks a decoder by content, not by name: a ".png" that is really PostScript would run Ghostscript.
+# Only these decoders are tried.
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 
 
 def read_image(path: str | Path, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
@@ -17,7 +20,7 @@ def read_image(path: str | Path, size: tuple[int, int] | None, channels: int | N
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=PIL_FORMATS) as img:
             mode = {1: "L", 3: "RGB"}.get(channels or 0) or ("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB")
             img = img.convert(mode)
             if size is not None and img.size != (size[1], size[0]):
