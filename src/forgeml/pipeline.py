@@ -184,6 +184,10 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
         saved = Config.model_validate(bundle.read_config_dict())
     except Exception as exc:  # YAML or schema errors in a damaged config.yaml
         raise BundleError(f"{bundle.path / 'config.yaml'}: damaged or edited into an invalid config ({str(exc).splitlines()[0]})") from None
+    if not (bundle.path / "checkpoints" / "last.pt").is_file():
+        raise BundleError(f"{bundle.path}: the run stopped before its first checkpoint (written {_checkpoint_times(saved)}), "
+                          f"so there is nothing to resume; start it again with  "
+                          f"forgeml train {bundle.path / 'config.yaml'} --name {bundle.path.name}{_runs_dir_flag(saved, bundle.path)} --overwrite")
     if meta.get("config_digest") not in (None, config_digest(saved)):
         raise BundleError(f"{bundle.path / 'config.yaml'}: edited since the run started; an exact resume needs the run's own "
                           "config. Undo the edit, or start a new run with the edited config")
@@ -206,6 +210,19 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     trainer = _trainer(saved, data, bundle.path, callbacks)
     bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
+
+
+def _checkpoint_times(cfg: Config) -> str:
+    """When a run writes checkpoints/last.pt, in words: 'every 200 steps / every 5 minutes / at each epoch end'."""
+    t = cfg.train
+    when = [f"every {t.checkpoint_every_steps} steps"] if t.checkpoint_every_steps else []
+    when += [f"every {t.checkpoint_every_minutes:g} minutes"] if t.checkpoint_every_minutes else []
+    return " / ".join([*when, "at each epoch end"])
+
+
+def _runs_dir_flag(cfg: Config, run_dir: Path) -> str:
+    """' --set runs_dir=...' when the config's runs_dir (relative to where forgeml runs) is not the run's parent."""
+    return "" if Path(cfg.runs_dir).resolve() == run_dir.parent.resolve() else f" --set runs_dir={run_dir.parent}"
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:

@@ -239,6 +239,9 @@ class Trainer:
         running_n, log_samples, log_tokens, log_time = 0, 0, 0, time.perf_counter()
         flops_per_token = getattr(self.model, "flops_per_token", lambda: None)() if self.device.type == "cuda" else None
         peak_flops = peak_device_flops(self.device, self.runtime.dtype) if flops_per_token else None
+        # a long epoch still leaves something to resume: the clock is read once per step, a few ns
+        checkpoint_every_s = cfg.checkpoint_every_minutes * 60 if cfg.checkpoint_every_minutes else None
+        self._checkpointed_at = time.monotonic()
         while self.step < self.total_steps and not self.stop:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 with runtime.autocast():
@@ -290,7 +293,8 @@ class Trainer:
                 if at_epoch_end:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self)
-                if (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end:
+                if ((cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end
+                        or (checkpoint_every_s and time.monotonic() - self._checkpointed_at >= checkpoint_every_s)):
                     self._save_last()
                 if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
                     self._save_last(interrupted=True)
@@ -358,6 +362,7 @@ class Trainer:
             "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+        self._checkpointed_at = time.monotonic()
 
     def _resume(self) -> None:
         if self.run_dir is None:
