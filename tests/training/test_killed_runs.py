@@ -64,3 +64,48 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_how_to_start_again
     assert main(command[1:]) == 0  # the command it gives really starts the run again, in the same folder
     assert Bundle(runs / "early").meta()["status"] == "complete"
     assert not (runs / "early-2").exists()
+
+
+SHUFFLED_LOADER_RUN = """
+import os, signal, sys
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from forgeml.training.callbacks import Callback
+from forgeml.training.trainer import Trainer
+
+run_dir, mode = sys.argv[1], sys.argv[2]
+
+class KillAt(Callback):  # SIGKILL at step 20: epoch 2 of 2, 5 batches in, 2 steps after the checkpoint of step 18
+    def on_step_end(self, trainer):
+        if trainer.step == 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+torch.manual_seed(0)
+x, y = torch.randn(120, 6), torch.randint(0, 3, (120,))
+loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # 15 batches, drawn in a new order each epoch
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+trainer = Trainer(model, "cross_entropy", run_dir=run_dir, epochs=2, checkpoint_every_steps=3, checkpoint_every_minutes=None,
+                  progress=False, tensorboard=False, callbacks=[KillAt()] if mode == "cut" else [])
+trainer.fit(loader, resume=mode == "resume")
+torch.save(model.state_dict(), os.path.join(run_dir, "final.pt"))
+"""
+
+
+def test_a_shuffled_dataloader_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    script = tmp_path / "train_loader.py"
+    script.write_text(SHUFFLED_LOADER_RUN)
+
+    def run(run_dir, mode):
+        return subprocess.run([sys.executable, str(script), str(tmp_path / run_dir), mode], capture_output=True, text=True)
+
+    assert run("whole", "whole").returncode == 0
+    cut = run("cut", "cut")
+    assert cut.returncode == -signal.SIGKILL, cut.stderr
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["batch"]) == (18, 1, 3), "killed mid-epoch, after a checkpoint"
+    resumed = run("cut", "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "whole" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "final.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -198,6 +198,7 @@ class Trainer:
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps, self.steps_per_epoch)
         self.has_val = val is not None
+        self.train_batches = train  # its data position (a shuffled DataLoader's order) goes into checkpoints
         torch.manual_seed(cfg.seed)
         if resume:
             self._resume()
@@ -360,6 +361,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": getattr(self, "_wall_before", 0.0), "interrupted": interrupted,
+            "data": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else {},
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
         self._checkpointed_at = time.monotonic()
@@ -385,6 +387,8 @@ class Trainer:
         self.stop = state["stop"]
         self._wall_before = state["wall_before"]
         restore_rng(state["rng"])
+        if hasattr(self.train_batches, "load_state_dict"):
+            self.train_batches.load_state_dict(state.get("data", {}))
         from forgeml.bundle import Bundle
 
         Bundle(self.run_dir).truncate_history(self.step)
