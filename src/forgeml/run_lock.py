@@ -1,8 +1,9 @@
 """One process at a time per run folder: an flock on runs/.NAME.lock, held for a whole train or resume.
 
 The operating system releases the lock when the process dies (even by SIGKILL), so a lock is never
-stale; the file itself stays (deleting it would let a second process lock a file the first no longer
-sees). It holds the PID of its holder, for the error message. Where fcntl is missing (Windows) runs
+stale; a killed holder leaves the file, which the next one simply locks. The file holds the PID of its
+holder, for the error message, and is deleted (while still locked) when the holder is done; a process
+that locked a file so deleted sees that it is no longer at the path and tries again. Where fcntl is missing (Windows) runs
 are not locked.
 """
 
@@ -42,14 +43,25 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         yield run_dir
         return
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    path = lock_path(run_dir)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInUse(run_dir, os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown") from None
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunInUse(run_dir, holder) from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder deleted this file as we opened it: lock the one at the path now
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield run_dir
     finally:
+        os.unlink(path)  # while still held, so no one can lock the old file after we let go
         os.close(fd)  # releases the lock
