@@ -239,6 +239,7 @@ class TrainConfig(Section):
     eval_every_steps: int | None = Field(None, ge=1, description="evaluate every N steps; None = at the end of each epoch")
     log_every_steps: int = Field(50, ge=1, description="loss/lr/throughput logged every N steps (the only host syncs)")
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also write checkpoints/last.pt every N steps")
+    checkpoint_every_minutes: float | None = Field(5, gt=0, description="also write checkpoints/last.pt when this much time has passed since the last one; None = off")
     seed: int = Field(0, description="seed of weights, shuffling, dropout and augmentation")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch during training; None = the physical cores available")

@@ -12,7 +12,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.errors import BundleError, ConfigError, Interrupted, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
-from forgeml.notes import warn
+from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
 from forgeml.report.build import write_report
+from forgeml.run_lock import RunInUse, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.losses import balanced_class_weights, build_loss
@@ -36,16 +37,74 @@ from forgeml.trust import require_trust
 
 
 # ------------------------------------------------------------------------------------------ run folder
-def choose_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Path:
-    """runs_dir/name; a finished or interrupted run of that name is never silently replaced:
-    the new run gets name-2, name-3, ... unless overwrite is asked for."""
+@contextlib.contextmanager
+def claim_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Iterator[Path]:
+    """runs_dir/name, locked for as long as the run trains; a finished or interrupted run of that name is
+    never silently replaced: the new run gets name-2, name-3, ... unless overwrite is asked for. A name
+    another process holds (it may not have made its folder yet) is passed over the same way."""
     base = Path(cfg.runs_dir) / (name or cfg.name or "run")
-    if not base.exists() or overwrite:
-        return base
-    n = 2
-    while (base.parent / f"{base.name}-{n}").exists():
+    n = 1
+    while True:
+        run_dir = base if n == 1 else base.parent / f"{base.name}-{n}"
         n += 1
-    return base.parent / f"{base.name}-{n}"
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(run_lock(run_dir))
+            except RunInUse:
+                if overwrite:
+                    raise
+                continue  # another process is choosing or training this name: take the next
+            recover_replaced(run_dir)
+            if overwrite or not run_dir.exists():
+                yield run_dir
+                return
+
+
+def recover_replaced(run_dir: Path) -> None:
+    """Finish what a killed `train --overwrite` left beside run_dir (only folders of dead processes):
+    the old run set aside as .NAME.replaced-PID is put back when run_dir is missing or holds a new run
+    that died before anything worth resuming, and deleted when the new run is complete or resumable."""
+    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.failed-*")):
+        if not _alive(left.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(left, ignore_errors=True)  # a failed new run, already swapped out
+    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.replaced-*")):
+        pid = left.name.rsplit("-", 1)[-1]
+        if _alive(pid):
+            continue
+        status = Bundle(run_dir).meta().get("status") if (run_dir / "meta.json").is_file() else None
+        if not run_dir.exists():
+            left.rename(run_dir)
+            note(f"{run_dir}: put back the run that 'forgeml train --overwrite' (PID {pid}, stopped) had set aside as {left.name}")
+        elif status == "complete" or (run_dir / "checkpoints" / "last.pt").is_file():
+            shutil.rmtree(left)
+            note(f"{run_dir}: deleted {left.name}, the run that 'forgeml train --overwrite' (PID {pid}, stopped) replaced; "
+                 f"the new run is {'complete' if status == 'complete' else 'resumable: forgeml train --resume ' + str(run_dir)}")
+        else:
+            _swap_back(run_dir, left)
+            note(f"{run_dir}: put back the run that 'forgeml train --overwrite' (PID {pid}, stopped) had set aside as {left.name}; "
+                 "the new run it started had not reached a checkpoint and was deleted")
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return True  # not ours to touch
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_back(run_dir: Path, replaced: Path) -> None:
+    """run_dir <- replaced with renames only, so a kill at any moment leaves one whole run at run_dir
+    (or none, with the old one still beside it for recover_replaced)."""
+    failed = run_dir.with_name(f".{run_dir.name}.failed-{os.getpid()}")
+    if run_dir.exists():
+        run_dir.rename(failed)
+    replaced.rename(run_dir)
+    shutil.rmtree(failed, ignore_errors=True)
 
 
 def _loss_for(cfg: Config, data_features) -> torch.nn.Module:
@@ -99,7 +158,11 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
-    run_dir = choose_run_dir(cfg, name, overwrite)
+    with claim_run_dir(cfg, name, overwrite) as run_dir:  # held to the end: no second process trains into it
+        return _train_into(cfg, run_dir, callbacks)
+
+
+def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
     if cfg.model.name == "gpt":  # a language model over a text corpus
         from forgeml.language_model import stage_lm, train_lm
 
@@ -141,8 +204,7 @@ def replacing(run_dir: Path):
         raise
     except BaseException:
         if replaced is not None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            replaced.rename(run_dir)
+            _swap_back(run_dir, replaced)
         raise
     if replaced is not None:
         shutil.rmtree(replaced)
@@ -186,6 +248,13 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
 
     A run whose config names code (model.name: custom) resumes only with trust_code=True: the bundle's
     config.yaml, not the user's YAML, is what gets built."""
+    with run_lock(run) as run_dir:  # held to the end: no second process resumes or overwrites it meanwhile
+        recover_replaced(run_dir)
+        return _resume(run_dir, config, overrides, callbacks, trust_code)
+
+
+def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, callbacks: Iterable[Callback],
+            trust_code: bool) -> Path:
     bundle = Bundle(run)
     if not bundle.path.is_dir():
         raise BundleError(f"{bundle.path}: no such run folder to resume")
@@ -197,6 +266,10 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     except Exception as exc:  # YAML or schema errors in a damaged config.yaml
         raise BundleError(f"{bundle.path / 'config.yaml'}: damaged or edited into an invalid config ({str(exc).splitlines()[0]})") from None
     require_trust(saved, bundle.path / "config.yaml", trust_code)  # a matching digest proves nothing: its author wrote both
+    if not (bundle.path / "checkpoints" / "last.pt").is_file():
+        raise BundleError(f"{bundle.path}: the run stopped before its first checkpoint (written {_checkpoint_times(saved)}), "
+                          f"so there is nothing to resume; start it again with  "
+                          f"forgeml train {bundle.path / 'config.yaml'} --name {bundle.path.name}{_runs_dir_flag(saved, bundle.path)} --overwrite")
     if meta.get("config_digest") not in (None, config_digest(saved)):
         raise BundleError(f"{bundle.path / 'config.yaml'}: edited since the run started; an exact resume needs the run's own "
                           "config. Undo the edit, or start a new run with the edited config")
@@ -219,6 +292,19 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     trainer = _trainer(saved, data, bundle.path, callbacks)
     bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
+
+
+def _checkpoint_times(cfg: Config) -> str:
+    """When a run writes checkpoints/last.pt, in words: 'every 200 steps / every 5 minutes / at each epoch end'."""
+    t = cfg.train
+    when = [f"every {t.checkpoint_every_steps} steps"] if t.checkpoint_every_steps else []
+    when += [f"every {t.checkpoint_every_minutes:g} minutes"] if t.checkpoint_every_minutes else []
+    return " / ".join([*when, "at each epoch end"])
+
+
+def _runs_dir_flag(cfg: Config, run_dir: Path) -> str:
+    """' --set runs_dir=...' when the config's runs_dir (relative to where forgeml runs) is not the run's parent."""
+    return "" if Path(cfg.runs_dir).resolve() == run_dir.parent.resolve() else f" --set runs_dir={run_dir.parent}"
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:

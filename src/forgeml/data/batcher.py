@@ -7,8 +7,10 @@ and cost nothing. On a GPU the tensors move to the device once, and augmentation
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -59,11 +61,16 @@ class TensorBatcher:
 class IterableBatches:
     """Any iterable of (x, y) batches (a DataLoader, a list) behind the batcher interface.
 
-    A resume skips the first `start` batches of the epoch; a sampler with set_epoch gets the epoch.
+    A DataLoader with shuffle=True draws its order (and its workers' seeds) from torch's global RNG
+    (or its own generator) when an epoch's iterator starts. So the RNG states at that moment are kept
+    (state_dict, saved in the checkpoint); a resume mid-epoch rewinds to them, draws the same order,
+    loads and drops the first `start` batches without running any model, then puts the RNG back.
+    A sampler with set_epoch gets the epoch.
     """
 
     def __init__(self, batches, device=None):
         self.batches, self.device = batches, device
+        self.epoch_start: dict | None = None  # the RNG states that chose this epoch's order
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -73,16 +80,47 @@ class IterableBatches:
         ds = getattr(self.batches, "dataset", None)
         return len(ds) if ds is not None else None
 
+    def state_dict(self) -> dict:
+        return dict(self.epoch_start) if self.epoch_start is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch_start = dict(state) if state else None
+
+    def _rng_states(self, epoch: int) -> dict:
+        generator = getattr(self.batches, "generator", None)
+        return {"epoch": epoch, "torch": torch.get_rng_state(),
+                "generator": generator.get_state() if generator is not None else torch.empty(0, dtype=torch.uint8)}
+
+    def _set_rng_states(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        generator = getattr(self.batches, "generator", None)
+        if generator is not None and state["generator"].numel():
+            generator.set_state(state["generator"])
+
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         sampler = getattr(self.batches, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        for i, batch in enumerate(self.batches):
-            if i >= start:
-                x, y = batch[0], batch[1]
-                if self.device is not None:
-                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                yield x, y
+        if start and self.epoch_start is not None and self.epoch_start["epoch"] == epoch:
+            now = self._rng_states(epoch)  # the checkpoint's RNG, already restored: what the skipped batches must not change
+            py_state, np_state = random.getstate(), np.random.get_state()  # a dataset may draw from these while loading
+            self._set_rng_states(self.epoch_start)
+            it = iter(self.batches)
+            for _ in range(start):
+                next(it)
+            self._set_rng_states(now)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+        else:
+            self.epoch_start = self._rng_states(epoch)
+            it = iter(self.batches)
+            for _ in range(start):  # no saved order (an older checkpoint): skip in whatever order this draws
+                next(it)
+        for batch in it:
+            x, y = batch[0], batch[1]
+            if self.device is not None:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x, y
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)

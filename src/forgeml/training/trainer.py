@@ -249,6 +249,7 @@ class Trainer:
         if self.fits:  # a new call judges its own best and patience, as Keras' callbacks do
             self.monitor = Monitor(cfg.monitor, cfg.early_stopping.min_delta)
             self.stop, self.last_eval = False, {}
+        self.train_batches = train  # its data position (a shuffled DataLoader's order) goes into checkpoints
         note(f"device: {self.runtime.describe()}")
         with own_global_state(self.runtime):
             if self.fits:
@@ -310,6 +311,9 @@ class Trainer:
         check_every = min(cfg.log_every_steps, 10)  # a NaN/inf loss is noticed within this many steps
         flops_per_token = getattr(self.model, "flops_per_token", lambda: None)() if self.device.type == "cuda" else None
         peak_flops = peak_device_flops(self.device, self.runtime.dtype) if flops_per_token else None
+        # a long epoch still leaves something to resume: the clock is read once per step, a few ns
+        checkpoint_every_s = cfg.checkpoint_every_minutes * 60 if cfg.checkpoint_every_minutes else None
+        self._checkpointed_at = time.monotonic()
         while self.step < self.total_steps and not self.stop:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 with runtime.autocast():
@@ -369,7 +373,8 @@ class Trainer:
                 if at_epoch_end:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self)
-                if (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end:
+                if ((cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end
+                        or (checkpoint_every_s and time.monotonic() - self._checkpointed_at >= checkpoint_every_s)):
                     self._save_last()
                 if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
                     self._save_last(interrupted=True)
@@ -457,8 +462,10 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": self._wall_time(), "interrupted": interrupted,
+            "data": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else {},
         }
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+        self._checkpointed_at = time.monotonic()
 
     def _resume(self) -> None:
         if self.run_dir is None:
@@ -481,6 +488,8 @@ class Trainer:
         self.stop = state["stop"]
         self._wall_before = state["wall_before"]
         restore_rng(state["rng"])
+        if hasattr(self.train_batches, "load_state_dict"):
+            self.train_batches.load_state_dict(state.get("data", {}))
         from forgeml.bundle import Bundle
 
         Bundle(self.run_dir).truncate_history(self.step)

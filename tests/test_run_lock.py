@@ -1,0 +1,88 @@
+"""One process per run folder, and what a killed `train --overwrite` leaves is put right on the next start."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from forgeml import pipeline
+from forgeml.bundle import Bundle
+from forgeml.cli import main
+from forgeml.config import load_config
+from forgeml.errors import BundleError
+
+
+def a_run(path, status):
+    Bundle(path).update_meta(status=status)  # creates the folder and meta.json, as a run would
+    return path
+
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_overwrite_leftover_is_put_back_or_deleted(runs, caplog):
+    cfg = load_config("examples/digits-cnn.yaml", [f"runs_dir={runs}"])
+    caplog.set_level(logging.INFO, logger="forgeml")
+    pid = dead_pid()
+    # killed between setting the old run aside and making the new folder: the old run comes back
+    a_run(runs / f".old.replaced-{pid}", "complete")
+    with pipeline.claim_run_dir(cfg, "old", overwrite=False) as run_dir:
+        assert run_dir == runs / "old-2"  # the put-back run is not replaced
+    assert Bundle(runs / "old").meta()["status"] == "complete" and not (runs / f".old.replaced-{pid}").exists()
+    assert "put back the run" in caplog.text
+    # killed after the new run finished, before the old one was deleted: the old one goes
+    a_run(runs / "done", "complete")
+    a_run(runs / f".done.replaced-{pid}", "complete")
+    with pipeline.claim_run_dir(cfg, "done", overwrite=True):
+        pass
+    assert not (runs / f".done.replaced-{pid}").exists() and Bundle(runs / "done").meta()["status"] == "complete"
+    assert "the new run is complete" in caplog.text
+    # killed while the new run trained, before its first checkpoint: nothing to resume, the old one comes back
+    (a_run(runs / "young", "running") / "marker").write_text("new")
+    a_run(runs / f".young.replaced-{pid}", "complete")
+    with pytest.raises(BundleError, match="already finished"):
+        pipeline.resume(runs / "young")
+    assert not (runs / "young" / "marker").exists() and Bundle(runs / "young").meta()["status"] == "complete"
+    # a live process's folder is left alone
+    a_run(runs / "busy", "complete")
+    a_run(runs / ".busy.replaced-1", "complete")  # PID 1 is always alive
+    with pipeline.claim_run_dir(cfg, "busy", overwrite=True):
+        pass
+    assert (runs / ".busy.replaced-1").exists()
+
+
+HOLD = """
+import sys, time
+from forgeml.run_lock import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_cannot_train_a_run_folder_another_holds(runs, capsys):
+    cfg = load_config("examples/digits-cnn.yaml", [f"runs_dir={runs}"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(runs / "x")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # the holder has not made runs/x yet (it is still preparing data, say): a new run takes the next name
+        with pipeline.claim_run_dir(cfg, "x", overwrite=False) as run_dir:
+            assert run_dir == runs / "x-2"
+        with pytest.raises(BundleError, match=f"another forgeml process \\(PID {holder.pid}\\) is training this run"):
+            with pipeline.claim_run_dir(cfg, "x", overwrite=True):
+                pass
+        assert main(["train", "--resume", str(runs / "x")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"PID {holder.pid}" in err[0], err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with pipeline.claim_run_dir(cfg, "x", overwrite=False) as run_dir:  # the OS released the dead holder's lock
+        assert run_dir == runs / "x"
