@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "mse", "mae", "r2")
+# mse stays in metrics.json (train.monitor may name it); tables show rmse, in the target's own unit
+HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "rmse", "mae", "r2")
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") -> Table:
