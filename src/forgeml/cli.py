@@ -192,17 +192,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from forgeml.report.compare import write_compare
-    from forgeml.show import HEADLINE
+    from forgeml.show import HEADLINE, cell
 
     path, runs = write_compare(args.runs, args.out)
     shown = [k for k in HEADLINE if k not in ("n", "n_tokens", "precision_macro", "recall_macro")]
     keys = [k for k in shown if any(k in r["final"] for r in runs.values())]  # the full set is in compare.html
     table = Table(title="runs")
     for col in ["run", "split", *keys, "parameters", "wall time (s)"]:
-        table.add_column(col, justify="left" if col in ("run", "split") else "right")
+        # run names may wrap in a narrow window; figures never do
+        table.add_column(col, justify="left" if col in ("run", "split") else "right",
+                         overflow="fold" if col == "run" else "ellipsis", no_wrap=col != "run")
     for name, r in runs.items():
-        cells = [f"{r['final'][k]:.4f}" if isinstance(r["final"].get(k), float) else str(r["final"].get(k, "-")) for k in keys]
-        table.add_row(name, r["split"] or "-", *cells, f"{r['parameters'] or 0:,}", f"{r['wall_time'] or 0:.1f}")
+        wall = f"{r['wall_time']:.1f}" if r["wall_time"] is not None else "-"
+        table.add_row(name, r["split"] or "-", *[cell(r["final"].get(k), whole=False) for k in keys], cell(r["parameters"]), wall)
     console.print(table)
     console.print(f"curves: [bold]{path}[/]")
     return 0
