@@ -7,15 +7,19 @@ import argparse
 import inspect
 import json
 import logging
+import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
-from forgeml.errors import ForgeError
+from forgeml.errors import ForgeError, WriteError
 
-console = Console()
+# Off a terminal (a file, a pipe, a CI log) rich would wrap at 80 columns; there lines stay whole.
+console = Console(soft_wrap=not sys.stdout.isatty())
 errors = Console(stderr=True)
 
 
@@ -83,15 +87,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from forgeml import pipeline
     from forgeml.show import metrics_table, per_class_table
 
-    result = pipeline.evaluate(args.run, args.data, args.split, trust_code=args.trust_code)
+    unsaved = None
+    try:
+        result = pipeline.evaluate(args.run, args.data, args.split, trust_code=args.trust_code)
+    except WriteError as exc:
+        if getattr(exc, "result", None) is None:
+            raise
+        result, unsaved = exc.result, exc  # measured but not saved: show the metrics, then say why they were not kept
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
-    console.print(metrics_table(result, title=f"{Path(args.run).name}: evaluation"))
-    last = list(result.values())[-1]
-    table = per_class_table(last)
-    if table is not None:
-        console.print(table)
+    else:
+        console.print(metrics_table(result, title=f"{Path(args.run).name}: evaluation"))
+        table = per_class_table(list(result.values())[-1])
+        if table is not None:
+            console.print(table)
+    if unsaved is not None:
+        raise unsaved
     return 0
 
 
@@ -134,19 +145,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     examples:
       forgeml generate runs/shakespeare-gpt --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40 --seed 1
-      forgeml generate runs/shakespeare-gpt --prompt "JULIET:" --stop "\n\n"
+      forgeml generate runs/shakespeare-gpt --prompt "JULIET:" --stop "\\n\\n"
     """
     from forgeml.language_model import LanguageModel
 
     lm = LanguageModel(args.run, trust_code=args.trust_code)
     if not args.quiet_prompt:
         sys.stdout.write(args.prompt)
-    for piece in lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.stop or None,
+    stops = [_unescape(s) for s in args.stop]
+    for piece in lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, stops or None,
                            args.seed, use_cache=not args.no_cache):
         sys.stdout.write(piece)
         sys.stdout.flush()  # stream: show each piece as it arrives
     sys.stdout.write("\n")
     return 0
+
+
+def _unescape(text: str) -> str:
+    r"""A shell passes --stop "\n\n" as backslashes: read \n, \t and \\ as the characters they name."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -179,17 +196,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from forgeml.report.compare import write_compare
-    from forgeml.show import HEADLINE
+    from forgeml.show import HEADLINE, cell
 
     path, runs = write_compare(args.runs, args.out)
     shown = [k for k in HEADLINE if k not in ("n", "n_tokens", "precision_macro", "recall_macro")]
     keys = [k for k in shown if any(k in r["final"] for r in runs.values())]  # the full set is in compare.html
     table = Table(title="runs")
     for col in ["run", "split", *keys, "parameters", "wall time (s)"]:
-        table.add_column(col, justify="left" if col in ("run", "split") else "right")
+        # run names may wrap in a narrow window; figures never do
+        table.add_column(col, justify="left" if col in ("run", "split") else "right",
+                         overflow="fold" if col == "run" else "ellipsis", no_wrap=col != "run")
     for name, r in runs.items():
-        cells = [f"{r['final'][k]:.4f}" if isinstance(r["final"].get(k), float) else str(r["final"].get(k, "-")) for k in keys]
-        table.add_row(name, r["split"] or "-", *cells, f"{r['parameters'] or 0:,}", f"{r['wall_time'] or 0:.1f}")
+        wall = f"{r['wall_time']:.1f}" if r["wall_time"] is not None else "-"
+        table.add_row(name, r["split"] or "-", *[cell(r["final"].get(k), whole=False) for k in keys], cell(r["parameters"]), wall)
     console.print(table)
     console.print(f"curves: [bold]{path}[/]")
     return 0
@@ -245,12 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "data, model, training, evaluation, prediction.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"forgeml {__version__}")
+    verbose_help = "also show warnings from the libraries forgeml uses (torch, scikit-learn, pandas, ...)"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    # accepted after the command too (forgeml train x.yaml -v); SUPPRESS keeps a later default from undoing an earlier -v
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parsers = {}
     for name, fn in COMMANDS.items():
         doc = inspect.getdoc(fn) or ""
         summary = doc.splitlines()[0] if doc else ""
-        parsers[name] = sub.add_parser(name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parsers[name] = sub.add_parser(name, help=summary, description=doc, parents=[common],
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
     set_help = "override a config value, e.g. --set train.lr=3e-4 (repeatable; values parsed as YAML)"
     p = parsers["train"]
     p.add_argument("config", nargs="?", help="YAML config file (with --resume: only to check it matches the run)")
@@ -278,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="sample only among the most likely tokens holding this much probability")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same text")
-    p.add_argument("--stop", action="append", default=[], help="end the text where this string appears (repeatable)")
+    p.add_argument("--stop", action="append", default=[],
+                   help="end the text where this string appears (repeatable; \\n is a new line, \\t a tab)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each token (slow; for comparison)")
     p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
@@ -315,6 +341,34 @@ def _show_notes() -> None:
     logger.setLevel(logging.INFO)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings as one 'warning:' line, like forgeml's notes (not the file:line + source echo)."""
+    from rich.markup import escape
+
+    errors.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def _show_warnings(verbose: bool) -> None:
+    """forgeml's own warnings always; the libraries' (deprecations, internals a user cannot act on) only with --verbose."""
+    warnings.showwarning = _show_warning
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"forgeml(\.|$)")  # later filters are checked first
+
+
+# what to tell a user whose folder cannot be written, per command
+WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
+             "compare": "choose a place you can write: --out FILE",
+             "evaluate": "the metrics above are not saved; make the run folder writable, or copy the run to a folder you can write",
+             "report": "make the run folder writable, or copy the run to a folder you can write"}
+
+
+def _error(message: str) -> None:
+    from rich.markup import escape
+
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -322,12 +376,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _show_notes()
+    _show_warnings(args.verbose)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that went away (| head) shows up here, not at interpreter shutdown
+        return code
+    except BrokenPipeError:
+        # The reader has all it wanted. Point stdout at devnull so that Python's own flush at exit does not fail
+        # again (the recipe in Python's signal docs), and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except WriteError as exc:
+        fix = WRITE_FIX.get(args.command)
+        _error(f"{exc.path}: cannot be written ({exc.reason}); {fix}" if fix and hasattr(exc, "reason") else str(exc))
+        return 2
     except ForgeError as exc:
-        from rich.markup import escape
+        _error(str(exc))
+        return 2
+    except OSError as exc:  # a folder made with mkdir, not atomic_write: the same one line when the user can fix it
+        from forgeml.atomic import write_error
 
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        error = write_error(exc, exc.filename, WRITE_FIX.get(args.command, "make that folder writable or choose another place"))
+        if error is None:
+            raise
+        _error(str(error))
         return 2
 
 

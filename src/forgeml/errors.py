@@ -52,3 +52,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' did you mean X?' or '' — for appending to an error message."""
     best = closest(name, choices)
     return f"; did you mean {best}?" if best else ""
+
+
+class WriteError(ForgeError):
+    """A file cannot be written: a read-only folder, a path through a regular file, a full disk."""

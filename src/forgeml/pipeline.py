@@ -22,7 +22,7 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
-from forgeml.errors import BundleError, ConfigError, Interrupted, did_you_mean
+from forgeml.errors import BundleError, ConfigError, Interrupted, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
 from forgeml.notes import note, warn
@@ -375,9 +375,20 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
         if not result:
             raise ConfigError(f"{bundle.path}: the run has no {' or '.join(wanted)} split (it has {', '.join(data.splits)}); "
                               "choose another --split or evaluate a labelled file with --data FILE")
-    bundle.merge_metrics(result)
-    write_report(bundle.path, None if data_path else data, predictor, trust_code=trust_code)
+    with _result_kept_if_unsaved(result):
+        bundle.merge_metrics(result)
+        write_report(bundle.path, None if data_path else data, predictor, trust_code=trust_code)
     return result
+
+
+@contextlib.contextmanager
+def _result_kept_if_unsaved(result: dict[str, Any]):
+    """A read-only bundle: the metrics were measured all the same; the WriteError carries them to the caller."""
+    try:
+        yield
+    except WriteError as exc:
+        exc.result = result
+        raise
 
 
 def _evaluate_lm(run: str | Path, data_path: str | None, trust_code: bool = False) -> dict[str, Any]:
@@ -396,6 +407,7 @@ def _evaluate_lm(run: str | Path, data_path: str | None, trust_code: bool = Fals
         if not val.is_file():
             raise BundleError(f"{val}: the run has no held-out text; evaluate a text file with --data FILE")
         result = {"val": lm.evaluate_tokens(open_tokens(val, lm.tokenizer.vocab_size))}
-    lm.bundle.merge_metrics(result)
-    write_report(lm.bundle.path, trust_code=trust_code)
+    with _result_kept_if_unsaved(result):
+        lm.bundle.merge_metrics(result)
+        write_report(lm.bundle.path, trust_code=trust_code)
     return result

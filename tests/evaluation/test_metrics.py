@@ -31,3 +31,15 @@ def test_regression_metrics_on_the_original_scale():
     m.update(((y_pred - mean) / std)[:, None], (y_true - mean) / std)
     out = m.compute()
     assert out["mae"] == pytest.approx(0.5) and out["r2"] == pytest.approx(r2_score(y_true, y_pred))
+    assert out["rmse"] == pytest.approx((0.25 + 0.25 + 0 + 1) ** 0.5 / 2)  # in the target's unit, beside mse
+
+
+def test_regression_tables_show_rmse_mae_r2():
+    from rich.console import Console
+
+    from forgeml.show import metrics_table
+
+    console = Console(width=200, record=True)
+    console.print(metrics_table({"test": {"n": 4, "loss": 0.1, "rmse": 0.61, "mse": 0.375, "mae": 0.5, "r2": 0.9}}))
+    header = next(line for line in console.export_text().splitlines() if "split" in line)
+    assert [c for c in ("rmse", "mse", "mae", "r2") if f" {c} " in header] == ["rmse", "mae", "r2"]

@@ -1,7 +1,7 @@
 """Streaming metrics from torchmetrics: update batch by batch, compute once (no logits kept).
 
 Classification: accuracy, precision/recall/F1 (macro and per class), confusion matrix, AUROC.
-Regression: MSE, MAE, R² on the original target scale.
+Regression: RMSE (in the target's own unit), MSE, MAE, R² on the original target scale.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class RegressionMetrics:
         from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
 
         self.mean, self.std = mean, std
-        self.names = ["mse", "mae", "r2"]
+        self.names = ["rmse", "mse", "mae", "r2"]
         self.metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()}
 
     def update(self, out: torch.Tensor, y: torch.Tensor) -> None:
@@ -64,7 +64,8 @@ class RegressionMetrics:
             metric.update(pred, true)
 
     def compute(self) -> dict[str, Any]:
-        return {name: float(m.compute()) for name, m in self.metrics.items()}
+        out = {name: float(m.compute()) for name, m in self.metrics.items()}
+        return {"rmse": out["mse"] ** 0.5, **out}  # the error in the target's unit, the figure a reader can judge
 
 
 def metrics_for(features, full: bool = True):

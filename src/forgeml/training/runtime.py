@@ -15,19 +15,37 @@ import torch
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name != "auto":
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            from forgeml.errors import ConfigError
+DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
-            raise ConfigError(f"train.device: {name!r} but no CUDA GPU is visible; use train.device=cpu or auto")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+
+def _visible() -> str:
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    found = ([f"cuda:0-{n - 1}" if n > 1 else "cuda"] if n else []) + (["mps"] if mps else [])
+    return f"visible here: cpu, {', '.join(found)}" if found else "no GPU is visible here, only cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    from forgeml.errors import ConfigError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch lists a score of backends; say the ones forgeml trains on
+        raise ConfigError(f"train.device: {name!r} is not a device; use one of {DEVICES} ({_visible()})") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device: {name!r} is not a device forgeml trains on; use one of {DEVICES} ({_visible()})")
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"train.device: {name!r} but that CUDA GPU is not visible ({_visible()}); "
+                          "use train.device=cpu or auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"train.device: 'mps' but no Apple GPU is visible ({_visible()}); use train.device=cpu or auto")
+    return device
 
 
 def cpu_has_native_bf16() -> bool:

@@ -343,7 +343,8 @@ class Trainer:
                 self.step += 1
                 if self.batch == self.micro_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
-                log_now = self.step % cfg.log_every_steps == 0 or self.step == self.total_steps
+                # also at each epoch's end: per-epoch lines and history show that epoch, not a record from epochs ago
+                log_now = self.step % cfg.log_every_steps == 0 or self.step == self.total_steps or self.batch == 0
                 if log_now or self.step % check_every == 0:
                     mean = (running / running_n).item()  # host sync, on this interval only
                     if not math.isfinite(mean):
@@ -366,16 +367,19 @@ class Trainer:
                     cb.on_step_end(self)
                 at_epoch_end = self.batch == 0
                 last_step = self.step >= self.total_steps  # always evaluated: the last weights compete for the best
+                paused = time.perf_counter()
                 if (cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0) or (not cfg.eval_every_steps and at_epoch_end) \
                         or last_step:
                     self._evaluate_and_monitor(val)
-                    log_time = time.perf_counter()  # evaluation time is not training throughput
                 if at_epoch_end:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self)
                 if ((cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end
                         or (checkpoint_every_s and time.monotonic() - self._checkpointed_at >= checkpoint_every_s)):
                     self._save_last()
+                # evaluation and checkpoints are not training throughput: take their time out of the log window,
+                # not the samples counted before them (restarting the window there overstated samples/s)
+                log_time += time.perf_counter() - paused
                 if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
                     self._save_last(interrupted=True)
                     raise KeyboardInterrupt
