@@ -181,6 +181,7 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Pa
     check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
                   has_val="val" in data.splits, task=data.features.task)
     trainer = _trainer(cfg, data, run_dir, callbacks)
+    note(data.features.summary)  # after every check that can refuse the run: an error comes alone
     with replacing(run_dir):
         cfg.name = run_dir.name
         bundle = Bundle(run_dir)

@@ -101,15 +101,15 @@ def test_a_non_number_in_a_numeric_column_is_a_warning_with_its_file_line(tmp_pa
     table.write_text("age,work,label\n" + "\n".join(lines) + "\n")
     split = {"val": 0, "test": 0}
     with caplog.at_level(logging.INFO, logger="forgeml"):
-        prepare(DataConfig(path=str(table), split=split))
+        data = prepare(DataConfig(path=str(table), split=split))
     text = caplog.text
     assert "column 'age' line 9: '?' is not a number (1 such values)" in text
     assert "data.features: {age: numeric} and data.na_values: ['?']" in text
-    assert "columns: age category (12 values), work binary; target label: classification, 2 classes" in text
+    assert data.features.summary == "columns: age category (12 values), work binary; target label: classification, 2 classes"
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="forgeml"):
-        prepare(DataConfig(path=str(table), split=split, features={"age": "numeric"}, na_values=["?"]))
-    assert "not a number" not in caplog.text and "columns: age numeric, work binary" in caplog.text
+        data = prepare(DataConfig(path=str(table), split=split, features={"age": "numeric"}, na_values=["?"]))
+    assert "not a number" not in caplog.text and data.features.summary.startswith("columns: age numeric, work binary")
     # declared numeric without the missing marker: the error cites line 9 whichever split the row fell in
     for seed in range(3):
         with pytest.raises(DataError, match=r"column 'age' line 9: '\?' is not a number"):

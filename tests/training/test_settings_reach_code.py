@@ -111,7 +111,7 @@ CASES = [
     ("epochs", [], ["train.epochs=3"], lambda t, r, res: res.steps, 12),
     ("max_steps", [], ["train.max_steps=3"], lambda t, r, res: res.steps, 3),
     ("eval_every_steps", [], ["train.eval_every_steps=3"], lambda t, r, res: [v["step"] for v in r.val], [3, 6, 8]),
-    ("log_every_steps", [], ["train.log_every_steps=3"], lambda t, r, res: [x["step"] for x in r.train], [3, 6, 8]),
+    ("log_every_steps", [], ["train.log_every_steps=3"], lambda t, r, res: [x["step"] for x in r.train], [3, 4, 6, 8]),  # and each epoch's end
     ("eval_batches", ["train.batch_size=2", "train.max_steps=2"], ["train.eval_batches=1"],  # val: 15 rows in batches of 8
      lambda t, r, res: r.val[-1]["loss"], None),
     ("early_stopping.patience", ["train.eval_every_steps=1", "train.early_stopping.min_delta=10"],

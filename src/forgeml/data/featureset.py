@@ -14,7 +14,7 @@ from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
 from forgeml.data.features.category import MISSING, as_tokens
 from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
-from forgeml.notes import note, warn
+from forgeml.notes import warn
 
 FEATURES_VERSION = 1
 
@@ -113,6 +113,7 @@ def _describe(feature) -> str:
 class FeatureSet:
     def __init__(self, inputs: list, target: ClassLabels | RegressionTarget):
         self.inputs, self.target = inputs, target
+        self.summary: str | None = None  # what fit inferred, one line; training notes it (evaluate refits quietly)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -153,15 +154,17 @@ class FeatureSet:
             with train.citing_rows():
                 inputs.append(feat.fit(values, train.origin))
         classes = f", {target.n_outputs} classes" if target.kind == "classification" else ""
-        note(f"columns: {', '.join([_describe(f) for f in inputs] + [f'{n} ignored' for n in unused])}; "
-             f"target {target_name}: {target.kind}{classes}")
+        summary = (f"columns: {', '.join([_describe(f) for f in inputs] + [f'{n} ignored' for n in unused])}; "
+                   f"target {target_name}: {target.kind}{classes}")
         if not inputs:
             raise DataError(f"{train.origin}: no input columns left besides the target {target_name!r}")
         for kind in ("image", "text"):
             if any(f.kind == kind for f in inputs) and len(inputs) > 1:
                 raise ConfigError(f"{train.origin}: a {kind} column mixed with other columns is not supported yet; drop the "
                                   f"others ({', '.join(f.name for f in inputs if f.kind != kind)}) with data.drop")
-        return cls(inputs, target)
+        fitted = cls(inputs, target)
+        fitted.summary = summary
+        return fitted
 
     # ------------------------------------------------------------------ shapes
     @property
