@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from forgeml import pipeline
+from forgeml import pipeline, run_folder
 from forgeml.bundle import Bundle
 from forgeml.cli import main
 from forgeml.config import load_config
@@ -33,14 +33,14 @@ def test_a_killed_overwrite_leftover_is_put_back_or_deleted(runs, caplog):
     pid = dead_pid()
     # killed between setting the old run aside and making the new folder: the old run comes back
     a_run(runs / f".old.replaced-{pid}", "complete")
-    with pipeline.claim_run_dir(cfg, "old", overwrite=False) as run_dir:
+    with run_folder.claim_run_dir(cfg, "old", overwrite=False) as run_dir:
         assert run_dir == runs / "old-2"  # the put-back run is not replaced
     assert Bundle(runs / "old").meta()["status"] == "complete" and not (runs / f".old.replaced-{pid}").exists()
     assert "put back the run" in caplog.text
     # killed after the new run finished, before the old one was deleted: the old one goes
     a_run(runs / "done", "complete")
     a_run(runs / f".done.replaced-{pid}", "complete")
-    with pipeline.claim_run_dir(cfg, "done", overwrite=True):
+    with run_folder.claim_run_dir(cfg, "done", overwrite=True):
         pass
     assert not (runs / f".done.replaced-{pid}").exists() and Bundle(runs / "done").meta()["status"] == "complete"
     assert "the new run is complete" in caplog.text
@@ -53,14 +53,14 @@ def test_a_killed_overwrite_leftover_is_put_back_or_deleted(runs, caplog):
     # a live process's folder is left alone
     a_run(runs / "busy", "complete")
     a_run(runs / ".busy.replaced-1", "complete")  # PID 1 is always alive
-    with pipeline.claim_run_dir(cfg, "busy", overwrite=True):
+    with run_folder.claim_run_dir(cfg, "busy", overwrite=True):
         pass
     assert (runs / ".busy.replaced-1").exists()
 
 
 HOLD = """
 import sys, time
-from forgeml.run_lock import run_lock
+from forgeml.run_folder import run_lock
 with run_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
@@ -73,10 +73,10 @@ def test_a_second_process_cannot_train_a_run_folder_another_holds(runs, capsys):
     try:
         assert holder.stdout.readline().strip() == "held"
         # the holder has not made runs/x yet (it is still preparing data, say): a new run takes the next name
-        with pipeline.claim_run_dir(cfg, "x", overwrite=False) as run_dir:
+        with run_folder.claim_run_dir(cfg, "x", overwrite=False) as run_dir:
             assert run_dir == runs / "x-2"
         with pytest.raises(BundleError, match=f"another forgeml process \\(PID {holder.pid}\\) is training this run"):
-            with pipeline.claim_run_dir(cfg, "x", overwrite=True):
+            with run_folder.claim_run_dir(cfg, "x", overwrite=True):
                 pass
         assert main(["train", "--resume", str(runs / "x")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -84,5 +84,5 @@ def test_a_second_process_cannot_train_a_run_folder_another_holds(runs, capsys):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with pipeline.claim_run_dir(cfg, "x", overwrite=False) as run_dir:  # the OS released the dead holder's lock
+    with run_folder.claim_run_dir(cfg, "x", overwrite=False) as run_dir:  # the OS released the dead holder's lock
         assert run_dir == runs / "x"
