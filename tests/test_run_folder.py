@@ -8,12 +8,14 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from forgeml import pipeline, run_folder
 from forgeml.bundle import Bundle
 from forgeml.cli import main
 from forgeml.config import load_config
 from forgeml.errors import BundleError
+from tests.conftest import quick
 
 
 def a_run(path, status):
@@ -86,3 +88,18 @@ def test_a_second_process_cannot_train_a_run_folder_another_holds(runs, capsys):
         holder.wait()
     with run_folder.claim_run_dir(cfg, "x", overwrite=False) as run_dir:  # the OS released the dead holder's lock
         assert run_dir == runs / "x"
+
+
+def test_an_overwrite_that_diverges_keeps_the_new_run_whose_checkpoint_the_error_points_to(runs, tmp_path, capsys):
+    config = tmp_path / "iris.yaml"
+    config.write_text(yaml.safe_dump({"name": "iris", "data": {"path": "sklearn:iris"}, "model": {"name": "mlp", "hidden": [8]},
+                                      "train": {"batch_size": 16, "log_every_steps": 1}}))
+    assert main(["train", str(config), *quick(runs, "train.max_steps=2")]) == 0
+    capsys.readouterr()
+    code = main(["train", str(config), "--overwrite", *quick(runs, "train.optimizer=sgd", "train.lr=1e6", "train.epochs=20",
+                                                           "train.checkpoint_every_steps=1")])
+    err = capsys.readouterr().err.replace("\n", "")
+    assert code == 2 and "checkpoints/last.pt keeps the last good state" in err
+    assert Bundle(runs / "iris").meta()["status"] == "diverged"
+    assert (runs / "iris" / "checkpoints" / "last.pt").is_file()
+    assert not list(runs.glob(".iris.*"))  # the old run was deleted, as after an interrupted overwrite

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forgeml.bundle import Bundle
-from forgeml.errors import BundleError, Interrupted
+from forgeml.errors import BundleError, Interrupted, TrainingDiverged
 from forgeml.notes import note
 
 if TYPE_CHECKING:
@@ -150,13 +150,14 @@ def _swap_back(run_dir: Path, replaced: Path) -> None:
 @contextlib.contextmanager
 def replacing(run_dir: Path):
     """--overwrite: an existing run is set aside and deleted only once the new one has finished (or was
-    interrupted, and so can be resumed); if the new one fails, the old one is put back."""
+    interrupted, and so can be resumed, or diverged, and so holds the last good checkpoint its error points
+    to); if the new one fails otherwise, the old one is put back."""
     replaced = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}") if run_dir.exists() else None
     if replaced is not None:
         run_dir.rename(replaced)
     try:
         yield
-    except Interrupted:
+    except (Interrupted, TrainingDiverged):
         if replaced is not None:
             shutil.rmtree(replaced)
         raise
