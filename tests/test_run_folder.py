@@ -103,3 +103,19 @@ def test_an_overwrite_that_diverges_keeps_the_new_run_whose_checkpoint_the_error
     assert Bundle(runs / "iris").meta()["status"] == "diverged"
     assert (runs / "iris" / "checkpoints" / "last.pt").is_file()
     assert not list(runs.glob(".iris.*"))  # the old run was deleted, as after an interrupted overwrite
+
+
+def test_resume_takes_any_spelling_of_an_existing_run_folder_and_creates_nothing_for_a_missing_one(runs, tmp_path, monkeypatch,
+                                                                                                    capsys):
+    a_run(runs / "done", "complete")
+    monkeypatch.chdir(runs / "done")
+    assert main(["train", "--resume", "."]) == 2  # was a traceback: '.' has no name to put a lock file beside
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "done: this run already finished" in err[0], err
+    assert main(["train", "--resume", str(tmp_path / "typo" / "a" / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such run folder to resume" in err[0], err
+    assert not (tmp_path / "typo").exists()
+    assert main(["train", "--resume", str(runs / "nope")]) == 2
+    assert "no such run folder to resume" in capsys.readouterr().err
+    assert sorted(p.name for p in runs.iterdir()) == ["done"]  # no lock file left behind either

@@ -156,16 +156,20 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
 
     A run whose config names code (model.name: custom) resumes only with trust_code=True: the bundle's
     config.yaml, not the user's YAML, is what gets built."""
-    with run_lock(run) as run_dir:  # held to the end: no second process resumes or overwrites it meanwhile
-        recover_replaced(run_dir)
+    run_dir = Path(run).resolve()  # '.' too has a name, for the lock file and the messages
+    missing = BundleError(f"{run}: no such run folder to resume")
+    if not run_dir.parent.is_dir() or not run_dir.name:  # before locking: a typo creates no folder
+        raise missing
+    with run_lock(run_dir):  # held to the end: no second process resumes or overwrites it meanwhile
+        recover_replaced(run_dir)  # a killed --overwrite may have set the run aside: it comes back first
+        if not run_dir.is_dir():
+            raise missing
         return _resume(run_dir, config, overrides, callbacks, trust_code)
 
 
 def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, callbacks: Iterable[Callback],
             trust_code: bool) -> Path:
     bundle = Bundle(run)
-    if not bundle.path.is_dir():
-        raise BundleError(f"{bundle.path}: no such run folder to resume")
     meta = bundle.meta()
     if meta.get("status") == "complete":
         raise BundleError(f"{bundle.path}: this run already finished; train a new one (forgeml train CONFIG)")

@@ -42,17 +42,18 @@ class RunInUse(BundleError):
 
 
 def lock_path(run_dir: Path) -> Path:
+    run_dir = run_dir.resolve()  # '.', 'runs/x/..', a symlink: one lock file per real folder
     return run_dir.with_name(f".{run_dir.name}.lock")
 
 
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
-    """Hold the run folder's lock; RunInUse (naming the holder's PID) when another process has it."""
+    """Hold the run folder's lock; RunInUse (naming the holder's PID) when another process has it.
+    The folder that holds the run folder must exist."""
     run_dir = Path(run_dir)
     if fcntl is None:  # pragma: no cover
         yield run_dir
         return
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
     path = lock_path(run_dir)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -83,6 +84,7 @@ def claim_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Iterator[Pa
     never silently replaced: the new run gets name-2, name-3, ... unless overwrite is asked for. A name
     another process holds (it may not have made its folder yet) is passed over the same way."""
     base = Path(cfg.runs_dir) / (name or cfg.name or "run")
+    base.parent.mkdir(parents=True, exist_ok=True)  # a new run may make runs_dir; a resume never makes a folder
     n = 1
     while True:
         run_dir = base if n == 1 else base.parent / f"{base.name}-{n}"
