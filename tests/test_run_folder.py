@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -52,12 +53,38 @@ def test_a_killed_overwrite_leftover_is_put_back_or_deleted(runs, caplog):
     with pytest.raises(BundleError, match="already finished"):
         pipeline.resume(runs / "young")
     assert not (runs / "young" / "marker").exists() and Bundle(runs / "young").meta()["status"] == "complete"
-    # a live process's folder is left alone
-    a_run(runs / "busy", "complete")
-    a_run(runs / ".busy.replaced-1", "complete")  # PID 1 is always alive
-    with run_folder.claim_run_dir(cfg, "busy", overwrite=True):
+    # a leftover whose PID is alive again (reused: ours, here) is still a dead holder's, as the lock is ours
+    a_run(runs / "reused", "complete")
+    a_run(runs / f".reused.replaced-{os.getpid()}", "complete")
+    with run_folder.claim_run_dir(cfg, "reused", overwrite=True):
         pass
-    assert (runs / ".busy.replaced-1").exists()
+    assert not (runs / f".reused.replaced-{os.getpid()}").exists() and Bundle(runs / "reused").meta()["status"] == "complete"
+    # another run whose name merely begins like a leftover keeps its own
+    a_run(runs / ".done.replaced-5.replaced-7", "complete")
+    with run_folder.claim_run_dir(cfg, "done", overwrite=True):
+        pass
+    assert (runs / ".done.replaced-5.replaced-7").exists()
+
+
+class Boom(Exception):
+    pass
+
+
+def test_setting_a_run_aside_never_lands_on_a_leftover_of_the_same_pid(runs):
+    # leftovers of an earlier process that had our PID, not yet recovered (replacing is called without claim_run_dir)
+    (a_run(runs / f".clash.replaced-{os.getpid()}", "complete") / "marker").write_text("earlier")
+    (a_run(runs / f".clash.failed-{os.getpid()}", "running") / "marker").write_text("earlier")
+    (a_run(runs / "clash", "complete") / "marker").write_text("old")
+    with run_folder.replacing(runs / "clash"):
+        (a_run(runs / "clash", "complete") / "marker").write_text("new")
+    assert (runs / "clash" / "marker").read_text() == "new"
+    (a_run(runs / "clash", "complete") / "marker").write_text("old")
+    with pytest.raises(Boom), run_folder.replacing(runs / "clash"):
+        a_run(runs / "clash", "running")
+        raise Boom
+    assert (runs / "clash" / "marker").read_text() == "old"  # the failed new run swapped out past the failed- leftover
+    assert sorted(p.name for p in runs.iterdir()) == [f".clash.failed-{os.getpid()}", f".clash.replaced-{os.getpid()}", "clash"]
+    assert all((runs / f".clash.{kind}-{os.getpid()}" / "marker").read_text() == "earlier" for kind in ("failed", "replaced"))
 
 
 HOLD = """

@@ -13,6 +13,7 @@ new run is worth keeping; whatever a killed swap leaves is put right by the next
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -103,16 +104,14 @@ def claim_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Iterator[Pa
 
 
 def recover_replaced(run_dir: Path) -> None:
-    """Finish what a killed `train --overwrite` left beside run_dir (only folders of dead processes):
-    the old run set aside as .NAME.replaced-PID is put back when run_dir is missing or holds a new run
-    that died before anything worth resuming, and deleted when the new run is complete or resumable."""
-    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.failed-*")):
-        if not _alive(left.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(left, ignore_errors=True)  # a failed new run, already swapped out
-    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.replaced-*")):
-        pid = left.name.rsplit("-", 1)[-1]
-        if _alive(pid):
-            continue
+    """Finish what a killed `train --overwrite` left beside run_dir. Called with run_dir's lock held, so
+    every leftover belongs to a holder that is gone, whatever its PID (PIDs are reused: in a container the
+    same few come back on every start). The old run set aside as .NAME.replaced-PID is put back when
+    run_dir is missing or holds a new run that died before anything worth resuming, and deleted when the
+    new run is complete or resumable."""
+    for left, _ in _leftovers(run_dir, "failed"):
+        shutil.rmtree(left, ignore_errors=True)  # a failed new run, already swapped out
+    for left, pid in _leftovers(run_dir, "replaced"):
         status = Bundle(run_dir).meta().get("status") if (run_dir / "meta.json").is_file() else None
         if not run_dir.exists():
             left.rename(run_dir)
@@ -127,22 +126,32 @@ def recover_replaced(run_dir: Path) -> None:
                  "the new run it started had not reached a checkpoint and was deleted")
 
 
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return True  # not ours to touch
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _leftovers(run_dir: Path, kind: str) -> list[tuple[Path, str]]:
+    """The folders named .NAME.KIND-PID or .NAME.KIND-PID-N beside run_dir, with their PIDs; a run whose
+    own name only begins with NAME.KIND- (its leftovers are .NAME.KIND-5.KIND-PID) is not matched."""
+    prefix = f".{run_dir.name}.{kind}-"
+    found = []
+    for left in sorted(run_dir.parent.glob(f"{glob.escape(prefix)}*")):
+        pid, _, n = left.name[len(prefix):].partition("-")
+        if pid.isdigit() and (not n or n.isdigit()):
+            found.append((left, pid))
+    return found
+
+
+def _aside(run_dir: Path, kind: str) -> Path:
+    """A free name beside run_dir to set a run aside under: .NAME.KIND-PID, or -PID-2, -PID-3, ... when a
+    leftover of an earlier process with this PID holds it (a rename onto it would fail or merge)."""
+    base = run_dir.with_name(f".{run_dir.name}.{kind}-{os.getpid()}")
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
 
 
 def _swap_back(run_dir: Path, replaced: Path) -> None:
     """run_dir <- replaced with renames only, so a kill at any moment leaves one whole run at run_dir
     (or none, with the old one still beside it for recover_replaced)."""
-    failed = run_dir.with_name(f".{run_dir.name}.failed-{os.getpid()}")
+    failed = _aside(run_dir, "failed")
     if run_dir.exists():
         run_dir.rename(failed)
     replaced.rename(run_dir)
@@ -154,7 +163,7 @@ def replacing(run_dir: Path):
     """--overwrite: an existing run is set aside and deleted only once the new one has finished (or was
     interrupted, and so can be resumed, or diverged, and so holds the last good checkpoint its error points
     to); if the new one fails otherwise, the old one is put back."""
-    replaced = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}") if run_dir.exists() else None
+    replaced = _aside(run_dir, "replaced") if run_dir.exists() else None
     if replaced is not None:
         run_dir.rename(replaced)
     try:
