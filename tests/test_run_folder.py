@@ -146,3 +146,15 @@ def test_resume_takes_any_spelling_of_an_existing_run_folder_and_creates_nothing
     assert main(["train", "--resume", str(runs / "nope")]) == 2
     assert "no such run folder to resume" in capsys.readouterr().err
     assert sorted(p.name for p in runs.iterdir()) == ["done"]  # no lock file left behind either
+
+
+def test_an_overwrite_that_diverges_before_its_first_checkpoint_puts_the_old_run_back(runs, tmp_path, capsys):
+    config = tmp_path / "iris.yaml"
+    config.write_text(yaml.safe_dump({"name": "iris", "data": {"path": "sklearn:iris"}, "model": {"name": "mlp", "hidden": [8]},
+                                      "train": {"batch_size": 16, "log_every_steps": 1}}))
+    assert main(["train", str(config), *quick(runs, "train.max_steps=2")]) == 0
+    capsys.readouterr()
+    code = main(["train", str(config), "--overwrite", *quick(runs, "train.optimizer=sgd", "train.lr=1e6", "train.epochs=20")])
+    assert code == 2 and "diverged" in capsys.readouterr().err
+    assert Bundle(runs / "iris").meta()["status"] == "complete"  # nothing of the new run was worth the old one
+    assert not list(runs.glob(".iris.*"))

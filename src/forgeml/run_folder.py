@@ -170,7 +170,10 @@ def replacing(run_dir: Path):
         yield
     except (Interrupted, TrainingDiverged):
         if replaced is not None:
-            shutil.rmtree(replaced)
+            if (run_dir / "checkpoints" / "last.pt").is_file():  # the new run can be resumed or looked at: keep it
+                shutil.rmtree(replaced)
+            else:  # it stopped before its first checkpoint: nothing of it is worth the old run
+                _swap_back(run_dir, replaced)
         raise
     except BaseException:
         if replaced is not None:
