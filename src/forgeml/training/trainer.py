@@ -38,6 +38,7 @@ from forgeml.notes import note
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
     capture_rng,
+    kept_torch_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
@@ -140,10 +141,10 @@ def _train_config(config: TrainConfig | None, settings: dict[str, Any]) -> Train
 
 @contextlib.contextmanager
 def own_global_state(runtime: Runtime):
-    """fit() seeds torch's RNG and sets its thread count for itself; the caller's RNG streams (torch, numpy,
+    """fit() seeds torch's RNG and sets its thread count for itself; the caller's RNG streams (torch on every device, numpy,
     random) and thread count are put back as found when it returns."""
     np_state, py_state, threads = np.random.get_state(), random.getstate(), torch.get_num_threads()
-    with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
+    with kept_torch_rng():
         torch.set_num_threads(runtime.threads)
         try:
             yield
