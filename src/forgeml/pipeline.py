@@ -164,8 +164,9 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
     if cfg.model.name == "gpt":  # a language model over a text corpus
-        from forgeml.language_model import stage_lm, train_lm
+        from forgeml.language_model import check_lm_train, stage_lm, train_lm
 
+        check_lm_train(cfg)
         check_monitor(cfg, ["val.loss", "val.perplexity"], has_val=cfg.data.split.val > 0, task="language_model")
         staged = stage_lm(cfg, run_dir, callbacks)
         try:
