@@ -25,7 +25,7 @@ from forgeml.config import Config
 from forgeml.data.corpus import TokenData, open_tokens, prepare_corpus
 from forgeml.data.tokenizers import tokenizer_from_json
 from forgeml.data.windows import WindowBatcher
-from forgeml.errors import BundleError, ConfigError, RequestError
+from forgeml.errors import BundleError, ConfigError, RequestError, TrainingDiverged
 from forgeml.models import build_model, count_parameters
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
@@ -150,7 +150,13 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
 
 def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     train, val = _batchers(cfg, tokens, trainer.device)
-    result, step = fit_into_bundle(trainer, bundle, train, val, resume)
+    try:
+        result, step = fit_into_bundle(trainer, bundle, train, val, resume)
+    except TrainingDiverged:
+        from forgeml.report.build import report_diverged
+
+        report_diverged(bundle.path)
+        raise
     lm = LanguageModel(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
     bundle.write_json("metrics.json", metrics)

@@ -22,12 +22,12 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
-from forgeml.errors import BundleError, ConfigError, Interrupted, WriteError, did_you_mean
+from forgeml.errors import BundleError, ConfigError, Interrupted, TrainingDiverged, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
 from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
-from forgeml.report.build import write_report
+from forgeml.report.build import report_diverged, write_report
 from forgeml.run_lock import RunInUse, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
@@ -322,8 +322,12 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     val = data.splits.get("val")
-    result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
-                                           (val.x, val.y) if val is not None else None, resume)
+    try:
+        result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
+                                               (val.x, val.y) if val is not None else None, resume)
+    except TrainingDiverged:
+        report_diverged(bundle.path)
+        raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
