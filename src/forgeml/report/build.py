@@ -29,7 +29,7 @@ def render(template: str, **context: Any) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("forgeml.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    from forgeml.show import cell
+    from forgeml.format import cell
 
     env.filters["num"] = lambda v: (f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else v))
     env.filters["cell"] = cell  # the worst-mistakes table: raw values, integers as integers, a dash for missing
