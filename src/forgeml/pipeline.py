@@ -183,6 +183,8 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Pa
                   has_val="val" in data.splits, task=data.features.task)
     trainer = _trainer(cfg, data, run_dir, callbacks)
     note(data.features.summary)  # after every check that can refuse the run: an error comes alone
+    for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
+        warn(message)
     with replacing(run_dir):
         cfg.name = run_dir.name
         bundle = Bundle(run_dir)
