@@ -21,12 +21,12 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
-from forgeml.errors import BundleError, ConfigError, WriteError, did_you_mean
+from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_model, count_parameters
 from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
-from forgeml.report.build import write_report
+from forgeml.report.build import report_diverged, write_report
 from forgeml.run_folder import claim_run_dir, recover_replaced, replacing, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
@@ -92,8 +92,9 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
     if cfg.model.name == "gpt":  # a language model over a text corpus
-        from forgeml.language_model import stage_lm, train_lm
+        from forgeml.language_model import check_lm_train, stage_lm, train_lm
 
+        check_lm_train(cfg)
         check_monitor(cfg, ["val.loss", "val.perplexity"], has_val=cfg.data.split.val > 0, task="language_model")
         staged = stage_lm(cfg, run_dir, callbacks)
         try:
@@ -110,6 +111,8 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Pa
                   has_val="val" in data.splits, task=data.features.task)
     trainer = _trainer(cfg, data, run_dir, callbacks)
     note(data.features.summary)  # after every check that can refuse the run: an error comes alone
+    for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
+        warn(message)
     with replacing(run_dir):
         cfg.name = run_dir.name
         bundle = Bundle(run_dir)
@@ -232,8 +235,12 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     val = data.splits.get("val")
-    result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
-                                           (val.x, val.y) if val is not None else None, resume)
+    try:
+        result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
+                                               (val.x, val.y) if val is not None else None, resume)
+    except TrainingDiverged:
+        report_diverged(bundle.path)
+        raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
