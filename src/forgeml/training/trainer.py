@@ -462,7 +462,8 @@ class Trainer:
         where = f"{self.run_dir}: " if self.run_dir is not None else ""
         last = (f"the last finite train loss was {self._last_finite[1]:.4g} at step {self._last_finite[0]}"
                 if self._last_finite else "no finite train loss was seen")
-        kept = "; checkpoints/last.pt keeps the last good state" if self.run_dir is not None else ""
+        kept = ("; checkpoints/last.pt keeps the last good state"
+                if self.run_dir is not None and (self.run_dir / "checkpoints" / "last.pt").is_file() else "")
         return TrainingDiverged(f"{where}training diverged by step {self.step}: {what} ({last}{kept}). Try a lower train.lr "
                                 f"(now {self.cfg.lr:g}), train.clip_grad_norm=1.0, or train.precision=fp32")
 
