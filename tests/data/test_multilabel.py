@@ -69,6 +69,13 @@ def test_an_unexpected_separator_is_a_one_line_error_naming_the_setting():
     assert "\n" not in msg and "row 1" in msg and "separator" in msg and "';'" in msg and "set separator: ';'" in msg
 
 
+def test_a_listed_name_may_hold_another_separator():
+    t = MultiLabelTarget("y", names=["rock;pop", "jazz"]).fit(np.array(["rock;pop,jazz", "1"], dtype=object))
+    assert t.labels == ["rock;pop", "jazz"]
+    assert t.encode(np.array(["0,1", "rock;pop"], dtype=object)).tolist() == [[1, 1], [1, 0]]
+    assert MultiLabelTarget("y").fit(np.array([np.float32(2.0), np.int64(3)], dtype=object)).labels == ["2", "3"]
+
+
 def test_the_separator_check_also_guards_evaluation_data():
     t = MultiLabelTarget("labels", separator="|").fit(np.array(["a|b", "a"], dtype=object))
     with pytest.raises(DataError, match=r"row 0: .*separated by ','.*set separator: ','"):

@@ -44,7 +44,7 @@ def _is_missing(v: Any) -> bool:
 
 def _token(v: Any) -> str:
     """One label as a string; 3, 3.0 and '3' agree."""
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
     return str(v).strip()
 
@@ -88,7 +88,7 @@ class MultiLabelTarget:
             return []
         if isinstance(value, (list, tuple, set, np.ndarray)):
             return [_token(v) for v in value]
-        if isinstance(value, (int, np.integer)) or isinstance(value, float):
+        if isinstance(value, (int, float, np.integer, np.floating)):  # a column of single ids read as numbers
             return [_token(value)]
         text = str(value).strip()
         if text.startswith("["):  # a JSON list, as JSONL files and pandas' to_json write them
