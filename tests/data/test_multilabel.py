@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgeml.data.features.multilabel import MultiLabelTarget, read_names
+from forgeml.data.features.multilabel import MultiLabelSettings, MultiLabelTarget, read_names
 from forgeml.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "goemotions"
@@ -111,3 +111,14 @@ def test_decode_checks_its_shapes():
         t.decode(np.zeros((2, 3)))
     with pytest.raises(ValueError):
         t.set_thresholds([0.5])
+
+
+def test_settings_build_the_target_and_refuse_a_misspelt_key():
+    s = MultiLabelSettings(separator="|", allow_empty=True)
+    t = MultiLabelTarget.from_settings("y", s).fit(np.array(["a|b", ""], dtype=object))
+    assert t.labels == ["a", "b"] and t.allow_empty
+    assert MultiLabelSettings().threshold == "tune"
+    with pytest.raises(ValueError, match="seperator"):
+        MultiLabelSettings(seperator=";")
+    with pytest.raises(ValueError):
+        MultiLabelSettings(threshold="sometimes")
