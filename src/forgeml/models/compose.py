@@ -125,3 +125,44 @@ class Wrapped(nn.Module):
 
     def forward(self, vectors: list[torch.Tensor]) -> torch.Tensor:
         return self.module(vectors[0])
+
+
+class HeadSettings:
+    """What a head needs from the config besides its output: weight, loss, smoothing, class weights."""
+
+    def __init__(self, weight: float = 1.0, loss: str = "auto", label_smoothing: float = 0.0, class_weights=None):
+        self.weight, self.loss, self.label_smoothing, self.class_weights = weight, loss, label_smoothing, class_weights
+
+
+def head_settings(cfg, outputs: list) -> list[HeadSettings]:
+    """Per output (in order) its settings: data.outputs[i] where given; the train.loss / label_smoothing /
+    class_weights of the short form apply to a single output, smoothing and 'balanced' to every class output."""
+    from forgeml.training.losses import balanced_class_weights
+
+    given = {o.name: o for o in cfg.data.outputs}
+    t = cfg.train
+    settings = []
+    for out in outputs:
+        oc = given.get(out.name)
+        loss = oc.loss if oc is not None and oc.loss != "auto" else (t.loss if len(outputs) == 1 else "auto")
+        if loss == "auto":
+            loss = "cross_entropy" if out.kind == "classification" else "mse"
+        field = f"data.outputs.{out.name}.loss" if oc is not None and oc.loss != "auto" else "train.loss"
+        if out.kind == "classification" and loss != "cross_entropy":
+            raise ConfigError(f"{field}: {loss} does not fit the class output {out.name!r}; use cross_entropy")
+        if out.kind == "regression" and loss not in ("mse", "l1", "huber"):
+            raise ConfigError(f"{field}: {loss} needs a classification target; use mse, l1 or huber for the regression "
+                              f"output {out.name!r}")
+        weights = None
+        if out.kind == "classification":
+            if t.class_weights == "balanced":
+                weights = balanced_class_weights(out.counts)
+            elif isinstance(t.class_weights, list):
+                if len(outputs) > 1:
+                    raise ConfigError("train.class_weights: a list of weights fits one output; with several outputs use 'balanced'")
+                if len(t.class_weights) != out.n_outputs:
+                    raise ConfigError(f"train.class_weights: {len(t.class_weights)} weights for {out.n_outputs} classes "
+                                      f"({', '.join(out.classes)})")
+                weights = t.class_weights
+        settings.append(HeadSettings(oc.weight if oc is not None else 1.0, loss, t.label_smoothing, weights))
+    return settings

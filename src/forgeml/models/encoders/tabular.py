@@ -24,7 +24,7 @@ class TabularEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.embeddings = nn.ModuleDict()
         if embed_dim:
-            for i, (name, width) in enumerate(self.categories.items()):
+            for i, width in enumerate(self.categories.values()):
                 self.embeddings[str(i)] = nn.Embedding(width, embed_dim)
         self._embedding_of = {name: str(i) for i, name in enumerate(self.categories)}
         width_of = {f.name: (embed_dim or f.width) if f.kind == "category" else f.width for f in features}
