@@ -47,9 +47,6 @@ def build_network(cfg, inputs: list, outputs: list, output_cfgs: list | None = N
     else:  # a short form: one encoder over every input, the model's own settings
         name = "tabular" if cfg.name == "mlp" else cfg.name
         key = "tabular" if name == "tabular" else inputs[0].name
-        if name != "tabular" and len(inputs) > 1:
-            raise ConfigError(f"model.name: {cfg.name} reads one {inputs[0].kind} column, but the data has "
-                              f"{', '.join(f.name for f in inputs)}; use model.name: composite to read them together")
         encoders = {key: ENCODERS[name](cfg, inputs)}
         hidden = cfg.hidden if cfg.name == "mlp" else []
         combiner_cfg = ConcatCombinerConfig(hidden=hidden, activation=getattr(cfg, "activation", "relu"),

@@ -66,7 +66,7 @@ class CNNEncoder(nn.Module):
 def build(cfg: CNNConfig, features: list) -> CNNEncoder:
     check_kinds("cnn", features, READS, "model.encoders")
     if len(features) != 1:
-        raise ConfigError(f"model.encoders: a cnn reads one image; give each of {', '.join(f.name for f in features)} its own")
+        raise ConfigError(f"model.encoders: a cnn reads one image; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
     try:
         return CNNEncoder(cfg, features[0].name, list(features[0].shape))
     except ValueError as exc:

@@ -53,5 +53,5 @@ class RNNEncoder(nn.Module):
 def build(cfg: RNNConfig, features: list) -> RNNEncoder:
     check_kinds("rnn", features, READS, "model.encoders")
     if len(features) != 1:
-        raise ConfigError(f"model.encoders: an rnn reads one text; give each of {', '.join(f.name for f in features)} its own")
+        raise ConfigError(f"model.encoders: an rnn reads one text; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
     return RNNEncoder(cfg, features[0].name, features[0].vocab_size)

@@ -97,5 +97,5 @@ class TransformerEncoder(nn.Module):
 def build(cfg: TransformerConfig, features: list) -> TransformerEncoder:
     check_kinds("transformer", features, READS, "model.encoders")
     if len(features) != 1:
-        raise ConfigError(f"model.encoders: a transformer reads one text; give each of {', '.join(f.name for f in features)} its own")
+        raise ConfigError(f"model.encoders: a transformer reads one text; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
     return TransformerEncoder(cfg, features[0].name, features[0].vocab_size, features[0].max_length)
