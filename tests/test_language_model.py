@@ -47,6 +47,22 @@ def test_generation_edge_cases(lm_run):
         lm.predict(["x"])
 
 
+@pytest.mark.parametrize("setting", ["train.loss=mse", "train.label_smoothing=0.1", "train.class_weights=balanced",
+                                     "train.class_weights=[1.0,2.0]"])
+def test_loss_settings_a_language_model_would_ignore_are_refused(runs, setting):
+    with pytest.raises(ConfigError, match=setting.split("=")[0] + ": .*a GPT always trains on plain next-token cross entropy"):
+        forgeml.train("examples/shakespeare-gpt.yaml", [f"runs_dir={runs}", setting, "train.max_steps=1", "train.eval_batches=1",
+                                                        "train.progress=false", "model.n_layer=1", "model.n_embd=16"])
+    assert list(runs.iterdir()) == []
+
+
+def test_the_loss_a_language_model_trains_on_may_be_named():
+    from forgeml.config import load_config
+    from forgeml.language_model import check_lm_train
+
+    check_lm_train(load_config("examples/shakespeare-gpt.yaml", ["train.loss=cross_entropy", "train.label_smoothing=0"]))
+
+
 def test_language_model_bad_input_leaves_no_run(runs, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

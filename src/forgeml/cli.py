@@ -195,8 +195,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """
     from rich.table import Table
 
+    from forgeml.format import cell
     from forgeml.report.compare import write_compare
-    from forgeml.show import HEADLINE, cell
+    from forgeml.show import HEADLINE
 
     path, runs = write_compare(args.runs, args.out)
     shown = [k for k in HEADLINE if k not in ("n", "n_tokens", "precision_macro", "recall_macro")]

@@ -25,7 +25,7 @@ from forgeml.config import Config
 from forgeml.data.corpus import TokenData, open_tokens, prepare_corpus
 from forgeml.data.tokenizers import tokenizer_from_json
 from forgeml.data.windows import WindowBatcher
-from forgeml.errors import BundleError, RequestError
+from forgeml.errors import BundleError, ConfigError, RequestError, TrainingDiverged
 from forgeml.models import build_model, count_parameters
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
@@ -62,6 +62,19 @@ def features_json(tokenizer, block_size: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- train
+def check_lm_train(cfg: Config) -> None:
+    """A GPT always trains on next-token cross entropy (lm_loss): a setting for another loss would be silently
+    ignored, so it is refused before any run folder exists."""
+    t, why = cfg.train, "a GPT always trains on plain next-token cross entropy"
+    if t.loss not in ("auto", "cross_entropy"):
+        raise ConfigError(f"train.loss: {t.loss!r}, but {why}; remove the setting (or set train.loss=auto)")
+    if t.label_smoothing:
+        raise ConfigError(f"train.label_smoothing: {t.label_smoothing:g}, but {why}; remove the setting (or set it to 0)")
+    if t.class_weights != "none":
+        raise ConfigError(f"train.class_weights: {t.class_weights!r}, but {why} (tokens are not classes to weigh); "
+                          "remove the setting (or set it to none)")
+
+
 def _batchers(cfg: Config, tokens: TokenData, device) -> tuple[WindowBatcher, WindowBatcher | None]:
     T, B = cfg.model.block_size, cfg.train.micro_batch_size()
     per_epoch = max(1, len(tokens.train) // (B * T))  # an "epoch" is about one pass worth of tokens
@@ -137,7 +150,13 @@ def resume_lm(cfg: Config, bundle: Bundle, callbacks: Iterable[Callback] = ()) -
 
 def _fit(cfg: Config, tokens: TokenData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     train, val = _batchers(cfg, tokens, trainer.device)
-    result, step = fit_into_bundle(trainer, bundle, train, val, resume)
+    try:
+        result, step = fit_into_bundle(trainer, bundle, train, val, resume)
+    except TrainingDiverged:
+        from forgeml.report.build import report_diverged
+
+        report_diverged(bundle.path)
+        raise
     lm = LanguageModel(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = {"val": {"step": step, **lm.evaluate_tokens(tokens.val)}} if tokens.val is not None else {}
     bundle.write_json("metrics.json", metrics)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,89 +22,18 @@ from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
-from forgeml.errors import BundleError, ConfigError, Interrupted, WriteError, did_you_mean
+from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_network, count_parameters
 from forgeml.models.compose import head_settings
 from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
-from forgeml.report.build import write_report
-from forgeml.run_lock import RunInUse, run_lock
+from forgeml.report.build import report_diverged, write_report
+from forgeml.run_folder import claim_run_dir, recover_replaced, replacing, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
-
-
-# ------------------------------------------------------------------------------------------ run folder
-@contextlib.contextmanager
-def claim_run_dir(cfg: Config, name: str | None, overwrite: bool) -> Iterator[Path]:
-    """runs_dir/name, locked for as long as the run trains; a finished or interrupted run of that name is
-    never silently replaced: the new run gets name-2, name-3, ... unless overwrite is asked for. A name
-    another process holds (it may not have made its folder yet) is passed over the same way."""
-    base = Path(cfg.runs_dir) / (name or cfg.name or "run")
-    n = 1
-    while True:
-        run_dir = base if n == 1 else base.parent / f"{base.name}-{n}"
-        n += 1
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(run_lock(run_dir))
-            except RunInUse:
-                if overwrite:
-                    raise
-                continue  # another process is choosing or training this name: take the next
-            recover_replaced(run_dir)
-            if overwrite or not run_dir.exists():
-                yield run_dir
-                return
-
-
-def recover_replaced(run_dir: Path) -> None:
-    """Finish what a killed `train --overwrite` left beside run_dir (only folders of dead processes):
-    the old run set aside as .NAME.replaced-PID is put back when run_dir is missing or holds a new run
-    that died before anything worth resuming, and deleted when the new run is complete or resumable."""
-    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.failed-*")):
-        if not _alive(left.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(left, ignore_errors=True)  # a failed new run, already swapped out
-    for left in sorted(run_dir.parent.glob(f".{run_dir.name}.replaced-*")):
-        pid = left.name.rsplit("-", 1)[-1]
-        if _alive(pid):
-            continue
-        status = Bundle(run_dir).meta().get("status") if (run_dir / "meta.json").is_file() else None
-        if not run_dir.exists():
-            left.rename(run_dir)
-            note(f"{run_dir}: put back the run that 'forgeml train --overwrite' (PID {pid}, stopped) had set aside as {left.name}")
-        elif status == "complete" or (run_dir / "checkpoints" / "last.pt").is_file():
-            shutil.rmtree(left)
-            note(f"{run_dir}: deleted {left.name}, the run that 'forgeml train --overwrite' (PID {pid}, stopped) replaced; "
-                 f"the new run is {'complete' if status == 'complete' else 'resumable: forgeml train --resume ' + str(run_dir)}")
-        else:
-            _swap_back(run_dir, left)
-            note(f"{run_dir}: put back the run that 'forgeml train --overwrite' (PID {pid}, stopped) had set aside as {left.name}; "
-                 "the new run it started had not reached a checkpoint and was deleted")
-
-
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return True  # not ours to touch
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _swap_back(run_dir: Path, replaced: Path) -> None:
-    """run_dir <- replaced with renames only, so a kill at any moment leaves one whole run at run_dir
-    (or none, with the old one still beside it for recover_replaced)."""
-    failed = run_dir.with_name(f".{run_dir.name}.failed-{os.getpid()}")
-    if run_dir.exists():
-        run_dir.rename(failed)
-    replaced.rename(run_dir)
-    shutil.rmtree(failed, ignore_errors=True)
 
 
 def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
@@ -150,8 +78,9 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
     if cfg.model.name == "gpt":  # a language model over a text corpus
-        from forgeml.language_model import stage_lm, train_lm
+        from forgeml.language_model import check_lm_train, stage_lm, train_lm
 
+        check_lm_train(cfg)
         check_monitor(cfg, ["val.loss", "val.perplexity"], has_val=cfg.data.split.val > 0, task="language_model")
         staged = stage_lm(cfg, run_dir, callbacks)
         try:
@@ -168,33 +97,14 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Pa
                   has_val="val" in data.splits, task=data.features.task)
     trainer = _trainer(cfg, data, run_dir, callbacks)
     note(data.features.summary)  # after every check that can refuse the run: an error comes alone
+    for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
+        warn(message)
     with replacing(run_dir):
         cfg.name = run_dir.name
         bundle = Bundle(run_dir)
         run_dir.mkdir(parents=True)
         _start_bundle(bundle, cfg, data, trainer)
         return _fit(cfg, data, trainer, bundle, resume=False)
-
-
-@contextlib.contextmanager
-def replacing(run_dir: Path):
-    """--overwrite: an existing run is set aside and deleted only once the new one has finished (or was
-    interrupted, and so can be resumed); if the new one fails, the old one is put back."""
-    replaced = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}") if run_dir.exists() else None
-    if replaced is not None:
-        run_dir.rename(replaced)
-    try:
-        yield
-    except Interrupted:
-        if replaced is not None:
-            shutil.rmtree(replaced)
-        raise
-    except BaseException:
-        if replaced is not None:
-            _swap_back(run_dir, replaced)
-        raise
-    if replaced is not None:
-        shutil.rmtree(replaced)
 
 
 def check_monitor(cfg: Config, names: list[str], has_val: bool, task: str) -> None:
@@ -235,16 +145,20 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
 
     A run whose config names code (model.name: custom) resumes only with trust_code=True: the bundle's
     config.yaml, not the user's YAML, is what gets built."""
-    with run_lock(run) as run_dir:  # held to the end: no second process resumes or overwrites it meanwhile
-        recover_replaced(run_dir)
+    run_dir = Path(run).resolve()  # '.' too has a name, for the lock file and the messages
+    missing = BundleError(f"{run}: no such run folder to resume")
+    if not run_dir.parent.is_dir() or not run_dir.name:  # before locking: a typo creates no folder
+        raise missing
+    with run_lock(run_dir):  # held to the end: no second process resumes or overwrites it meanwhile
+        recover_replaced(run_dir)  # a killed --overwrite may have set the run aside: it comes back first
+        if not run_dir.is_dir():
+            raise missing
         return _resume(run_dir, config, overrides, callbacks, trust_code)
 
 
 def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, callbacks: Iterable[Callback],
             trust_code: bool) -> Path:
     bundle = Bundle(run)
-    if not bundle.path.is_dir():
-        raise BundleError(f"{bundle.path}: no such run folder to resume")
     meta = bundle.meta()
     if meta.get("status") == "complete":
         raise BundleError(f"{bundle.path}: this run already finished; train a new one (forgeml train CONFIG)")
@@ -307,8 +221,12 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
     val = data.splits.get("val")
-    result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
-                                           (val.x, val.y) if val is not None else None, resume)
+    try:
+        result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
+                                               (val.x, val.y) if val is not None else None, resume)
+    except TrainingDiverged:
+        report_diverged(bundle.path)
+        raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)

@@ -7,22 +7,10 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from forgeml.format import cell
+
 # mse stays in metrics.json (train.monitor may name it); tables show rmse, in the target's own unit
 HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "rmse", "mae", "r2")
-
-
-def cell(value: Any, digits: int = 4, whole: bool = True) -> str:
-    """One table cell: integers as integers (with `whole`, also 39.0 read from a column with gaps), a dash for
-    missing or NaN."""
-    if value is None or isinstance(value, bool):
-        return "-" if value is None else str(value)
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        if not np.isfinite(value):
-            return "-" if np.isnan(value) else str(value)
-        return f"{int(value):,}" if whole and float(value).is_integer() and abs(value) < 1e15 else f"{value:.{digits}f}"
-    return str(value)
 
 
 def output_names(metrics: dict[str, dict[str, Any]]) -> list[str]:

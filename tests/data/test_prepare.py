@@ -67,17 +67,16 @@ def _table(tmp_path, name, target):
 
 
 def test_a_task_that_does_not_fit_the_target_is_said(tmp_path, caplog):
+    # fit keeps the warnings for train to give once (prepare runs again in evaluate, report and resume)
     classes = _table(tmp_path, "classes.csv", [i % 4 for i in range(40)])
-    prepare(DataConfig(path=classes, target="y", task="regression"))
-    assert "data.task is regression but the target 'y' holds only 4 distinct integers (0, 1, 2, 3)" in caplog.text
-    caplog.clear()
+    [said] = prepare(DataConfig(path=classes, target="y", task="regression")).features.warnings
+    assert "data.task is regression but the target 'y' holds only 4 distinct integers (0, 1, 2, 3)" in said
     amounts = _table(tmp_path, "amounts.csv", [round(0.37 * i, 2) for i in range(40)])
-    prepare(DataConfig(path=amounts, target="y", task="classification", split={"val": 0, "test": 0}))  # every value seen
-    assert "data.task is classification but the target 'y' holds 40 distinct values, not whole numbers" in caplog.text
-    caplog.clear()
+    [said] = prepare(DataConfig(path=amounts, target="y", task="classification", split={"val": 0, "test": 0})).features.warnings
+    assert "data.task is classification but the target 'y' holds 40 distinct values, not whole numbers" in said
     scores = _table(tmp_path, "scores.csv", [3 + i % 6 for i in range(40)])  # wine-quality style scores: a fair regression
-    prepare(DataConfig(path=scores, target="y", task="regression"))
-    prepare(DataConfig(path=classes, target="y", task="classification"))
+    assert prepare(DataConfig(path=scores, target="y", task="regression")).features.warnings == []
+    assert prepare(DataConfig(path=classes, target="y", task="classification")).features.warnings == []
     assert "data.task" not in caplog.text
 
 

@@ -193,3 +193,38 @@ def test_an_image_file_is_decoded_only_as_an_image_format(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="fake.png: cannot decode as an image"):
         read_image(fake, (8, 8), 1)
     assert not marker.exists()
+
+
+def test_record_lines_are_counted_in_chunks_as_a_loop_over_lines_counts_them():
+    import io
+    import random
+
+    from forgeml.data.sources.tables import record_lines_in
+
+    def loop(data, blank, mark):
+        return [n for n, line in enumerate(io.BytesIO(data), 1) if line.strip(blank) and not (mark and line.startswith(mark))]
+
+    rng = random.Random(0)
+    pieces = [b"a,1", b"", b"  ", b"\t", b"# note", b" #x", b"\r", b"bb,\t2", b"#"]
+    for _trial in range(200):
+        data = b"\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) + rng.choice([b"", b"\n", b"\r\n"])
+        for blank, mark in ((b" \t\r\n\f\v", None), (b" \r\n\f\v", b"#")):  # a TSV: a line of tabs is a record
+            for chunk in (1, 2, 3, 7, 1 << 22):  # lines cut at every place a chunk can end
+                got = record_lines_in(io.BytesIO(data), blank, mark, chunk=chunk).tolist()
+                assert got == loop(data, blank, mark), (data, blank, mark, chunk)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through Linux's /proc")
+def test_a_zipped_table_leaves_no_file_open(tmp_path):
+    import zipfile
+
+    from forgeml.data.sources.tables import _open
+
+    path = tmp_path / "t.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("t.csv", "a,y\n1,2\n")
+    fds = len(os.listdir("/proc/self/fd"))
+    member = _open(str(path))
+    assert member.read() == b"a,y\n1,2\n"
+    member.close()
+    assert len(os.listdir("/proc/self/fd")) == fds  # the archive too, not only when it is garbage-collected

@@ -43,6 +43,22 @@ def test_iterable_batches_skip_to_position():
     assert [int(y[0]) for _, y in batches.epoch(0, start=3)] == [3, 4]
 
 
+def test_a_dataloaders_own_generator_is_saved_so_the_epoch_after_an_epoch_end_checkpoint_keeps_its_order():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def loader():  # what a resumed process builds: the generator fresh from its seed
+        data = TensorDataset(torch.zeros(12, 1), torch.arange(12))
+        return IterableBatches(DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1)))
+
+    run = loader()
+    list(run.epoch(0))
+    saved = run.state_dict()  # an epoch-end checkpoint
+    order = torch.cat([y for _, y in run.epoch(1)])
+    resumed = loader()
+    resumed.load_state_dict(saved)
+    assert torch.equal(torch.cat([y for _, y in resumed.epoch(1)]), order)
+
+
 def test_shift_moves_content_and_keeps_shape():
     torch.manual_seed(0)
     x = torch.zeros(64, 1, 5, 5)

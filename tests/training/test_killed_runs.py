@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from forgeml import pipeline
@@ -74,38 +75,48 @@ from torch.utils.data import DataLoader, TensorDataset
 from forgeml.training.callbacks import Callback
 from forgeml.training.trainer import Trainer
 
-run_dir, mode = sys.argv[1], sys.argv[2]
+folder, mode, seeded = sys.argv[1], sys.argv[2], sys.argv[3] == "generator"
 
-class KillAt(Callback):  # SIGKILL at step 20: epoch 2 of 2, 5 batches in, 2 steps after the checkpoint of step 18
+class KillAt(Callback):  # SIGKILL at step 20: epoch 2 of 3, 5 batches in, 2 steps after the checkpoint of step 18
     def on_step_end(self, trainer):
         if trainer.step == 20:
             os.kill(os.getpid(), signal.SIGKILL)
 
-torch.manual_seed(0)
-x, y = torch.randn(120, 6), torch.randint(0, 3, (120,))
-loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # 15 batches, drawn in a new order each epoch
-model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
-trainer = Trainer(model, "cross_entropy", run_dir=run_dir, epochs=2, checkpoint_every_steps=3, checkpoint_every_minutes=None,
-                  progress=False, tensorboard=False, callbacks=[KillAt()] if mode == "cut" else [])
-trainer.fit(loader, resume=mode == "resume")
-torch.save(model.state_dict(), os.path.join(run_dir, "final.pt"))
+def fit(name, kill=False, resume=False):
+    torch.manual_seed(0)
+    x, y = torch.randn(120, 6), torch.randint(0, 3, (120,))
+    # 15 batches, drawn in a new order each epoch, from the loader's own generator or torch's global RNG
+    generator = torch.Generator().manual_seed(1) if seeded else None
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=generator)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+    trainer = Trainer(model, "cross_entropy", run_dir=os.path.join(folder, name), epochs=3, checkpoint_every_steps=3,
+                      checkpoint_every_minutes=None, progress=False, tensorboard=False, callbacks=[KillAt()] if kill else [])
+    trainer.fit(loader, resume=resume)
+    torch.save(model.state_dict(), os.path.join(folder, name, "final.pt"))
+
+if mode == "cut":
+    fit("cut", kill=True)
+else:  # a fresh process resumes the killed run, then trains the same run uninterrupted to compare
+    fit("cut", resume=True)
+    fit("whole")
 """
 
 
-def test_a_shuffled_dataloader_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("order", ["global", "generator"])
+def test_a_shuffled_dataloader_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, order):
+    # the resumed epoch is followed by a third: its order must be drawn from where the stopped run's RNG was
     script = tmp_path / "train_loader.py"
     script.write_text(SHUFFLED_LOADER_RUN)
 
-    def run(run_dir, mode):
-        return subprocess.run([sys.executable, str(script), str(tmp_path / run_dir), mode], capture_output=True, text=True)
+    def run(mode):
+        return subprocess.run([sys.executable, str(script), str(tmp_path), mode, order], capture_output=True, text=True)
 
-    assert run("whole", "whole").returncode == 0
-    cut = run("cut", "cut")
+    cut = run("cut")
     assert cut.returncode == -signal.SIGKILL, cut.stderr
     state = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
     assert (state["step"], state["epoch"], state["batch"]) == (18, 1, 3), "killed mid-epoch, after a checkpoint"
-    resumed = run("cut", "resume")
-    assert resumed.returncode == 0, resumed.stderr
+    finish = run("resume, then whole")
+    assert finish.returncode == 0, finish.stderr
     a = torch.load(tmp_path / "whole" / "final.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "final.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -77,3 +77,12 @@ def test_per_epoch_lines_show_that_epoch_when_epochs_are_shorter_than_the_log_in
     assert [line.split()[3] for line in lines] == ["4", "8", "12"]  # the step of that epoch
     losses = [f"{r['loss']:.4f}" for r in records.logs]
     assert len(set(losses)) == 3 and all(f"train loss {loss}" in line for loss, line in zip(losses, lines))
+
+
+def test_the_end_of_run_samples_per_s_counts_training_time_only(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    x, y = torch.randn(100, 4), torch.randint(0, 3, (100,))
+    result = Trainer(Timed(clock), "cross_entropy", epochs=5, batch_size=10, progress=False).fit((x, y), (x, y))
+    assert round(result.samples_per_s) == 1000  # 5 epochs of 100 samples at 1 ms each; evaluations excluded
+    assert result.wall_time > 5 * 0.1 + 5 * 5.0 - 1e-6  # wall time still counts everything

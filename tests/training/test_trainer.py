@@ -1,5 +1,6 @@
 """The Trainer against a plain hand-written loop, and its options."""
 
+import sys
 
 import pytest
 import torch
@@ -198,3 +199,63 @@ def test_fit_leaves_the_global_rng_as_found_and_is_still_seeded():
     torch.rand(1000)  # the caller's RNG elsewhere: training is seeded by train.seed only
     Trainer(b, "cross_entropy", epochs=1, batch_size=32, seed=3, progress=False).fit((x, y))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_between_logs_the_loop_reads_no_loss_with_item_and_still_catches_a_nan(monkeypatch):
+    # .item() waits for the device (a stalled launch queue on a GPU): only the log interval may call it
+    x, y = data()
+    calls = []
+    item = torch.Tensor.item
+
+    def counted(self):
+        if sys._getframe(1).f_code.co_filename.endswith("trainer.py"):  # the optimizer reads its CPU step counts too
+            calls.append(self.numel())
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counted)
+    Trainer(model(), "cross_entropy", batch_size=2, max_steps=45, log_every_steps=50, progress=False).fit((x, y))
+    assert len(calls) == 1  # the last step's log (an epoch is 48 steps); the divergence check every 10 steps reads a host copy
+
+    class NanAfter(nn.Module):  # a loss that becomes NaN at step 13, long before the first log at step 50
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, out, target):
+            self.calls += 1
+            loss = F.cross_entropy(out, target)
+            return loss * float("nan") if self.calls >= 13 else loss
+
+    from forgeml.errors import TrainingDiverged
+
+    t = Trainer(model(), NanAfter(), batch_size=2, max_steps=45, log_every_steps=50, progress=False)
+    with pytest.raises(TrainingDiverged, match="became nan .*at step 10"):
+        t.fit((x, y))
+    assert t.step <= 13 + 2 * 10
+
+
+def test_a_fit_that_raises_still_moves_the_rng_stream_on():
+    x, y = data()
+    draws = []
+
+    class Draw(nn.Module):  # draws from torch's global RNG, as dropout does; fails once, on demand
+        def __init__(self):
+            super().__init__()
+            self.linear, self.fail_at = nn.Linear(6, 3), None
+
+        def forward(self, x):
+            draws.append(torch.rand(1).item())
+            if len(draws) == self.fail_at:
+                raise RuntimeError("out of memory, say")
+            return self.linear(x)
+
+    net = Draw()
+    t = Trainer(net, "cross_entropy", batch_size=32, max_steps=2, progress=False)
+    t.fit((x, y))
+    net.fail_at = len(draws) + 2
+    with pytest.raises(RuntimeError):
+        t.fit((x, y))
+    failed = draws[-2:]
+    del draws[:]
+    t.fit((x, y))
+    assert draws[:2] != failed  # the next fit continues the stream, not replaying the failed call's draws

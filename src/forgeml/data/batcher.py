@@ -79,7 +79,9 @@ class IterableBatches:
     A DataLoader with shuffle=True draws its order (and its workers' seeds) from torch's global RNG
     (or its own generator) when an epoch's iterator starts. So the RNG states at that moment are kept
     (state_dict, saved in the checkpoint); a resume mid-epoch rewinds to them, draws the same order,
-    loads and drops the first `start` batches without running any model, then puts the RNG back.
+    loads and drops the first `start` batches without running any model, then puts the global RNGs back.
+    The loader's own generator is left where those draws took it, as in the run that was stopped, and
+    state_dict carries its current state too, so an epoch that begins after a resume draws the same order.
     A sampler with set_epoch gets the epoch.
     """
 
@@ -95,20 +97,31 @@ class IterableBatches:
         ds = getattr(self.batches, "dataset", None)
         return len(ds) if ds is not None else None
 
+    @property
+    def _generator(self) -> torch.Generator | None:
+        return getattr(self.batches, "generator", None)
+
     def state_dict(self) -> dict:
-        return dict(self.epoch_start) if self.epoch_start is not None else {}
+        state = dict(self.epoch_start) if self.epoch_start is not None else {}
+        if self._generator is not None:  # where the next epoch's order comes from (an epoch-end checkpoint has no other)
+            state["generator_now"] = self._generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch_start = dict(state) if state else None
+        state = dict(state or {})
+        now = state.pop("generator_now", None)
+        if now is not None and self._generator is not None:
+            self._generator.set_state(now)
+        self.epoch_start = state or None
 
     def _rng_states(self, epoch: int) -> dict:
-        generator = getattr(self.batches, "generator", None)
+        generator = self._generator
         return {"epoch": epoch, "torch": torch.get_rng_state(),
                 "generator": generator.get_state() if generator is not None else torch.empty(0, dtype=torch.uint8)}
 
     def _set_rng_states(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])
-        generator = getattr(self.batches, "generator", None)
+        generator = self._generator
         if generator is not None and state["generator"].numel():
             generator.set_state(state["generator"])
 
@@ -117,13 +130,13 @@ class IterableBatches:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         if start and self.epoch_start is not None and self.epoch_start["epoch"] == epoch:
-            now = self._rng_states(epoch)  # the checkpoint's RNG, already restored: what the skipped batches must not change
-            py_state, np_state = random.getstate(), np.random.get_state()  # a dataset may draw from these while loading
+            # the checkpoint's global RNGs, already restored: what the skipped batches must not change
+            torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
             self._set_rng_states(self.epoch_start)
             it = iter(self.batches)
             for _ in range(start):
                 next(it)
-            self._set_rng_states(now)
+            torch.set_rng_state(torch_state)  # the loader's generator stays advanced, where the stopped run had it
             random.setstate(py_state)
             np.random.set_state(np_state)
         else:

@@ -34,24 +34,26 @@ def infer_task(values: np.ndarray) -> str:
     return "classification"
 
 
-def warn_task_mismatch(values: np.ndarray, task: str, name: str, origin: str) -> None:
-    """A data.task that no longer fits the target (a config reused on another file) is said, not obeyed silently."""
+def task_mismatch(values: np.ndarray, task: str, name: str, origin: str) -> str | None:
+    """A data.task that no longer fits the target (a config reused on another file) is said, not obeyed silently:
+    the warning to give, or None."""
     if values.dtype.kind not in "iuf":
-        return
+        return None
     finite = values[~np.isnan(values)] if values.dtype.kind == "f" else values
     distinct = np.unique(finite)
     integral = bool(np.all(np.mod(distinct, 1) == 0))
     # class ids count from 0 or 1; a score such as wine quality 3..8 is a fair regression target
     if task == "regression" and integral and len(distinct) <= 50 and len(distinct) and distinct[0] in (0, 1):
         shown = ", ".join(str(int(v)) for v in distinct[:6]) + (", ..." if len(distinct) > 6 else "")
-        warn(f"{origin}: data.task is regression but the target {name!r} holds only {len(distinct)} distinct integers "
-             f"({shown}), which look like class ids; a regressor will predict values between them. If they are classes, "
-             "set data.task: classification")
-    elif task == "classification" and not integral:
+        return (f"{origin}: data.task is regression but the target {name!r} holds only {len(distinct)} distinct integers "
+                f"({shown}), which look like class ids; a regressor will predict values between them. If they are classes, "
+                "set data.task: classification")
+    if task == "classification" and not integral:
         example = next(v for v in distinct if v % 1)
-        warn(f"{origin}: data.task is classification but the target {name!r} holds {len(distinct)} distinct values, "
-             f"not whole numbers (e.g. {example:g}); each distinct value becomes a class. If it is a quantity, set "
-             "data.task: regression")
+        return (f"{origin}: data.task is classification but the target {name!r} holds {len(distinct)} distinct values, "
+                f"not whole numbers (e.g. {example:g}); each distinct value becomes a class. If it is a quantity, set "
+                "data.task: regression")
+    return None
 
 
 def infer_kind(values: np.ndarray) -> str:
@@ -85,13 +87,15 @@ def first_non_number(values: np.ndarray) -> tuple[int, object, int] | None:
     return i, values[i], int(bad.sum())
 
 
-def _warn_numbers_read_as_category(cols: Columns, name: str) -> None:
+def numbers_read_as_category(cols: Columns, name: str) -> str | None:
+    """The warning for a mostly numeric column that a few non-numbers turn into a category, or None."""
     found = first_non_number(cols.data[name])
-    if found:
-        i, value, count = found
-        warn(f"{cols.origin}: column {name!r} {cols.where(i)}: {value!r} is not a number ({count} such values), so the "
-             f"column is read as a category. If it is numeric, declare it with data.features: {{{name}: numeric}} and "
-             f"data.na_values: [{value!r}]; data.features: {{{name}: category}} keeps it a category")
+    if not found:
+        return None
+    i, value, count = found
+    return (f"{cols.origin}: column {name!r} {cols.where(i)}: {value!r} is not a number ({count} such values), so the "
+            f"column is read as a category. If it is numeric, declare it with data.features: {{{name}: numeric}} and "
+            f"data.na_values: [{value!r}]; data.features: {{{name}: category}} keeps it a category")
 
 
 def _check_target_is_not_text(train: Columns, name: str) -> None:
@@ -129,6 +133,7 @@ class FeatureSet:
         self.inputs, self.outputs = inputs, outputs
         self.weights = {o.name: float((weights or {}).get(o.name, 1.0)) for o in outputs}
         self.summary: str | None = None  # what fit inferred, one line; training notes it (evaluate refits quietly)
+        self.warnings: list[str] = []  # what fit found suspicious in the data; training warns them, once, the same way
 
     # ------------------------------------------------------------------ fitting
     @property
@@ -148,7 +153,11 @@ class FeatureSet:
             if name not in train.data:
                 raise ConfigError(f"data.features/data.drop: {name!r} is not a column of {train.origin}"
                                   f"{did_you_mean(name, train.names)}")
-        outputs = [_fit_output(train, cfg, out) for out in wanted]
+        outputs, warnings = [], []
+        for out in wanted:
+            target, warning = _fit_output(train, cfg, out)
+            outputs.append(target)
+            warnings.append(warning)
         output_names = {o.name for o in outputs}
         inputs, unused = [], []
         for name, values in train.data.items():
@@ -157,7 +166,7 @@ class FeatureSet:
                 continue
             kind = cfg.features.get(name) or infer_kind(values)
             if kind == "category" and name not in cfg.features:
-                _warn_numbers_read_as_category(train, name)
+                warnings.append(numbers_read_as_category(train, name))
             if kind == "ignore":
                 unused.append(name)
                 continue
@@ -176,7 +185,7 @@ class FeatureSet:
         if not inputs:
             raise DataError(f"{train.origin}: no input columns left besides the output(s) {', '.join(sorted(output_names))}")
         fitted = cls(inputs, outputs, {o.name: o.weight for o in wanted})
-        fitted.summary = summary
+        fitted.summary, fitted.warnings = summary, [w for w in warnings if w]
         return fitted
 
     # ------------------------------------------------------------------ shapes
@@ -301,17 +310,17 @@ class FeatureSet:
         return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], outputs, {o["name"]: o.get("weight", 1.0) for o in d["outputs"]})
 
 
-def _fit_output(train: Columns, cfg: DataConfig, out):
-    """One output column fitted on the training split: its classes, or its mean and spread."""
+def _fit_output(train: Columns, cfg: DataConfig, out) -> tuple[Any, str | None]:
+    """One output column fitted on the training split (its classes, or its mean and spread), and the
+    warning to give when its declared type does not fit its values (or None)."""
     y = train.data[out.name]
     task = {"class": "classification", "regression": "regression"}.get(out.type) or (
         cfg.task if cfg.task != "auto" else infer_task(y))
     if task == "classification":
         _check_target_is_not_text(train, out.name)
-    if out.type != "auto" or cfg.task != "auto":
-        warn_task_mismatch(y, task, out.name, train.origin)
+    warning = task_mismatch(y, task, out.name, train.origin) if out.type != "auto" or cfg.task != "auto" else None
     with train.citing_rows():
-        return (ClassLabels(out.name) if task == "classification" else RegressionTarget(out.name)).fit(y, train.origin)
+        return (ClassLabels(out.name) if task == "classification" else RegressionTarget(out.name)).fit(y, train.origin), warning
 
 
 def _decode_one(output, out: torch.Tensor) -> list[dict[str, Any]]:

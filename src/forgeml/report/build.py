@@ -18,6 +18,7 @@ import numpy as np
 from forgeml.atomic import write_text
 from forgeml.bundle import Bundle
 from forgeml.errors import ForgeError
+from forgeml.notes import note, warn
 from forgeml.report import plots
 
 WORST_K = 12
@@ -28,7 +29,7 @@ def render(template: str, **context: Any) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("forgeml.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    from forgeml.show import cell
+    from forgeml.format import cell
 
     env.filters["num"] = lambda v: (f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else v))
     env.filters["cell"] = cell  # the worst-mistakes table: raw values, integers as integers, a dash for missing
@@ -152,7 +153,9 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
         ctx["notes"].append("no training history yet: the run stopped before its first log line")
     metrics = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
     ctx["metrics"] = {s: {k: v for k, v in m.items() if not isinstance(v, (dict, list))} for s, m in metrics.items()}
-    if not metrics:
+    if not metrics and meta.get("status") == "diverged":  # its weights are not finite: nothing to measure
+        ctx["notes"].append("no metrics: the run diverged (see the error above); the curves show it up to there")
+    elif not metrics:
         ctx["notes"].append("no metrics yet: the run has not finished (resume it, then evaluate)")
     if meta.get("status") != "complete":
         ctx["notes"].append(f"the run's status is {meta.get('status', 'unknown')!r}: figures below are partial")
@@ -165,6 +168,15 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
         ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"], trust_code))
     ctx["config"] = bundle.file("config.yaml").read_text() if bundle.file("config.yaml").is_file() else ""
     return write_text(bundle.file("report.html"), render("report.html.j2", **ctx))
+
+
+def report_diverged(run: Path) -> None:
+    """A run that diverged still gets its report.html: the history up to there and the error; no metrics.json
+    (there are no finite weights to measure). The divergence itself stays the error the caller raises."""
+    try:
+        note(f"{write_report(run)}: the report of the diverged run")
+    except ForgeError as exc:  # e.g. a folder made read-only meanwhile: the divergence is still what to tell
+        warn(f"{run}: the diverged run's report.html could not be written ({str(exc).splitlines()[0]})")
 
 
 def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], notes: list[str], trust_code: bool) -> dict[str, Any]:

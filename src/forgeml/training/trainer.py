@@ -6,9 +6,9 @@
 The loop, in order: forward/backward over grad_accum micro-batches -> unscale and clip -> step ->
 zero_grad(set_to_none) -> schedule -> log on an interval -> evaluate/checkpoint on an interval.
 Device and precision are fixed before the loop (Runtime); the loop itself does not branch on them.
-Loss values stay on the device and are read (.item(), a host sync) only on the log interval and on a
-short divergence-check interval (every min(log_every_steps, 10) steps): a NaN/inf loss stops the run
-with TrainingDiverged before anything non-finite is saved.
+Loss values stay on the device and are read (.item(), a host sync) only on the log interval; in between,
+every 10 steps a copy of the mean loss goes to the host without waiting (LossWatch), so a NaN/inf loss
+stops the run with TrainingDiverged within 2 x 10 steps, before anything non-finite is saved.
 
 Two losses: `loss_fn` is the training objective (label smoothing, class weights) and is what train
 records in history.jsonl call `loss`; `eval_loss_fn` is what val records call `loss` (by default the
@@ -39,10 +39,13 @@ from forgeml.notes import note
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
     capture_rng,
+    kept_torch_rng,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
+from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
+from forgeml.training.loss_watch import LossWatch
 from forgeml.training.losses import build_loss
 from forgeml.training.optim import build_optimizer
 from forgeml.training.runtime import Runtime
@@ -139,10 +142,10 @@ def _train_config(config: TrainConfig | None, settings: dict[str, Any]) -> Train
 
 @contextlib.contextmanager
 def own_global_state(runtime: Runtime):
-    """fit() seeds torch's RNG and sets its thread count for itself; the caller's RNG streams (torch, numpy,
+    """fit() seeds torch's RNG and sets its thread count for itself; the caller's RNG streams (torch on every device, numpy,
     random) and thread count are put back as found when it returns."""
     np_state, py_state, threads = np.random.get_state(), random.getstate(), torch.get_num_threads()
-    with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
+    with kept_torch_rng():
         torch.set_num_threads(runtime.threads)
         try:
             yield
@@ -234,8 +237,8 @@ class Trainer:
 
         Training is seeded by train.seed (a later fit() continues the RNG stream where the previous one
         ended) and uses train.threads CPU threads; the caller's global RNG state and thread count are
-        left as found. A loss that becomes NaN or infinite raises TrainingDiverged within
-        min(log_every_steps, 10) steps; checkpoints never hold non-finite weights."""
+        left as found. A loss that becomes NaN or infinite raises TrainingDiverged within 2 x 10 steps (or at
+        the next log, when that comes first); checkpoints never hold non-finite weights."""
         cfg = self.cfg
         train = as_batches(train_data, cfg.micro_batch_size(), shuffle=True, seed=cfg.seed, device=self.device)
         val = as_batches(val_data, cfg.micro_batch_size() * 4, shuffle=False, device=self.device) if val_data is not None else None
@@ -262,6 +265,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_start(self)
             self._started = time.perf_counter()
+            self._paused = 0.0  # seconds spent evaluating and checkpointing in this call: not training throughput
             samples_before = self.samples
             try:
                 with graceful_interrupt(self):
@@ -270,10 +274,10 @@ class Trainer:
                 self.stop = True
                 self._save_last()
             finally:
+                self._rng = capture_rng()  # also when fit raises: a later fit() continues this stream, not an older one
                 for cb in self.callbacks:
                     cb.on_fit_end(self)
-            self._rng = capture_rng()
-        elapsed = time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started - self._paused
         wall = self._wall_time()
         self._wall_before = wall
         self.fits += 1
@@ -309,7 +313,7 @@ class Trainer:
         model.train()
         running = self._running.zero_()  # summed on the device: no sync per step
         running_n, log_samples, log_tokens, log_time = 0, 0, 0, time.perf_counter()
-        check_every = min(cfg.log_every_steps, 10)  # a NaN/inf loss is noticed within this many steps
+        watch = LossWatch(self.device)  # a NaN/inf loss is noticed within 2 x 10 steps, with no host sync
         flops_per_token = getattr(self.model, "flops_per_token", lambda: None)() if self.device.type == "cuda" else None
         peak_flops = peak_device_flops(self.device, self.runtime.dtype) if flops_per_token else None
         # a long epoch still leaves something to resume: the clock is read once per step, a few ns
@@ -347,11 +351,11 @@ class Trainer:
                     self.epoch, self.batch = self.epoch + 1, 0
                 # also at each epoch's end: per-epoch lines and history show that epoch, not a record from epochs ago
                 log_now = self.step % cfg.log_every_steps == 0 or self.step == self.total_steps or self.batch == 0
-                if log_now or self.step % check_every == 0:
+                if log_now:
                     mean = (running / running_n).item()  # host sync, on this interval only
-                    if not math.isfinite(mean):
-                        raise self._diverged(f"the train loss became {mean}")
-                    self._last_finite = (self.step, mean)
+                    self._loss_seen(self.step, mean)
+                elif self.step % LOSS_WATCH_EVERY == 0 and (seen := watch.check(running / running_n, self.step)):
+                    self._loss_seen(*seen)
                 if log_now:
                     now = time.perf_counter()
                     record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "train",
@@ -381,7 +385,9 @@ class Trainer:
                     self._save_last()
                 # evaluation and checkpoints are not training throughput: take their time out of the log window,
                 # not the samples counted before them (restarting the window there overstated samples/s)
-                log_time += time.perf_counter() - paused
+                paused = time.perf_counter() - paused
+                log_time += paused
+                self._paused += paused
                 if self.interrupted:  # Ctrl-C arrived during this step: stop at its boundary, resumable exactly
                     self._save_last(interrupted=True)
                     raise KeyboardInterrupt
@@ -440,6 +446,11 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------------------------ divergence
+    def _loss_seen(self, step: int, mean: float) -> None:
+        if not math.isfinite(mean):
+            raise self._diverged(f"the train loss became {mean}")
+        self._last_finite = (step, mean)
+
     def _check_finite(self) -> None:
         """Before anything is saved or evaluated: the loss so far and every weight must be finite (one host sync;
         rare: evaluations and checkpoints only), so no checkpoint or best weights ever hold NaN."""
@@ -453,7 +464,8 @@ class Trainer:
         where = f"{self.run_dir}: " if self.run_dir is not None else ""
         last = (f"the last finite train loss was {self._last_finite[1]:.4g} at step {self._last_finite[0]}"
                 if self._last_finite else "no finite train loss was seen")
-        kept = "; checkpoints/last.pt keeps the last good state" if self.run_dir is not None else ""
+        kept = ("; checkpoints/last.pt keeps the last good state"
+                if self.run_dir is not None and (self.run_dir / "checkpoints" / "last.pt").is_file() else "")
         return TrainingDiverged(f"{where}training diverged by step {self.step}: {what} ({last}{kept}). Try a lower train.lr "
                                 f"(now {self.cfg.lr:g}), train.clip_grad_norm=1.0, or train.precision=fp32")
 

@@ -100,8 +100,8 @@ def _open(path: str):
     if low.endswith(".zip"):
         import zipfile
 
-        archive = zipfile.ZipFile(path)
-        return archive.open(archive.namelist()[0])
+        with zipfile.ZipFile(path) as archive:  # closed now; the member keeps the file open only until it is closed
+            return archive.open(archive.namelist()[0])
     return open(path, "rb")
 
 
@@ -109,12 +109,52 @@ def _data_lines(path: str, sep: str | None, comment: str | None, header: bool) -
     """1-based numbers of the lines pandas reads as records: not blank, not a comment, not the header."""
     blank = bytes(c for c in b" \t\r\n\f\v" if sep is None or chr(c) != sep)  # a line of tabs is a record of a TSV
     mark = comment.encode() if comment else None
-    kept = []
     with _open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip(blank) and not (mark and line.startswith(mark)):
-                kept.append(number)
-    return np.array(kept[1:] if header and kept else kept, dtype=np.int64)
+        if mark is None or len(mark) == 1:
+            kept = record_lines_in(f, blank, mark)
+        else:  # a comment character that takes several bytes: line by line
+            kept = np.array([n for n, line in enumerate(f, 1) if line.strip(blank) and not line.startswith(mark)], dtype=np.int64)
+    return kept[1:] if header else kept
+
+
+def record_lines_in(f, blank: bytes, mark: bytes | None = None, chunk: int = 1 << 22) -> np.ndarray:
+    """1-based numbers of the lines of binary file `f` that hold a byte outside `blank` and do not start with the
+    one-byte comment `mark`: what a Python loop over the lines finds, read in chunks (a loop per line took as
+    long as pandas' whole read of a large file). A line that starts with neither a blank byte nor the mark is
+    a record at once; only the others (rare in a table) are looked at one by one."""
+    special = np.zeros(256, dtype=bool)
+    special[list(blank + (mark or b""))] = True
+
+    def has_content(piece: bytes) -> bool:
+        return bool(piece.translate(None, blank))
+
+    kept, line = [], 1  # `line`: the number of the line open at the start of a chunk
+    open_content, open_comment, at_start = False, False, True  # that line so far: content? a comment? nothing read yet?
+    while data := f.read(chunk):
+        arr = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(arr == 10)  # each line's newline
+        starts = np.concatenate(([0], ends[ends + 1 < len(arr)] + 1))  # every piece of a line in this chunk
+        stops = np.append(starts[1:], len(arr))
+        record = ~special[arr[starts]]
+        for k in np.flatnonzero(~record).tolist():
+            piece = data[starts[k]:stops[k]]
+            record[k] = has_content(piece) and not (mark and piece.startswith(mark))
+        if not at_start:  # piece 0 goes on with the line the last chunk left open
+            open_content = open_content or has_content(data[:stops[0]])
+            record[0] = open_content and not open_comment
+        done = len(ends)  # pieces 0..done-1 end with their newline: whole lines
+        kept.append(line + np.flatnonzero(record[:done]))
+        line += done
+        if done == len(starts):
+            open_content, open_comment, at_start = False, False, True
+        elif done:  # the last piece starts a line that runs on into the next chunk
+            piece = data[starts[-1]:]
+            open_content, open_comment, at_start = has_content(piece), bool(mark) and piece.startswith(mark), False
+        elif at_start:  # no newline at all: the chunk starts a line that goes on
+            open_content, open_comment, at_start = has_content(data), bool(mark) and data.startswith(mark), False
+    if open_content and not open_comment:  # a last line without a newline
+        kept.append(np.array([line]))
+    return np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, dtype=np.int64)
 
 
 def _record_lines(path: str, df: pd.DataFrame, sep: str | None, cfg: DataConfig, header: bool) -> np.ndarray:
