@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from forgeml.bundle import FORMAT_VERSION
 from forgeml.cli import main
 from tests.conftest import quick
 
@@ -14,6 +15,8 @@ EXAMPLES = {
     "wine-regression": ["train.epochs=2"],
     "sms-spam-transformer": ["data.limit=600", "train.epochs=1"],
     "sms-spam-lstm": ["data.limit=600", "train.epochs=1"],
+    "clothing-mixed": ["train.epochs=1", "model.encoders.text.hidden=16"],
+    "adult-multitask": ["data.limit=3000", "train.epochs=1"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
 }
 
@@ -27,10 +30,12 @@ def test_example_trains_into_a_complete_bundle(name, runs, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     if name.endswith("gpt"):
         assert metrics["val"]["perplexity"] > 1
+    elif name == "adult-multitask":  # several outputs: output.metric keys
+        assert "income.accuracy" in metrics["test"] and "hours-per-week.r2" in metrics["test"]
     else:
         assert ("accuracy" in metrics["test"]) != ("r2" in metrics["test"])
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["status"] == "complete" and meta["format_version"] == 1
+    assert meta["status"] == "complete" and meta["format_version"] == FORMAT_VERSION
     out = capsys.readouterr().out
     assert "final metrics" in out and f"bundle: {run}" in out.replace("\n", "")
 

@@ -23,7 +23,7 @@ import yaml
 from forgeml.atomic import atomic_write, write_json, write_text
 from forgeml.errors import BundleError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the Network's weight names and features.json with inputs and outputs (docs/contract.md)
 REQUIRED = ("meta.json", "config.yaml", "model.safetensors", "features.json")
 
 
@@ -47,6 +47,9 @@ class Bundle:
                    if status in ("running", "interrupted") else " The folder is incomplete or damaged; retrain or copy it again.")
             raise BundleError(f"{bundle.path}: missing {', '.join(missing)}.{why}")
         version = bundle.meta().get("format_version")
+        if version == 1:
+            raise BundleError(f"{bundle.path}: bundle format version 1 (forgeml before the one model shape); this forgeml "
+                              f"reads {FORMAT_VERSION}. Convert it in place with: forgeml upgrade {bundle.path}")
         if version != FORMAT_VERSION:
             raise BundleError(f"{bundle.path}: bundle format version {version}, this forgeml reads {FORMAT_VERSION}")
         return bundle

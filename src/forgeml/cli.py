@@ -251,9 +251,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Convert a run folder of bundle format 1 to format 2 in place (weights renamed, never changed).
+
+    examples:
+      forgeml upgrade runs/adult-mlp
+    """
+    from forgeml.upgrade import upgrade
+
+    for line in upgrade(args.run):
+        console.print(line)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
-    "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo,
+    "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "upgrade": cmd_upgrade,
 }
 
 
@@ -285,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     p.add_argument("--trust-code", action="store_true", help="with --resume: allow the run's custom model's Python code to be imported")
+    parsers["upgrade"].add_argument("run", help="a format-1 run folder, e.g. runs/adult-mlp")
     p = parsers["evaluate"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
     p.add_argument("--data", metavar="FILE", help="a labelled file in the training data's format (default: the run's own splits)")

@@ -57,6 +57,20 @@ class TextConfig(Section):
     max_length: int = Field(128, ge=1, description="tokens kept per text (longer texts are truncated); batches are padded only to their longest text")
 
 
+class OutputConfig(Section):
+    name: str = Field(..., description="the column to predict; also the key of this output in predictions and metrics")
+    type: Literal["auto", "class", "regression"] = Field("auto", description="class (one label per row), regression (a value), or auto: as data.task: auto decides")
+    weight: float = Field(1.0, description="this output's share of the training loss: sum of weight * loss over outputs (> 0)")
+    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber"] = Field("auto", description="auto: cross_entropy for class, mse for regression")
+
+    @model_validator(mode="after")
+    def _weight_positive(self) -> OutputConfig:
+        if not self.weight > 0:
+            raise ValueError(f"weight of output {self.name!r} is {self.weight:g}; it must be > 0 (a weight of 0 trains "
+                             "nothing: remove the output instead)")
+        return self
+
+
 class DataConfig(Section):
     source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "sklearn", "text"] = Field(
         "auto", description="how to read data.path; auto decides from the file extension or folder layout"
@@ -66,6 +80,7 @@ class DataConfig(Section):
     val_path: str | None = Field(None, description="your own validation file (same format as path); replaces split.val")
     test_path: str | None = Field(None, description="your own test file (same format as path); replaces split.test")
     target: str | None = Field(None, description="column to predict; default 'label' for images/arrays, 'target' for scikit-learn sets")
+    outputs: list[OutputConfig] = Field(default_factory=list, description="several columns to predict, each [{name, type, weight}]; replaces data.target")
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: classification for text/bool/integer targets with at most 50 values, else regression"
     )
@@ -94,6 +109,24 @@ class DataConfig(Section):
     image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
     text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
+
+    @model_validator(mode="after")
+    def _check_outputs(self) -> DataConfig:
+        names = [o.name for o in self.outputs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"data.outputs: two outputs named {twice[0]!r}; each output needs its own column")
+        if self.outputs and self.target and self.target not in names:
+            raise ValueError(f"data.target ({self.target!r}) and data.outputs both name what to predict; list every output "
+                             "in data.outputs and remove data.target")
+        inputs = [n for n in names if self.features.get(n, "ignore") != "ignore"]
+        if inputs:
+            raise ValueError(f"data.features: {inputs[0]!r} is an output (data.outputs); a column cannot be both input and "
+                             "output: remove it from data.features")
+        if self.target and self.features.get(self.target, "ignore") != "ignore":
+            raise ValueError(f"data.features: {self.target!r} is the target (data.target); a column cannot be both input and "
+                             "output: remove it from data.features")
+        return self
 
     def npz_keys(self, split: str = "train") -> tuple[str, str]:
         """The (inputs, targets) array names an NPZ file is read with for a split: train, val or test."""
@@ -196,9 +229,56 @@ class GPTConfig(Section):
         return self
 
 
-ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | GPTConfig | CustomConfig, Field(discriminator="name")]
+class TabularEncoderConfig(Section):
+    name: Literal["tabular"] = "tabular"
+    embed_dim: int = Field(0, ge=0, description="width of a learned embedding per category column; 0 = one-hot")
+    init: InitScheme = Field("kaiming", description="weight initialisation scheme of the embeddings' neighbours")
+
+
+EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig, Field(discriminator="name")]
+ENCODER_CONFIGS = {"tabular": TabularEncoderConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig}
+
+
+class ConcatCombinerConfig(Section):
+    name: Literal["concat"] = "concat"
+    hidden: list[int] = Field(default_factory=list, description="MLP layers after the concatenation; [] = none")
+    activation: Activation = Field("relu", description="nonlinearity after each hidden layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+    norm: Literal["none", "batch", "layer"] = Field("none", description="normalisation before each activation")
+    init: InitScheme = Field("kaiming", description="weight initialisation of the combiner and the heads")
+
+
+class TransformerCombinerConfig(Section):
+    name: Literal["transformer"] = "transformer"
+    d_model: int = Field(64, ge=8, description="width of each feature token")
+    heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
+    layers: int = Field(2, ge=1, description="pre-norm Transformer blocks over the feature tokens")
+    ff_mult: int = Field(2, ge=1, description="MLP hidden width as a multiple of d_model")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on attention and MLP")
+    init: InitScheme = Field("normal", description="weight initialisation of the combiner and the heads")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerCombinerConfig:
+        if self.d_model % self.heads:
+            raise ValueError(f"model.combiner.d_model ({self.d_model}) must be divisible by model.combiner.heads ({self.heads})")
+        return self
+
+
+CombinerConfig = Annotated[ConcatCombinerConfig | TransformerCombinerConfig, Field(discriminator="name")]
+
+
+class CompositeConfig(Section):
+    name: Literal["composite"] = "composite"
+    encoders: dict[str, EncoderConfig] = Field(
+        default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text) "
+        "or per column name; kinds not named get tabular / cnn / rnn")
+    combiner: CombinerConfig = Field(default_factory=ConcatCombinerConfig, description="how the encoders' vectors are joined: concat or transformer")
+
+
+ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | GPTConfig | CustomConfig | CompositeConfig,
+                        Field(discriminator="name")]
 MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig, "gpt": GPTConfig,
-                 "custom": CustomConfig}
+                 "custom": CustomConfig, "composite": CompositeConfig}
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -272,7 +352,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, gpt or custom")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, gpt, custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
 

@@ -21,45 +21,28 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
+from forgeml.data.tensor_dict import n_rows
 from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
-from forgeml.models import build_model, count_parameters
+from forgeml.models import build_network, count_parameters
+from forgeml.models.compose import head_settings
 from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
 from forgeml.report.build import report_diverged, write_report
 from forgeml.run_folder import claim_run_dir, recover_replaced, replacing, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
-from forgeml.training.losses import balanced_class_weights, build_loss
 from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
 
 
-def _loss_for(cfg: Config, data_features) -> torch.nn.Module:
-    t = cfg.train
-    name = t.loss if t.loss != "auto" else ("cross_entropy" if data_features.task == "classification" else "mse")
-    if name == "cross_entropy" and data_features.task != "classification":
-        raise ConfigError("train.loss: cross_entropy needs a classification target; use mse, l1 or huber for regression")
-    weights = None
-    if name == "cross_entropy":
-        if t.class_weights == "balanced":
-            weights = balanced_class_weights(data_features.target.counts)
-        elif isinstance(t.class_weights, list):
-            if len(t.class_weights) != data_features.n_outputs:
-                raise ConfigError(f"train.class_weights: {len(t.class_weights)} weights for {data_features.n_outputs} classes "
-                                  f"({', '.join(data_features.target.classes)})")
-            weights = t.class_weights
-    return build_loss(name, t.label_smoothing, weights)
-
-
 def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
-    model = build_model(cfg.model, data.features.input_shape, data.features.n_outputs, seed=cfg.train.seed,
-                        vocab_size=data.features.vocab_size)
-    loss = _loss_for(cfg, data.features)
-    # val loss in history.jsonl = the loss metrics.json reports: plain cross entropy (no smoothing or weights)
-    eval_loss = torch.nn.CrossEntropyLoss() if data.features.task == "classification" else loss
-    return Trainer(model, loss, config=cfg.train, eval_loss_fn=eval_loss, run_dir=run_dir, callbacks=callbacks,
-                   metrics=lambda: metrics_for(data.features, full=False))
+    features = data.features
+    model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
+    # the loss is the weighted sum of the heads' losses; val loss in history.jsonl = the loss metrics.json
+    # reports: each head's plain loss (no label smoothing or class weights)
+    return Trainer(model, model.loss, config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
+                   metrics=lambda: metrics_for(features, full=False))
 
 
 def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
@@ -68,15 +51,18 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
     from forgeml.data.batcher import TensorBatcher
 
     augment = Augment(cfg.data.augment)
-    use_augment = augment.active and data.features.inputs[0].kind == "image"
+    images = [f.name for f in data.features.inputs if f.kind == "image"]
+    texts = [f.name for f in data.features.inputs if f.kind == "text"]
+    use_augment = augment.active and len(images) == 1
     split = data.splits["train"]
     micro = cfg.train.micro_batch_size()
-    if data.features.inputs[0].kind == "text":  # batches of similar lengths, padded only to their longest
+    if len(texts) == 1:  # batches of similar lengths, padded only to their longest
         from forgeml.data.bucket import BucketBatcher
 
-        return BucketBatcher(split.x, split.y, micro, seed=cfg.train.seed, device=trainer.device)
+        return BucketBatcher(split.x, split.y, micro, seed=cfg.train.seed, device=trainer.device, text_key=texts[0])
     return TensorBatcher(split.x, split.y, micro, shuffle=True, seed=cfg.train.seed, augment=augment if use_augment else None,
-                         device=trainer.device, drop_last=len(split) % micro == 1)  # a batch of one breaks batch norm
+                         device=trainer.device, drop_last=len(split) % micro == 1,  # a batch of one breaks batch norm
+                         augment_key=images[0] if use_augment else None)
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -255,15 +241,13 @@ def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) 
     """Metrics of one split, computed through the Predictor (exactly the path forgeml.load takes),
     streamed batch by batch: no split's logits are held whole."""
     metrics = metrics_for(predictor.features, full=True)
-    classification = predictor.task == "classification"
-    loss_fn = None if classification else _loss_for(predictor.config, predictor.features)
     total = 0.0
     for rows, out in predictor.iter_outputs(split.x):
-        y = split.y[rows]
+        y = {k: v[rows] for k, v in split.y.items()}
         metrics.update(out, y)
-        # plain cross entropy: no label smoothing or class weights in a reported loss
-        batch_loss = torch.nn.functional.cross_entropy(out, y) if classification else loss_fn(out, y)
-        total += float(batch_loss) * len(y)
+        # each head's plain loss, weighted: no label smoothing or class weights in a reported loss
+        batch_loss = predictor.model.eval_loss(out, y)
+        total += float(batch_loss) * n_rows(y)
     return {"step": step, "n": len(split), "loss": total / max(len(split), 1), **metrics.compute()}
 
 

@@ -16,8 +16,10 @@ from forgeml.bundle import Bundle
 from forgeml.config import Config
 from forgeml.data.columns import Columns
 from forgeml.data.featureset import FeatureSet
+from forgeml.data.tensor_dict import n_rows, to_device
+from forgeml.data.tensor_dict import rows as take_rows
 from forgeml.errors import BundleError, RequestError
-from forgeml.models import build_model
+from forgeml.models import build_network
 from forgeml.trust import require_trust
 
 
@@ -31,8 +33,10 @@ class Predictor:
         require_trust(self.config, self.bundle.file("config.yaml"), trust_code)  # before anything it names is imported
         self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
         self.device = torch.device(device)
-        self.model = build_model(self.config.model, self.features.input_shape, self.features.n_outputs,
-                                 vocab_size=self.features.vocab_size)
+        from forgeml.models.compose import head_settings
+
+        self.model = build_network(self.config.model, self.features.inputs, self.features.outputs,
+                                   head_settings(self.config, self.features.outputs))
         try:
             self.model.load_state_dict(self.bundle.load_weights())
         except RuntimeError as exc:
@@ -53,26 +57,24 @@ class Predictor:
 
     # ------------------------------------------------------------------ tensors
     @torch.no_grad()
-    def iter_outputs(self, x: torch.Tensor, batch_size: int | None = None):
-        """(row slice, raw outputs) per batch: logits, or standardised regression values."""
+    def iter_outputs(self, x: dict[str, torch.Tensor], batch_size: int | None = None):
+        """(row slice, output dict) per batch: logits, or standardised regression values, per output."""
         batch_size = batch_size or self.config.eval.batch_size
-        for i in range(0, len(x), batch_size):
+        for i in range(0, n_rows(x), batch_size):
             rows = slice(i, i + batch_size)
-            yield rows, self.model(x[rows].to(self.device)).float().cpu()
+            out = self.model(to_device(take_rows(x, i, i + batch_size), self.device))
+            yield rows, {k: v.float().cpu() for k, v in out.items()}
 
-    def outputs(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Raw model outputs for transformed inputs, all rows at once."""
+    def outputs(self, x: dict[str, torch.Tensor], batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """Raw network outputs for transformed inputs, all rows at once: a tensor per output."""
         parts = [out for _, out in self.iter_outputs(x, batch_size)]
-        return torch.cat(parts) if parts else torch.empty(0, self.features.n_outputs)
+        if not parts:
+            return {o.name: torch.empty(0, o.n_outputs) for o in self.features.outputs}
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
-    def decode(self, out: torch.Tensor) -> list[dict[str, Any]]:
-        if self.task == "classification":
-            probs = out.softmax(-1).numpy()
-            classes = self.classes
-            return [{"label": classes[int(p.argmax())], "confidence": float(p.max()),
-                     "probabilities": {c: float(v) for c, v in zip(classes, p)}} for p in probs]
-        values = self.features.target.decode(out.reshape(len(out)).numpy().astype(np.float64))
-        return [{"prediction": float(v)} for v in values]
+    def decode(self, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """One dict per row: a single output's fields, or a key per output (FeatureSet.decode)."""
+        return self.features.decode(out)
 
     # ------------------------------------------------------------------ raw inputs
     def to_columns(self, inputs: Any) -> Columns:

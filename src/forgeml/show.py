@@ -7,11 +7,37 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from forgeml.format import cell
+
 # mse stays in metrics.json (train.monitor may name it); tables show rmse, in the target's own unit
 HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "rmse", "mae", "r2")
 
 
+def output_names(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """The outputs of a run with several ('income.accuracy' keys), in order; [] for one output."""
+    seen: list[str] = []
+    for m in metrics.values():
+        for k in m:
+            out, dot, metric = k.rpartition(".")
+            if dot and metric in HEADLINE and out not in seen:
+                seen.append(out)
+    return seen
+
+
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") -> Table:
+    outputs = output_names(metrics)
+    if outputs:  # several outputs: a row per split and output
+        keys = [k for k in HEADLINE if any(f"{o}.{k}" in m or k in m for m in metrics.values() for o in outputs)]
+        table = Table(title=title)
+        table.add_column("split")
+        table.add_column("output")
+        for k in keys:
+            table.add_column(k, justify="right")
+        for split, m in metrics.items():
+            for o in outputs:
+                values = [m.get(f"{o}.{k}", m.get(k) if k in ("n", "loss") else None) for k in keys]
+                table.add_row(split, o, *[cell(v) if k == "n" else (f"{v:.4f}" if v is not None else "-") for k, v in zip(keys, values)])
+        return table
     keys = [k for k in HEADLINE if any(k in m for m in metrics.values())]
     table = Table(title=title)
     table.add_column("split")
@@ -34,6 +60,21 @@ def per_class_table(metrics: dict[str, Any], limit: int = 30) -> Table | None:
     return table
 
 
+def _outputs_table(names: list[str], predictions: list[dict[str, Any]], pictures: list[str] | None) -> Table:
+    table = Table(title="predictions")
+    table.add_column("input")
+    if pictures:
+        table.add_column("image")
+    outputs = list(predictions[0])
+    for o in outputs:
+        table.add_column(o, justify="right" if "prediction" in predictions[0][o] else "left")
+    for i, pred in enumerate(predictions):
+        cells = [f"{p['prediction']:.4f}" if "prediction" in p else f"{p['label']} ({p['confidence']:.3f})"
+                 for p in (pred[o] for o in outputs)]
+        table.add_row(names[i], *([pictures[i]] if pictures else []), *cells)
+    return table
+
+
 def image_as_text(image: np.ndarray, width: int = 16) -> str:
     """A grayscale image (C, H, W) drawn with shade characters, two rows per text line."""
     img = np.asarray(image, dtype=np.float64)
@@ -52,6 +93,9 @@ def image_as_text(image: np.ndarray, width: int = 16) -> str:
 
 def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth: list[str] | None = None,
                       pictures: list[str] | None = None, top: int = 3) -> Table:
+    first = predictions[0] if predictions else {}
+    if first and all(isinstance(v, dict) for v in first.values()):  # several outputs: a column each
+        return _outputs_table(names, predictions, pictures)
     table = Table(title="predictions")
     table.add_column("input")
     if pictures:

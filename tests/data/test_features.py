@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
@@ -68,13 +69,15 @@ def test_inference_of_kinds_and_task():
 
 
 def test_featureset_fits_on_train_only_and_round_trips():
-    train = Columns({"a": np.array([1.0, 2.0, 3.0, 4.0]), "c": np.array(["x", "y", "x", "y"], dtype=object),
+    train = Columns({"a": np.array([1.0, 2.0, 3.0, 4.0]), "c": np.array(["x", "y", "w", "y"], dtype=object),
                      "label": np.array(["p", "q", "p", "q"], dtype=object)})
     fs = FeatureSet.fit(train, DataConfig(), "label")
     again = FeatureSet.from_json(json.loads(json.dumps(fs.to_json())))
     test = Columns({"a": np.array([100.0]), "c": np.array(["z"], dtype=object), "label": np.array(["p"], dtype=object)})
-    assert np.array_equal(fs.transform_inputs(test).numpy(), again.transform_inputs(test).numpy())
-    assert fs.transform_inputs(test)[0, 0] > 10  # standardised with the training mean/std, not the test row's
+    x, x_again = fs.transform_inputs(test), again.transform_inputs(test)
+    assert list(x) == ["a", "c"] and all(torch.equal(x[k], x_again[k]) for k in x)
+    assert x["a"][0, 0] > 10  # standardised with the training mean/std, not the test row's
+    assert x["c"].dtype == torch.int64 and x["c"].tolist() == [0]  # a category is an index; 'z' is unknown (0)
     with pytest.raises(DataError, match="no target column 'lable'.*did you mean label"):
         FeatureSet.fit(train, DataConfig(), "lable")
 

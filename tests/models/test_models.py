@@ -2,9 +2,33 @@ import pytest
 import torch
 
 from forgeml.config import CNNConfig, CustomConfig, MLPConfig
+from forgeml.data.features import ClassLabels, ImageFeature, NumericFeature
 from forgeml.errors import ConfigError
-from forgeml.models import build_model, count_parameters
+from forgeml.models import build_network, count_parameters
 from forgeml.models.init import initialise
+
+
+def build_model(cfg, in_shape, n_outputs, seed=None):
+    """The short form on stand-in features: numbers for [n], one image for [C, H, W]; one class output 'y'."""
+    if len(in_shape) == 3:
+        inputs = [ImageFeature("image", list(in_shape))]
+    else:
+        inputs = [NumericFeature(f"x{i}") for i in range(in_shape[0])]
+    net = build_network(cfg, inputs, [ClassLabels("y", [str(i) for i in range(n_outputs)])], seed=seed)
+    names = [f.name for f in inputs]
+    return _Call(net, names, len(in_shape) == 3)
+
+
+class _Call(torch.nn.Module):
+    """The network called like the old single-tensor models: a (B, ...) tensor in, (B, K) logits out."""
+
+    def __init__(self, net, names, image):
+        super().__init__()
+        self.net, self.names, self.image = net, names, image
+
+    def forward(self, x):
+        inputs = {"image": x} if self.image else {n: x[:, i : i + 1] for i, n in enumerate(self.names)}
+        return self.net(inputs)["y"]
 
 
 def test_mlp_shapes_norms_and_parameter_count():
@@ -28,7 +52,7 @@ def test_cnn_is_the_pytorch_mnist_example():
 def test_cnn_that_shrinks_the_image_to_nothing_is_a_config_error():
     with pytest.raises(ConfigError, match="shrink"):
         build_model(CNNConfig(blocks=[{"channels": 4, "kernel": 3, "pool": 4}]), [1, 4, 4], 2)
-    with pytest.raises(ConfigError, match="needs image inputs"):
+    with pytest.raises(ConfigError, match="'cnn' encoder reads image"):
         build_model(CNNConfig(), [10], 2)
 
 
@@ -62,7 +86,8 @@ class Tiny(torch.nn.Module):
 
 def test_custom_module_by_import_path():
     m = build_model(CustomConfig(target="tests.models.test_models:Tiny", kwargs={"width": 9}), [5], 3)
-    assert isinstance(m, Tiny) and m.width == 9 and m(torch.randn(2, 5)).shape == (2, 3)
+    tiny = m.net.combiner.module
+    assert isinstance(tiny, Tiny) and tiny.width == 9 and m(torch.randn(2, 5)).shape == (2, 3)
     with pytest.raises(ConfigError, match="cannot import"):
         build_model(CustomConfig(target="tests.models.nope:Tiny"), [5], 3)
     with pytest.raises(ConfigError, match="package.module:ClassName"):

@@ -1,13 +1,15 @@
 """Text and language models: padding never leaks, the KV cache is exact, our GPT matches a plain reference."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from forgeml.config import GPTConfig, RNNConfig, TrainConfig, TransformerConfig
-from forgeml.models import build_model
+from forgeml.data.features import ClassLabels
+from forgeml.models import build_network
 from forgeml.models.gpt import GPT, KVCache
 from forgeml.training.optim import build_optimizer
 
@@ -16,10 +18,11 @@ from forgeml.training.optim import build_optimizer
                                  RNNConfig(pooling="max", bidirectional=False), TransformerConfig(pooling="cls"),
                                  TransformerConfig(pooling="mean", positions="sinusoidal")])
 def test_padding_never_changes_the_output(cfg):
-    model = build_model(cfg, [32], 3, seed=0, vocab_size=50).eval()
+    text = SimpleNamespace(name="text", kind="text", vocab_size=50, max_length=32)
+    model = build_network(cfg, [text], [ClassLabels("y", ["a", "b", "c"])], seed=0).eval()
     ids = torch.tensor([[5, 6, 7, 8]])
     padded = torch.tensor([[5, 6, 7, 8, 0, 0, 0, 0, 0]])
-    torch.testing.assert_close(model(ids), model(padded), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model({"text": ids})["y"], model({"text": padded})["y"], atol=1e-5, rtol=0)
 
 
 def reference_gpt_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:

@@ -83,17 +83,18 @@ def test_many_classes_keep_the_confusion_matrix_readable(tmp_path):
     logits[np.arange(3000), y] += 4
 
     class P:
-        features = type("F", (), {"inputs": [type("I", (), {"kind": "numeric", "name": "x"})()], "schema": lambda self: {"x": "numeric"}})()
+        features = type("F", (), {"inputs": [type("I", (), {"kind": "numeric", "name": "x"})()], "schema": lambda self: {"x": "numeric"},
+                                  "target": type("T", (), {"name": "y", "kind": "classification"})()})()
 
         def outputs(self, x):
             import torch
 
-            return torch.from_numpy(logits)
+            return {"y": torch.from_numpy(logits)}  # the contract: a tensor per output
 
     import torch
 
     split = FakeSplit()
-    split.x, split.y = torch.zeros(3000, 1), torch.from_numpy(y)
+    split.x, split.y = {"x": torch.zeros(3000, 1)}, {"y": torch.from_numpy(y)}
     split.raw = type("R", (), {"data": {"x": np.zeros(3000)}})()
     out = build.classification_sections(P(), split, classes)
     assert out["confusion"].startswith("data:image/png") and 0 < len(out["top_confusions"]) <= 20

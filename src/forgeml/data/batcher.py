@@ -13,46 +13,61 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+from forgeml.data.tensor_dict import Tensors, index_select, is_tensors, n_rows, rows, to_device
+
+Batch = tuple[Tensors, Tensors]
 
 
 class TensorBatcher:
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True, drop_last: bool = False,
+    """x and y: a tensor each, or a dict of named tensors each (inputs and outputs of a Network).
+
+    `augment` applies to a tensor x, or to the entry `augment_key` of a dict x (the image)."""
+
+    def __init__(self, x: Tensors, y: Tensors, batch_size: int, shuffle: bool = True, drop_last: bool = False,
                  seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 device: str | torch.device | None = None):
-        if len(x) != len(y):
-            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-        if len(x) == 0:
+                 device: str | torch.device | None = None, augment_key: str | None = None):
+        if n_rows(x) != n_rows(y):
+            raise ValueError(f"x has {n_rows(x)} rows but y has {n_rows(y)}")
+        if n_rows(x) == 0:
             raise ValueError("no rows to batch")
-        self.x = x.to(device) if device is not None else x
-        self.y = y.to(device) if device is not None else y
+        self.x = to_device(x, device) if device is not None else x
+        self.y = to_device(y, device) if device is not None else y
+        self.augment_key = augment_key
         self.batch_size, self.shuffle, self.drop_last, self.seed, self.augment = batch_size, shuffle, drop_last, seed, augment
         if drop_last and len(x) < batch_size:
             self.drop_last = False  # a tiny set still gives one batch
 
     @property
     def n_samples(self) -> int:
-        return len(self.y)
+        return n_rows(self.y)
 
     def __len__(self) -> int:
         n = self.n_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def to(self, device: str | torch.device) -> TensorBatcher:
-        self.x, self.y = self.x.to(device), self.y.to(device)
+        self.x, self.y = to_device(self.x, device), to_device(self.y, device)
         return self
+
+    def _augmented(self, xb: Tensors) -> Tensors:
+        if self.augment is None:
+            return xb
+        if isinstance(xb, torch.Tensor):
+            return self.augment(xb)
+        return {**xb, self.augment_key: self.augment(xb[self.augment_key])}
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         """Batches of one epoch, beginning at batch `start` (for an exact resume)."""
         x, y = self.x, self.y
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(len(y), generator=gen).to(y.device)
-            x, y = x.index_select(0, perm), y.index_select(0, perm)  # one gather per epoch
+            first = y if isinstance(y, torch.Tensor) else next(iter(y.values()))
+            perm = torch.randperm(n_rows(y), generator=gen).to(first.device)
+            x, y = index_select(x, perm), index_select(y, perm)  # one gather per epoch
         bs = self.batch_size
         for i in range(start, len(self)):
-            xb, yb = x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs]
-            yield (self.augment(xb) if self.augment is not None else xb), yb
+            xb, yb = rows(x, i * bs, (i + 1) * bs), rows(y, i * bs, (i + 1) * bs)
+            yield self._augmented(xb), yb
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
@@ -132,7 +147,7 @@ class IterableBatches:
         for batch in it:
             x, y = batch[0], batch[1]
             if self.device is not None:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x, y = to_device(x, self.device, non_blocking=True), to_device(y, self.device, non_blocking=True)
             yield x, y
 
     def __iter__(self) -> Iterator[Batch]:
@@ -145,8 +160,8 @@ def as_batches(data, batch_size: int, shuffle: bool, seed: int = 0, device=None)
         return data.to(device) if device is not None and hasattr(data, "to") else data
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(hasattr(t, "__array__") and not isinstance(t, torch.Tensor) for t in data):
         data = (torch.as_tensor(data[0]), torch.as_tensor(data[1]))  # numpy arrays
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(is_tensors(t) for t in data):
         return TensorBatcher(data[0], data[1], batch_size, shuffle=shuffle, seed=seed, device=device)
     if hasattr(data, "__iter__") and hasattr(data, "__len__"):
         return IterableBatches(data, device)
-    raise TypeError("training data must be a TensorBatcher, an (x, y) pair of tensors, or an iterable of (x, y) batches")
+    raise TypeError("training data must be a TensorBatcher, an (x, y) pair of tensors (or of dicts of tensors), or an iterable of (x, y) batches")

@@ -11,24 +11,32 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from forgeml.data.tensor_dict import Tensors, index_select, n_rows, to_device
+
 
 class BucketBatcher:
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0, device=None, bucket: int = 50):
-        self.lengths = (x != 0).sum(1).numpy()  # (N,) on the host
-        self.x = x.to(device) if device is not None else x
-        self.y = y.to(device) if device is not None else y
+    """x: token ids (N, T), or a dict of inputs whose entry `text_key` holds them (the others are
+    batched alongside, untrimmed); y: a tensor or a dict of targets."""
+
+    def __init__(self, x: Tensors, y: Tensors, batch_size: int, seed: int = 0, device=None, bucket: int = 50,
+                 text_key: str | None = None):
+        ids = x if isinstance(x, torch.Tensor) else x[text_key]
+        self.text_key = text_key
+        self.lengths = (ids != 0).sum(1).numpy()  # (N,) on the host
+        self.x = to_device(x, device) if device is not None else x
+        self.y = to_device(y, device) if device is not None else y
         self.batch_size, self.seed, self.bucket = batch_size, seed, bucket
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return -(-n_rows(self.y) // self.batch_size)
 
     def to(self, device) -> BucketBatcher:
-        self.x, self.y = self.x.to(device), self.y.to(device)
+        self.x, self.y = to_device(self.x, device), to_device(self.y, device)
         return self
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.y), generator=gen).numpy()
+        perm = torch.randperm(n_rows(self.y), generator=gen).numpy()
         size = self.batch_size * self.bucket
         batches = []
         for c in range(0, len(perm), size):
@@ -38,11 +46,17 @@ class BucketBatcher:
         order = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in order]
 
-    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[Tensors, Tensors]]:
+        ids = self.x if isinstance(self.x, torch.Tensor) else self.x[self.text_key]
         for idx in self._batches(epoch)[start:]:
             longest = int(self.lengths[idx].max())
-            rows = torch.from_numpy(idx).to(self.x.device)
-            yield self.x.index_select(0, rows)[:, :longest], self.y.index_select(0, rows)
+            rows = torch.from_numpy(idx).to(ids.device)
+            if isinstance(self.x, torch.Tensor):
+                yield self.x.index_select(0, rows)[:, :longest], index_select(self.y, rows)
+            else:
+                xb = index_select(self.x, rows)
+                xb[self.text_key] = xb[self.text_key][:, :longest]  # (B, longest)
+                yield xb, index_select(self.y, rows)
 
     def __iter__(self):
         return self.epoch(0)

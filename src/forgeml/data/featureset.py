@@ -1,4 +1,8 @@
-"""All the features of a run plus its target: fitted together, saved together as features.json."""
+"""All the features of a run plus its outputs: fitted together, saved together as features.json.
+
+The tensor contract (docs/contract.md): `transform_inputs` gives one tensor per input column, keyed by
+its name; `transform_targets` one per output; `decode` turns the network's output dict back into
+labels and values."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
 from forgeml.notes import warn
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 
 
 def infer_task(values: np.ndarray) -> str:
@@ -114,33 +118,51 @@ def _describe(feature) -> str:
     return f"{feature.name} {feature.kind}"
 
 
+def output_configs(cfg: DataConfig, target_name: str) -> list:
+    """data.outputs, or the short form: data.target (+ data.task) as one output."""
+    from forgeml.config import OutputConfig
+
+    if cfg.outputs:
+        return list(cfg.outputs)
+    task = {"classification": "class", "regression": "regression"}.get(cfg.task, "auto")
+    return [OutputConfig(name=target_name, type=task)]
+
+
 class FeatureSet:
-    def __init__(self, inputs: list, target: ClassLabels | RegressionTarget):
-        self.inputs, self.target = inputs, target
+    def __init__(self, inputs: list, outputs: list, weights: dict[str, float] | None = None):
+        self.inputs, self.outputs = inputs, outputs
+        self.weights = {o.name: float((weights or {}).get(o.name, 1.0)) for o in outputs}
         self.summary: str | None = None  # what fit inferred, one line; training notes it (evaluate refits quietly)
         self.warnings: list[str] = []  # what fit found suspicious in the data; training warns them, once, the same way
 
     # ------------------------------------------------------------------ fitting
+    @property
+    def target(self):
+        """The first output (the only one in the short form)."""
+        return self.outputs[0]
+
     @classmethod
     def fit(cls, train: Columns, cfg: DataConfig, target_name: str) -> FeatureSet:
-        if target_name not in train.data:
-            raise DataError(f"{train.origin}: no target column {target_name!r} (columns: {', '.join(train.names)}). "
-                            f"Set data.target{did_you_mean(target_name, train.names)}")
+        wanted = output_configs(cfg, target_name)
+        for out in wanted:
+            if out.name not in train.data:
+                field = "data.outputs" if cfg.outputs else "data.target"
+                raise DataError(f"{train.origin}: no target column {out.name!r} (columns: {', '.join(train.names)}). "
+                                f"Set {field}{did_you_mean(out.name, train.names)}")
         for name in list(cfg.features) + cfg.drop:
             if name not in train.data:
                 raise ConfigError(f"data.features/data.drop: {name!r} is not a column of {train.origin}"
                                   f"{did_you_mean(name, train.names)}")
-        y = train.data[target_name]
-        task = cfg.task if cfg.task != "auto" else infer_task(y)
-        if task == "classification":
-            _check_target_is_not_text(train, target_name)
-        warnings = [task_mismatch(y, task, target_name, train.origin)] if cfg.task != "auto" else []
-        with train.citing_rows():
-            target = (ClassLabels(target_name) if task == "classification" else RegressionTarget(target_name)).fit(y, train.origin)
+        outputs, warnings = [], []
+        for out in wanted:
+            target, warning = _fit_output(train, cfg, out)
+            outputs.append(target)
+            warnings.append(warning)
+        output_names = {o.name for o in outputs}
         inputs, unused = [], []
         for name, values in train.data.items():
-            if name == target_name or name in cfg.drop:
-                unused += [name] if name != target_name else []
+            if name in output_names or name in cfg.drop:
+                unused += [name] if name not in output_names else []
                 continue
             kind = cfg.features.get(name) or infer_kind(values)
             if kind == "category" and name not in cfg.features:
@@ -157,23 +179,20 @@ class FeatureSet:
                 feat = cls_(name)
             with train.citing_rows():
                 inputs.append(feat.fit(values, train.origin))
-        classes = f", {target.n_outputs} classes" if target.kind == "classification" else ""
+        said = [f"{o.name}: {o.kind}" + (f", {o.n_outputs} classes" if o.kind == "classification" else "") for o in outputs]
         summary = (f"columns: {', '.join([_describe(f) for f in inputs] + [f'{n} ignored' for n in unused])}; "
-                   f"target {target_name}: {target.kind}{classes}")
+                   f"{'target' if len(outputs) == 1 else 'outputs'} {'; '.join(said)}")
         if not inputs:
-            raise DataError(f"{train.origin}: no input columns left besides the target {target_name!r}")
-        for kind in ("image", "text"):
-            if any(f.kind == kind for f in inputs) and len(inputs) > 1:
-                raise ConfigError(f"{train.origin}: a {kind} column mixed with other columns is not supported yet; drop the "
-                                  f"others ({', '.join(f.name for f in inputs if f.kind != kind)}) with data.drop")
-        fitted = cls(inputs, target)
+            raise DataError(f"{train.origin}: no input columns left besides the output(s) {', '.join(sorted(output_names))}")
+        fitted = cls(inputs, outputs, {o.name: o.weight for o in wanted})
         fitted.summary, fitted.warnings = summary, [w for w in warnings if w]
         return fitted
 
     # ------------------------------------------------------------------ shapes
     @property
     def task(self) -> str:
-        return self.target.kind
+        """The one output's kind (classification, regression), or multi_output."""
+        return self.outputs[0].kind if len(self.outputs) == 1 else "multi_output"
 
     @property
     def input_shape(self) -> list[int]:
@@ -196,21 +215,39 @@ class FeatureSet:
         return {f.name: f.kind for f in self.inputs}
 
     # ------------------------------------------------------------------ transforming
-    def transform_inputs(self, cols: Columns) -> torch.Tensor:
+    def transform_inputs(self, cols: Columns) -> dict[str, torch.Tensor]:
+        """One tensor per input column, keyed by its name (docs/contract.md: categories as int64 indices)."""
         missing = [f.name for f in self.inputs if f.name not in cols.data]
         if missing:
             raise DataError(f"{cols.origin}: missing input column(s) {', '.join(missing)} (the model was trained on "
                             f"{', '.join(self.schema())})")
+        out = {}
         with cols.citing_rows():
-            parts = [f.transform(cols.data[f.name], cols.origin) for f in self.inputs]
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        return torch.from_numpy(np.ascontiguousarray(x))
+            for f in self.inputs:
+                values = cols.data[f.name]
+                x = f.indices(values) if f.kind == "category" else f.transform(values, cols.origin)
+                out[f.name] = torch.from_numpy(np.ascontiguousarray(x))
+        return out
 
-    def transform_target(self, cols: Columns) -> torch.Tensor:
-        if self.target.name not in cols.data:
-            raise DataError(f"{cols.origin}: no target column {self.target.name!r}; evaluation needs the true values")
-        with cols.citing_rows():
-            return torch.from_numpy(self.target.encode(cols.data[self.target.name], cols.origin))
+    def transform_targets(self, cols: Columns) -> dict[str, torch.Tensor]:
+        """One tensor per output: class int64 (N,), regression float32 (N, 1) standardised."""
+        out = {}
+        for target in self.outputs:
+            if target.name not in cols.data:
+                raise DataError(f"{cols.origin}: no target column {target.name!r}; evaluation needs the true values")
+            with cols.citing_rows():
+                y = target.encode(cols.data[target.name], cols.origin)
+            out[target.name] = torch.from_numpy(y if y.dtype == np.int64 or y.ndim == 2 else y.reshape(len(y), -1))
+        return out
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """The network's outputs back to one dict per row. One output: its fields ({label, confidence,
+        probabilities} or {prediction}); several: a key per output holding those fields."""
+        per_output = {o.name: _decode_one(o, outputs[o.name].float().cpu()) for o in self.outputs}
+        if len(self.outputs) == 1:
+            return per_output[self.outputs[0].name]
+        n = len(next(iter(per_output.values())))
+        return [{name: rows[i] for name, rows in per_output.items()} for i in range(n)]
 
     def rows_to_columns(self, rows: list[dict[str, Any]], origin: str = "request", row_names: list[str] | None = None) -> Columns:
         """Raw rows (dicts) to Columns with the input schema; unknown keys are errors, None is missing.
@@ -221,7 +258,7 @@ class FeatureSet:
             where = f"{origin}: row {i}" if row_names is None else row_names[i]
             if not isinstance(row, dict):
                 raise RequestError(f"{where} is {type(row).__name__}; expected an object with keys {', '.join(names)}")
-            extra = [k for k in row if k not in names and k != self.target.name]
+            extra = [k for k in row if k not in names and k not in self.weights]
             if extra:
                 raise RequestError(f"{where}: unknown key {extra[0]!r}{did_you_mean(extra[0], names)} (inputs: {', '.join(names)})")
             absent = [n for n in names if n not in row]
@@ -260,9 +297,38 @@ class FeatureSet:
 
     # ------------------------------------------------------------------ saving
     def to_json(self) -> dict[str, Any]:
-        return {"version": FEATURES_VERSION, "task": self.task, "input_shape": self.input_shape, "schema": self.schema(),
-                "target": self.target.to_json(), "inputs": [f.to_json() for f in self.inputs]}
+        return {"version": FEATURES_VERSION, "task": self.task, "schema": self.schema(),
+                "inputs": [f.to_json() for f in self.inputs],
+                "outputs": [{**o.to_json(), "weight": self.weights[o.name]} for o in self.outputs]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSet:
-        return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], TARGETS[d["target"]["kind"]].from_json(d["target"]))
+        if d.get("version") != FEATURES_VERSION:
+            raise DataError(f"features.json version {d.get('version')}, this forgeml reads {FEATURES_VERSION}; convert the run "
+                            "with: forgeml upgrade RUN")
+        outputs = [TARGETS[o["kind"]].from_json(o) for o in d["outputs"]]
+        return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], outputs, {o["name"]: o.get("weight", 1.0) for o in d["outputs"]})
+
+
+def _fit_output(train: Columns, cfg: DataConfig, out) -> tuple[Any, str | None]:
+    """One output column fitted on the training split (its classes, or its mean and spread), and the
+    warning to give when its declared type does not fit its values (or None)."""
+    y = train.data[out.name]
+    task = {"class": "classification", "regression": "regression"}.get(out.type) or (
+        cfg.task if cfg.task != "auto" else infer_task(y))
+    if task == "classification":
+        _check_target_is_not_text(train, out.name)
+    warning = task_mismatch(y, task, out.name, train.origin) if out.type != "auto" or cfg.task != "auto" else None
+    with train.citing_rows():
+        return (ClassLabels(out.name) if task == "classification" else RegressionTarget(out.name)).fit(y, train.origin), warning
+
+
+def _decode_one(output, out: torch.Tensor) -> list[dict[str, Any]]:
+    if output.kind == "classification":
+        probs = out.softmax(-1).numpy()
+        return [{"label": output.classes[int(p.argmax())], "confidence": float(p.max()),
+                 "probabilities": {c: float(v) for c, v in zip(output.classes, p)}} for p in probs]
+    if output.kind == "regression":
+        values = output.decode(out.reshape(len(out)).numpy().astype(np.float64))
+        return [{"prediction": float(v)} for v in values]
+    return output.decode_rows(out)  # kinds added later (multilabel) decode themselves

@@ -23,12 +23,12 @@ from forgeml.errors import ConfigError
 
 @dataclass
 class Split:
-    x: torch.Tensor
-    y: torch.Tensor
+    x: dict[str, torch.Tensor]  # one tensor per input column (docs/contract.md)
+    y: dict[str, torch.Tensor]  # one tensor per output
     raw: Columns
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(next(iter(self.y.values())))
 
 
 @dataclass
@@ -38,6 +38,9 @@ class PreparedData:
 
 
 def target_name(cfg: DataConfig, cols: Columns) -> str:
+    """The column to predict (with data.outputs: the first one, which also stratifies the split)."""
+    if cfg.outputs:
+        return cfg.outputs[0].name
     if cfg.target:
         return cfg.target
     for guess in ("label", "target"):
@@ -141,7 +144,7 @@ def _check_augment(cfg: DataConfig, features: FeatureSet, origin: str) -> None:
 
 
 def make_split(features: FeatureSet, cols: Columns) -> Split:
-    return Split(features.transform_inputs(cols), features.transform_target(cols), cols)
+    return Split(features.transform_inputs(cols), features.transform_targets(cols), cols)
 
 
 def load_eval_file(cfg: DataConfig, features: FeatureSet, path: str) -> Split:

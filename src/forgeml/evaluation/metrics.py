@@ -2,6 +2,8 @@
 
 Classification: accuracy, precision/recall/F1 (macro and per class), confusion matrix, AUROC.
 Regression: RMSE (in the target's own unit), MSE, MAE, R² on the original target scale.
+Several outputs: each output's metrics under '<output>.<metric>' (e.g. income.accuracy, hours-per-week.mae);
+one output keeps the flat names (accuracy, f1_macro, ...). See docs/contract.md.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class RegressionMetrics:
 
     def update(self, out: torch.Tensor, y: torch.Tensor) -> None:
         pred = out.detach().float().reshape(len(y)).cpu() * self.std + self.mean  # back to the target's own scale
-        true = y.float().cpu() * self.std + self.mean
+        true = y.float().reshape(len(y)).cpu() * self.std + self.mean
         for metric in self.metrics.values():
             metric.update(pred, true)
 
@@ -68,8 +70,37 @@ class RegressionMetrics:
         return {"rmse": out["mse"] ** 0.5, **out}  # the error in the target's unit, the figure a reader can judge
 
 
-def metrics_for(features, full: bool = True):
-    """The metric set for a FeatureSet's task."""
-    if features.task == "classification":
-        return ClassificationMetrics(features.target.classes, full=full)
-    return RegressionMetrics(features.target.mean, features.target.std)
+def metrics_of(output, full: bool = True):
+    """The metric set for one fitted output."""
+    if output.kind == "classification":
+        return ClassificationMetrics(output.classes, full=full)
+    if output.kind == "regression":
+        return RegressionMetrics(output.mean, output.std)
+    return output.metrics(full=full)  # kinds added later (multilabel) bring their own
+
+
+class OutputMetrics:
+    """Metrics of every output of a Network, updated with its output and target dicts."""
+
+    def __init__(self, outputs: list, full: bool = True):
+        self.per_output = {o.name: metrics_of(o, full) for o in outputs}
+        self.single = len(outputs) == 1
+        self.names = [self._key(name, m) for name, metrics in self.per_output.items() for m in metrics.names]
+
+    def _key(self, output: str, metric: str) -> str:
+        return metric if self.single else f"{output}.{metric}"
+
+    def update(self, out: dict[str, torch.Tensor] | torch.Tensor, y: dict[str, torch.Tensor] | torch.Tensor) -> None:
+        if isinstance(out, torch.Tensor):  # a plain model with one output
+            next(iter(self.per_output.values())).update(out, y)
+            return
+        for name, metrics in self.per_output.items():
+            metrics.update(out[name], y[name])
+
+    def compute(self) -> dict[str, Any]:
+        return {self._key(name, k): v for name, metrics in self.per_output.items() for k, v in metrics.compute().items()}
+
+
+def metrics_for(features, full: bool = True) -> OutputMetrics:
+    """The metric set for every output of a FeatureSet."""
+    return OutputMetrics(features.outputs, full=full)

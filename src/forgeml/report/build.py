@@ -84,8 +84,9 @@ def curve_figures(history: list[dict[str, Any]], lm: bool) -> list[str]:
 
 def classification_sections(predictor, split, classes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    probs = predictor.outputs(split.x).softmax(-1).numpy()
-    y = split.y.numpy()
+    target = predictor.features.target  # the first output: the report's plots are for it
+    probs = predictor.outputs(split.x)[target.name].softmax(-1).numpy()
+    y = split.y[target.name].numpy()
     pred = probs.argmax(1)
     k = len(classes)
     matrix = np.zeros((k, k), dtype=np.int64)
@@ -118,20 +119,21 @@ def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[s
         return None
     feature = predictor.features.inputs[0]
     raw = split.raw.data
-    if feature.kind == "image":
+    alone = len(predictor.features.inputs) == 1  # mixed inputs: a table of the columns a table can show
+    if alone and feature.kind == "image":
         return {"kind": "image", "image": plots.image_grid([raw[feature.name][i] for i in index], captions,
                                                               f"the {len(index)} worst mistakes")}
-    if feature.kind == "text":
+    if alone and feature.kind == "text":
         return {"kind": "text", "rows": [(str(raw[feature.name][i]), c) for i, c in zip(index, captions)]}
-    names = list(predictor.features.schema())
+    names = [f.name for f in predictor.features.inputs if f.kind != "image"]
     return {"kind": "table", "columns": names + ["outcome"],
             "rows": [[raw[n][i] for n in names] + [c] for i, c in zip(index, captions)]}
 
 
 def regression_sections(predictor, split) -> dict[str, Any]:
     target = predictor.features.target
-    pred = target.decode(predictor.outputs(split.x).reshape(-1).numpy().astype(np.float64))
-    true = target.decode(split.y.numpy().astype(np.float64))
+    pred = target.decode(predictor.outputs(split.x)[target.name].reshape(-1).numpy().astype(np.float64))
+    true = target.decode(split.y[target.name].reshape(-1).numpy().astype(np.float64))
     worst = np.argsort(-np.abs(pred - true))[:WORST_K]
     return {"regression": plots.regression(true, pred),
             "mistakes": mistakes(predictor, split, worst, [f"true {true[i]:.3f}, predicted {pred[i]:.3f}" for i in worst])}
@@ -196,12 +198,17 @@ def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], not
         notes.append("the run has no test split: the sections below use the validation split")
     split = data.splits[name]
     out: dict[str, Any] = {"split": name}
-    if predictor.task == "classification":
+    target = predictor.features.target
+    several = len(predictor.features.outputs) > 1
+    if several:
+        notes.append(f"the run has {len(predictor.features.outputs)} outputs; the metrics table shows each "
+                     f"(output.metric) and the sections below are for the first, {target.name!r}")
+    if target.kind == "classification":
         last = metrics.get(name, {})
-        out["per_class"] = list(last.get("per_class", {}).items())
-        sections = classification_sections(predictor, split, predictor.classes)
+        out["per_class"] = list(last.get(f"{target.name}.per_class" if several else "per_class", {}).items())
+        sections = classification_sections(predictor, split, target.classes)
         notes += sections.pop("notes", [])
         out.update(sections)
-    else:
+    elif target.kind == "regression":
         out.update(regression_sections(predictor, split))
     return out

@@ -34,6 +34,7 @@ from torch import nn
 
 from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
+from forgeml.data.tensor_dict import n_rows, numel
 from forgeml.notes import note
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
@@ -326,9 +327,10 @@ class Trainer:
                 (scaler.scale(scaled) if scaler else scaled).backward()
                 running += loss.detach()
                 running_n += 1
-                log_samples += len(y)
-                log_tokens += y.numel()  # shapes are on the host: no sync
-                self.samples += len(y)
+                rows = n_rows(y)  # a tensor or a dict of them: shapes are on the host, no sync
+                log_samples += rows
+                log_tokens += numel(y)
+                self.samples += rows
                 self.batch += 1
                 if self.batch % accum and self.batch != self.micro_per_epoch:
                     continue  # gradients keep accumulating over micro-batches
@@ -433,10 +435,10 @@ class Trainer:
             with self.runtime.autocast():
                 out = self.step_model(x)
                 loss = self.eval_loss_fn(out, y)
-            total += loss.float() * y.numel()
-            count += y.numel()
+            total += loss.float() * numel(y)
+            count += numel(y)
             if metrics is not None:
-                metrics.update(out.float(), y)
+                metrics.update(out.float() if isinstance(out, torch.Tensor) else out, y)
         self.model.train(was_training)
         result = {"loss": (total / max(count, 1)).item()}
         if metrics is not None:

@@ -1,4 +1,4 @@
-"""Recurrent text classifier: token embedding -> LSTM or GRU (stacked, optionally bidirectional) -> pooling -> head.
+"""`rnn`: text into a vector: token embedding -> LSTM or GRU (stacked, optionally bidirectional) -> pooling.
 
 Padding (id 0) never reaches the recurrence: sequences are packed by their true lengths, and mean/max
 pooling masks padded steps out.
@@ -11,21 +11,26 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from forgeml.config import RNNConfig
+from forgeml.errors import ConfigError
+from forgeml.models.encoders.base import check_kinds
+
+READS = ("text",)
 
 
-class RNNClassifier(nn.Module):
-    def __init__(self, cfg: RNNConfig, vocab_size: int, n_outputs: int):
+class RNNEncoder(nn.Module):
+    def __init__(self, cfg: RNNConfig, name: str, vocab_size: int):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.name = cfg, name
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         cell = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         self.rnn = cell(cfg.embed_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=cfg.bidirectional,
                         dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
         self.directions = 2 if cfg.bidirectional else 1
-        self.head = nn.Linear(cfg.hidden * self.directions, n_outputs)
+        self.out_dim = cfg.hidden * self.directions
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = inputs[self.name]  # (B, T) token ids, 0 = padding
         B, T = ids.shape
         mask = ids != 0  # (B, T)
         lengths = mask.sum(1).clamp(min=1).cpu()  # pack needs host lengths: one small copy per batch
@@ -42,4 +47,11 @@ class RNNClassifier(nn.Module):
                 pooled = (out * keep).sum(1) / keep.sum(1).clamp(min=1)
             else:
                 pooled = out.masked_fill(~keep, float("-inf")).max(1).values
-        return self.head(self.drop(pooled))  # (B, n_outputs)
+        return self.drop(pooled)  # (B, out_dim)
+
+
+def build(cfg: RNNConfig, features: list) -> RNNEncoder:
+    check_kinds("rnn", features, READS, "model.encoders")
+    if len(features) != 1:
+        raise ConfigError(f"model.encoders: an rnn reads one text; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
+    return RNNEncoder(cfg, features[0].name, features[0].vocab_size)

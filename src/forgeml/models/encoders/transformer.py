@@ -1,4 +1,4 @@
-"""Transformer encoder classifier: token + position embeddings -> pre-norm blocks -> pooling -> head.
+"""`transformer`: text into a vector: token + position embeddings -> pre-norm blocks -> pooling.
 
 Attention runs through F.scaled_dot_product_attention with the padding mask, so padded tokens are
 never attended to. Pooling is a learned [CLS] token or the masked mean of the token vectors.
@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgeml.config import TransformerConfig
+from forgeml.errors import ConfigError
+from forgeml.models.encoders.base import check_kinds
+
+READS = ("text",)
 
 
 def sinusoidal(length: int, dim: int) -> torch.Tensor:
@@ -55,10 +59,10 @@ class EncoderBlock(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
-class TransformerClassifier(nn.Module):
-    def __init__(self, cfg: TransformerConfig, vocab_size: int, max_length: int, n_outputs: int):
+class TransformerEncoder(nn.Module):
+    def __init__(self, cfg: TransformerConfig, name: str, vocab_size: int, max_length: int):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.name = cfg, name
         self.embed = nn.Embedding(vocab_size, cfg.d_model, padding_idx=0)
         positions = max_length + 1  # + the [CLS] slot
         if cfg.positions == "learned":
@@ -69,9 +73,10 @@ class TransformerClassifier(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, n_outputs)
+        self.out_dim = cfg.d_model
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = inputs[self.name]  # (B, T) token ids, 0 = padding
         B, T = ids.shape
         keep = ids != 0  # (B, T)
         x = self.embed(ids)  # (B, T, C)
@@ -86,4 +91,11 @@ class TransformerClassifier(nn.Module):
             pooled = x[:, 0]  # (B, C)
         else:
             pooled = (x * keep[:, :, None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
-        return self.head(pooled)  # (B, n_outputs)
+        return pooled  # (B, out_dim)
+
+
+def build(cfg: TransformerConfig, features: list) -> TransformerEncoder:
+    check_kinds("transformer", features, READS, "model.encoders")
+    if len(features) != 1:
+        raise ConfigError(f"model.encoders: a transformer reads one text; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
+    return TransformerEncoder(cfg, features[0].name, features[0].vocab_size, features[0].max_length)

@@ -1,6 +1,7 @@
-"""Convolutional network: conv blocks, then a flatten or global-average head, then fully connected layers.
+"""`cnn`: an image into a vector: conv blocks, then a flatten or global average, then fully connected layers.
 
-The MNIST example of PyTorch is this with blocks [32 k3, 64 k3 pool2 dropout .25], hidden [128], dropout .5.
+The MNIST example of PyTorch is this with blocks [32 k3, 64 k3 pool2 dropout .25], hidden [128], dropout .5,
+and a class head on top.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ import torch
 from torch import nn
 
 from forgeml.config import CNNConfig, ConvBlockConfig
+from forgeml.errors import ConfigError
+from forgeml.models.encoders.base import check_kinds
 from forgeml.models.layers import activation
+
+READS = ("image",)
 
 
 def conv_block(cfg: ConvBlockConfig, in_channels: int, act: str) -> nn.Sequential:
@@ -24,9 +29,10 @@ def conv_block(cfg: ConvBlockConfig, in_channels: int, act: str) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class CNN(nn.Module):
-    def __init__(self, cfg: CNNConfig, in_shape: list[int], n_outputs: int):
+class CNNEncoder(nn.Module):
+    def __init__(self, cfg: CNNConfig, name: str, in_shape: list[int]):
         super().__init__()
+        self.name = name
         channels, height, width = in_shape
         blocks = []
         for block in cfg.blocks:
@@ -49,9 +55,19 @@ class CNN(nn.Module):
         if cfg.dropout:
             fc.append(nn.Dropout(cfg.dropout))
         self.classifier = nn.Sequential(*fc)
-        self.head = nn.Linear(flat, n_outputs)
+        self.out_dim = flat
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (B, C, h, w)
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.features(inputs[self.name])  # (B, C, h, w)
         x = self.pool(x).flatten(1)  # (B, C*h*w) or (B, C)
-        return self.head(self.classifier(x))  # (B, n_outputs)
+        return self.classifier(x)  # (B, out_dim)
+
+
+def build(cfg: CNNConfig, features: list) -> CNNEncoder:
+    check_kinds("cnn", features, READS, "model.encoders")
+    if len(features) != 1:
+        raise ConfigError(f"model.encoders: a cnn reads one image; give each of {', '.join(f.name for f in features)} its own encoder (model.name: composite)")
+    try:
+        return CNNEncoder(cfg, features[0].name, list(features[0].shape))
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None

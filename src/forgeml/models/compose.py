@@ -1,0 +1,165 @@
+"""From the model config and the fitted features to a Network: which encoder reads which feature.
+
+The short forms are today's configs: `mlp` is a tabular encoder + a concat combiner with the MLP's
+hidden layers; `cnn`, `rnn`, `transformer` are that encoder on the one image/text + a plain concat.
+`composite` names encoders per kind or per column, and a combiner. One head per output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from forgeml.errors import ConfigError
+from forgeml.models.combiners import COMBINERS
+from forgeml.models.encoders import ENCODERS
+from forgeml.models.encoders.base import DEFAULT_FOR
+from forgeml.models.heads import HEADS
+from forgeml.models.init import initialise
+from forgeml.models.network import Network
+
+TABULAR_KINDS = ("numeric", "binary", "category")
+
+
+def head_name(output) -> str:
+    """The head an output gets: a fitted target's kind ('classification' -> class; others by their own name)."""
+    return {"classification": "class"}.get(output.kind, output.kind)
+
+
+def build_network(cfg, inputs: list, outputs: list, output_cfgs: list | None = None, seed: int | None = None) -> nn.Module:
+    """cfg: the model section; inputs/outputs: fitted features and targets; output_cfgs: per output its settings
+    (weight, loss, label smoothing, class weights), in the order of `outputs`."""
+    from forgeml.config import ENCODER_CONFIGS, ConcatCombinerConfig
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    output_cfgs = output_cfgs or [None] * len(outputs)
+    if cfg.name == "custom":
+        return _custom(cfg, inputs, outputs, output_cfgs)
+    if cfg.name == "composite":
+        groups = _groups(cfg, inputs)
+        encoders = {}
+        for key, (enc_cfg, feats) in groups.items():
+            enc_cfg = enc_cfg or ENCODER_CONFIGS[DEFAULT_FOR[feats[0].kind]]()
+            encoders[key] = ENCODERS[enc_cfg.name](enc_cfg, feats)
+            initialise(encoders[key], enc_cfg.init, getattr(enc_cfg, "activation", "relu"))
+        combiner_cfg = cfg.combiner
+    else:  # a short form: one encoder over every input, the model's own settings
+        name = "tabular" if cfg.name == "mlp" else cfg.name
+        key = "tabular" if name == "tabular" else inputs[0].name
+        encoders = {key: ENCODERS[name](cfg, inputs)}
+        hidden = cfg.hidden if cfg.name == "mlp" else []
+        combiner_cfg = ConcatCombinerConfig(hidden=hidden, activation=getattr(cfg, "activation", "relu"),
+                                            dropout=cfg.dropout if cfg.name == "mlp" else 0.0,
+                                            norm=cfg.norm if cfg.name == "mlp" else "none")
+    combiner = COMBINERS[combiner_cfg.name](combiner_cfg, [e.out_dim for e in encoders.values()])
+    heads = {o.name: HEADS[head_name(o)](c, combiner.out_dim, o) for o, c in zip(outputs, output_cfgs)}
+    weights = {o.name: getattr(c, "weight", 1.0) for o, c in zip(outputs, output_cfgs)}
+    network = Network(encoders, combiner, heads, weights)
+    if cfg.name == "composite":  # each encoder has had its own scheme; the combiner's covers the rest
+        initialise(network.combiner, combiner_cfg.init, combiner_cfg.activation if hasattr(combiner_cfg, "activation") else "relu")
+        initialise(network.heads, combiner_cfg.init)
+    else:
+        initialise(network, cfg.init, getattr(cfg, "activation", "relu"))
+    return network
+
+
+def _groups(cfg, inputs: list) -> dict[str, tuple]:
+    """Encoder key -> (its config or None for the kind's default, the features it reads).
+
+    A column named in model.encoders gets its own encoder; otherwise numeric/binary/category columns
+    share one `tabular` encoder and every image/text/sequence column gets one of its kind's."""
+    names = {f.name for f in inputs}
+    kinds = {f.kind for f in inputs} | {"tabular"}
+    for key in cfg.encoders:
+        if key not in names and key not in kinds:
+            raise ConfigError(f"model.encoders.{key}: not an input column nor a kind of this data (columns: "
+                              f"{', '.join(sorted(names))}; kinds: {', '.join(sorted(kinds))})")
+    groups: dict[str, tuple] = {}
+    for f in inputs:
+        if f.name in cfg.encoders:
+            groups[f.name] = (cfg.encoders[f.name], [f])
+        elif f.kind in TABULAR_KINDS:
+            groups.setdefault("tabular", (cfg.encoders.get("tabular") or cfg.encoders.get(f.kind), []))[1].append(f)
+        else:
+            groups[f.name] = (cfg.encoders.get(f.kind), [f])
+    return groups
+
+
+def _custom(cfg, inputs: list, outputs: list, output_cfgs: list) -> nn.Module:
+    """A user's module as the combiner: it reads the old single tensor (the one image or text, or the
+    tabular vector) and returns the logits itself, so its head keeps the loss but has no layer."""
+    from forgeml.config import TabularEncoderConfig
+    from forgeml.models.custom import build_custom
+
+    if len(outputs) != 1:
+        raise ConfigError("model.name: custom predicts one output; list one in data.outputs or use model.name: composite")
+    single = len(inputs) == 1 and inputs[0].kind in ("image", "text")
+    encoder = Passthrough(inputs[0].name) if single else ENCODERS["tabular"](TabularEncoderConfig(), inputs)
+    in_shape = list(inputs[0].shape) if single and inputs[0].kind == "image" else (
+        [inputs[0].max_length] if single else [encoder.out_dim])
+    combiner = Wrapped(initialise(build_custom(cfg, in_shape, outputs[0].n_outputs), cfg.init))
+    head = HEADS[head_name(outputs[0])](output_cfgs[0], outputs[0].n_outputs, outputs[0])
+    head.proj = nn.Identity()  # the user's module already ends in the output layer
+    return Network({"input": encoder}, combiner, {outputs[0].name: head})
+
+
+class Passthrough(nn.Module):
+    """One input tensor as it is (a custom model reads the raw image or token ids)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs[self.name]
+
+
+class Wrapped(nn.Module):
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, vectors: list[torch.Tensor]) -> torch.Tensor:
+        return self.module(vectors[0])
+
+
+class HeadSettings:
+    """What a head needs from the config besides its output: weight, loss, smoothing, class weights."""
+
+    def __init__(self, weight: float = 1.0, loss: str = "auto", label_smoothing: float = 0.0, class_weights=None):
+        self.weight, self.loss, self.label_smoothing, self.class_weights = weight, loss, label_smoothing, class_weights
+
+
+def head_settings(cfg, outputs: list) -> list[HeadSettings]:
+    """Per output (in order) its settings: data.outputs[i] where given; the train.loss / label_smoothing /
+    class_weights of the short form apply to a single output, smoothing and 'balanced' to every class output."""
+    from forgeml.training.losses import balanced_class_weights
+
+    given = {o.name: o for o in cfg.data.outputs}
+    t = cfg.train
+    settings = []
+    for out in outputs:
+        oc = given.get(out.name)
+        loss = oc.loss if oc is not None and oc.loss != "auto" else (t.loss if len(outputs) == 1 else "auto")
+        if loss == "auto":
+            loss = "cross_entropy" if out.kind == "classification" else "mse"
+        field = f"data.outputs.{out.name}.loss" if oc is not None and oc.loss != "auto" else "train.loss"
+        if out.kind == "classification" and loss != "cross_entropy":
+            raise ConfigError(f"{field}: {loss} does not fit the class output {out.name!r}; use cross_entropy")
+        if out.kind == "regression" and loss not in ("mse", "l1", "huber"):
+            raise ConfigError(f"{field}: {loss} needs a classification target; use mse, l1 or huber for the regression "
+                              f"output {out.name!r}")
+        weights = None
+        if out.kind == "classification":
+            if t.class_weights == "balanced":
+                weights = balanced_class_weights(out.counts)
+            elif isinstance(t.class_weights, list):
+                if len(outputs) > 1:
+                    raise ConfigError("train.class_weights: a list of weights fits one output; with several outputs use 'balanced'")
+                if len(t.class_weights) != out.n_outputs:
+                    raise ConfigError(f"train.class_weights: {len(t.class_weights)} weights for {out.n_outputs} classes "
+                                      f"({', '.join(out.classes)})")
+                weights = t.class_weights
+        settings.append(HeadSettings(oc.weight if oc is not None else 1.0, loss, t.label_smoothing, weights))
+    return settings

@@ -1,0 +1,57 @@
+"""The one model shape for every run: encoders -> combiner -> heads (see docs/contract.md).
+
+    inputs: dict[str, Tensor] -> an encoder per input feature (or group) -> (B, D_i) each
+                              -> the combiner joins them                 -> (B, D)
+                              -> a head per output                       -> dict[str, Tensor]
+
+Nothing here knows a feature kind or a loss: encoders pick their own tensors from the input dict,
+heads own their losses. The training loss is the weighted sum of the heads' losses.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def module_key(name: str) -> str:
+    """A column name as a submodule name: nn.Module names may not contain '.' (nor be empty)."""
+    return name.replace(".", "_") or "_"
+
+
+class Network(nn.Module):
+    def __init__(self, encoders: dict[str, nn.Module], combiner: nn.Module, heads: dict[str, nn.Module],
+                 weights: dict[str, float] | None = None):
+        super().__init__()
+        # created in this order (encoders, combiner, heads) so a seeded build gives the weights the
+        # single-model classes of forgeml <= 0.1 gave: same layers, same creation order
+        self.encoders = nn.ModuleDict({module_key(k): v for k, v in encoders.items()})
+        self.combiner = combiner
+        self.heads = nn.ModuleDict({module_key(k): v for k, v in heads.items()})
+        self.output_names = list(heads)  # the real names (keys of the output dict), in config order
+        self.weights = {name: float((weights or {}).get(name, 1.0)) for name in heads}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        vectors = [encoder(inputs) for encoder in self.encoders.values()]  # each (B, D_i)
+        h = self.combiner(vectors)  # (B, D)
+        return {name: self.heads[module_key(name)](h) for name in self.output_names}
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective: sum over outputs of weight * that head's loss."""
+        total = None
+        for name in self.output_names:
+            term = self.weights[name] * self.heads[module_key(name)].loss(outputs[name], targets[name])
+            total = term if total is None else total + term
+        return total
+
+    def eval_loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reported loss: like `loss`, but each head's plain loss (no label smoothing or class weights)."""
+        total = None
+        for name in self.output_names:
+            head = self.heads[module_key(name)]
+            term = self.weights[name] * getattr(head, "eval_loss", head.loss)(outputs[name], targets[name])
+            total = term if total is None else total + term
+        return total
+
+    def head(self, name: str) -> nn.Module:
+        return self.heads[module_key(name)]
