@@ -59,15 +59,29 @@ class TextConfig(Section):
 
 class OutputConfig(Section):
     name: str = Field(..., description="the column to predict; also the key of this output in predictions and metrics")
-    type: Literal["auto", "class", "regression"] = Field("auto", description="class (one label per row), regression (a value), or auto: as data.task: auto decides")
+    type: Literal["auto", "class", "regression", "multilabel"] = Field(
+        "auto", description="class (one label per row), regression (a value), multilabel (a set of labels per row), or auto: as data.task: auto decides")
     weight: float = Field(1.0, description="this output's share of the training loss: sum of weight * loss over outputs (> 0)")
-    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber"] = Field("auto", description="auto: cross_entropy for class, mse for regression")
+    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber", "bce"] = Field(
+        "auto", description="auto: cross_entropy for class, mse for regression, bce for multilabel")
+    # multilabel only (the fields of data/features/multilabel.py's MultiLabelSettings, kept flat so a config reads as one line)
+    separator: str = Field(",", min_length=1, description="multilabel: character between labels in a cell ('2,17', 'joy|love')")
+    names_path: str | None = Field(None, description="multilabel: file of label names, one per line, line i naming id i (GoEmotions' emotions.txt)")
+    names: list[str] | dict[str, str] | None = Field(None, description="multilabel: label names inline, a list (position = id) or a mapping id -> name")
+    allow_empty: bool = Field(False, description="multilabel: a row may have no labels (otherwise an empty cell is an error)")
+    threshold: float | Literal["tune"] = Field(
+        "tune", description="multilabel: probability a label must reach: 'tune' (per label, best F1 on the validation split after training) or one number")
+    min_positives: int = Field(5, ge=1, description="multilabel tuning: a label with fewer validation positives keeps 0.5")
+    pos_weight: Literal["none", "balanced", "sqrt"] = Field(
+        "none", description="multilabel: weight of each label's positives in BCE: none, negatives/positives (balanced), or its square root")
 
     @model_validator(mode="after")
     def _weight_positive(self) -> OutputConfig:
         if not self.weight > 0:
             raise ValueError(f"weight of output {self.name!r} is {self.weight:g}; it must be > 0 (a weight of 0 trains "
                              "nothing: remove the output instead)")
+        if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
+            raise ValueError(f"threshold of output {self.name!r} is {self.threshold:g}; give a probability between 0 and 1, or 'tune'")
         return self
 
 

@@ -20,6 +20,7 @@ import torch
 from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
+from forgeml.data.featureset import fitted_state
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
 from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
@@ -187,7 +188,7 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
 
         return resume_lm(saved, bundle, callbacks)
     data = prepare(saved.data)
-    if data.features.to_json() != bundle.read_json("features.json"):
+    if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):
         raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
                           "resume needs the same data, or start a new run")
     trainer = _trainer(saved, data, bundle.path, callbacks)
@@ -228,12 +229,41 @@ def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resu
         report_diverged(bundle.path)
         raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
+    if set_thresholds(cfg, predictor, val):  # before any metric: every figure is measured at the thresholds the bundle keeps
+        bundle.write_json("features.json", predictor.features.to_json())
     metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early)
     write_report(bundle.path, data, predictor)
     return bundle.path
+
+
+def set_thresholds(cfg: Config, predictor: Predictor, val: Split | None) -> bool:
+    """Each multilabel output's thresholds, once training ends: tuned per label for the best F1 on the
+    validation split (threshold: tune), or the one number given. True when any output has them."""
+    from forgeml.evaluation.multilabel import ThresholdTuner
+
+    given = {o.name: o for o in cfg.data.outputs}
+    outputs = [o for o in predictor.features.outputs if o.kind == "multilabel" and o.name in given]
+    tuners = {}
+    for o in outputs:
+        setting = given[o.name].threshold
+        if setting != "tune":
+            o.set_thresholds([float(setting)] * o.n_outputs)
+        elif val is None:
+            warn(f"data.outputs.{o.name}.threshold is 'tune' but the run has no validation split: every label keeps 0.5; "
+                 "set data.split.val > 0 or data.val_path, or give a number")
+        else:
+            tuners[o.name] = ThresholdTuner(o.n_outputs, min_positives=given[o.name].min_positives)
+    if tuners:
+        for rows, out in predictor.iter_outputs(val.x):  # streamed: (G, B, L) counts per batch, no logits kept
+            for name, tuner in tuners.items():
+                tuner.update(out[name], val.y[name][rows])
+        for o in outputs:
+            if o.name in tuners:
+                o.set_thresholds(tuners[o.name].compute())
+    return bool(outputs)
 
 
 # -------------------------------------------------------------------------------------------- evaluate
@@ -270,7 +300,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
         result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
     else:
         data = prepare(predictor.config.data)
-        if data.features.to_json() != bundle.read_json("features.json"):
+        if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):  # tuned thresholds aside
             raise BundleError(f"{bundle.path}: the data at {predictor.config.data.path} differs from what the run was trained on; "
                               "evaluate on a file with --data FILE")
         wanted = list(splits or predictor.config.eval.splits)

@@ -69,8 +69,8 @@ def _outputs_table(names: list[str], predictions: list[dict[str, Any]], pictures
     for o in outputs:
         table.add_column(o, justify="right" if "prediction" in predictions[0][o] else "left")
     for i, pred in enumerate(predictions):
-        cells = [f"{p['prediction']:.4f}" if "prediction" in p else f"{p['label']} ({p['confidence']:.3f})"
-                 for p in (pred[o] for o in outputs)]
+        cells = [f"{p['prediction']:.4f}" if "prediction" in p else ", ".join(p["labels"]) or "(none)" if "labels" in p
+                 else f"{p['label']} ({p['confidence']:.3f})" for p in (pred[o] for o in outputs)]
         table.add_row(names[i], *([pictures[i]] if pictures else []), *cells)
     return table
 
@@ -91,11 +91,30 @@ def image_as_text(image: np.ndarray, width: int = 16) -> str:
     return "\n".join(rows)
 
 
+def _label_sets_table(names: list[str], predictions: list[dict[str, Any]], truth: list[str] | None, top: int) -> Table:
+    """One row per input: its predicted label set and the most probable labels (above the threshold or not)."""
+    table = Table(title="predictions")
+    table.add_column("input")
+    if truth:
+        table.add_column("true")
+    table.add_column("labels")
+    table.add_column(f"top {top}")
+    for i, pred in enumerate(predictions):
+        ranked = sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])[:top]
+        table.add_row(names[i], *([truth[i]] if truth else []), ", ".join(pred["labels"]) or "(none)",
+                      "  ".join(f"{c} {p:.3f}" for c, p in ranked))
+    return table
+
+
 def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth: list[str] | None = None,
                       pictures: list[str] | None = None, top: int = 3) -> Table:
     first = predictions[0] if predictions else {}
     if first and all(isinstance(v, dict) for v in first.values()):  # several outputs: a column each
         return _outputs_table(names, predictions, pictures)
+    if first and "labels" in first:  # multilabel: a set per row
+        return _label_sets_table(names, predictions, truth, top)
+    if first and "labels" in first:  # multilabel: a set per row
+        return _label_sets_table(names, predictions, truth, top)
     table = Table(title="predictions")
     table.add_column("input")
     if pictures:

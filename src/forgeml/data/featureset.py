@@ -16,6 +16,7 @@ from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
 from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
 from forgeml.data.features.category import MISSING, as_tokens
+from forgeml.data.features.multilabel import MultiLabelSettings, MultiLabelTarget
 from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
 from forgeml.notes import warn
@@ -179,7 +180,8 @@ class FeatureSet:
                 feat = cls_(name)
             with train.citing_rows():
                 inputs.append(feat.fit(values, train.origin))
-        said = [f"{o.name}: {o.kind}" + (f", {o.n_outputs} classes" if o.kind == "classification" else "") for o in outputs]
+        said = [f"{o.name}: {o.kind}" + (f", {o.n_outputs} classes" if o.kind == "classification" else
+                                         f", {o.n_outputs} labels" if o.kind == "multilabel" else "") for o in outputs]
         summary = (f"columns: {', '.join([_describe(f) for f in inputs] + [f'{n} ignored' for n in unused])}; "
                    f"{'target' if len(outputs) == 1 else 'outputs'} {'; '.join(said)}")
         if not inputs:
@@ -230,7 +232,7 @@ class FeatureSet:
         return out
 
     def transform_targets(self, cols: Columns) -> dict[str, torch.Tensor]:
-        """One tensor per output: class int64 (N,), regression float32 (N, 1) standardised."""
+        """One tensor per output: class int64 (N,), regression float32 (N, 1) standardised, multilabel float32 (N, L) of 0/1."""
         out = {}
         for target in self.outputs:
             if target.name not in cols.data:
@@ -310,10 +312,22 @@ class FeatureSet:
         return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], outputs, {o["name"]: o.get("weight", 1.0) for o in d["outputs"]})
 
 
+def fitted_state(features_json: dict[str, Any]) -> dict[str, Any]:
+    """features.json less what is set after fitting (multilabel thresholds, tuned on validation data once
+    training ends): what a refit on the same data must reproduce exactly."""
+    outputs = [{k: v for k, v in o.items() if not (o.get("kind") == "multilabel" and k == "thresholds")}
+               for o in features_json.get("outputs", [])]
+    return {**features_json, "outputs": outputs}
+
+
 def _fit_output(train: Columns, cfg: DataConfig, out) -> tuple[Any, str | None]:
     """One output column fitted on the training split (its classes, or its mean and spread), and the
     warning to give when its declared type does not fit its values (or None)."""
     y = train.data[out.name]
+    if out.type == "multilabel":  # a set per row: never inferred, always declared
+        settings = MultiLabelSettings(**{k: v for k, v in out.model_dump().items() if k in MultiLabelSettings.model_fields})
+        with train.citing_rows():
+            return MultiLabelTarget.from_settings(out.name, settings).fit(y, train.origin), None
     task = {"class": "classification", "regression": "regression"}.get(out.type) or (
         cfg.task if cfg.task != "auto" else infer_task(y))
     if task == "classification":

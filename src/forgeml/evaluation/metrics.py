@@ -2,6 +2,7 @@
 
 Classification: accuracy, precision/recall/F1 (macro and per class), confusion matrix, AUROC.
 Regression: RMSE (in the target's own unit), MSE, MAE, R² on the original target scale.
+Multi-label: F1 macro/micro, precision/recall micro, subset accuracy, per label (evaluation/multilabel.py).
 Several outputs: each output's metrics under '<output>.<metric>' (e.g. income.accuracy, hours-per-week.mae);
 one output keeps the flat names (accuracy, f1_macro, ...). See docs/contract.md.
 """
@@ -76,7 +77,11 @@ def metrics_of(output, full: bool = True):
         return ClassificationMetrics(output.classes, full=full)
     if output.kind == "regression":
         return RegressionMetrics(output.mean, output.std)
-    return output.metrics(full=full)  # kinds added later (multilabel) bring their own
+    if output.kind == "multilabel":  # at the thresholds in features.json (tuned on validation once training ends)
+        from forgeml.evaluation.multilabel import MultiLabelMetrics
+
+        return MultiLabelMetrics(output.labels, output.thresholds, full=full)
+    return output.metrics(full=full)  # kinds added later bring their own
 
 
 class OutputMetrics:

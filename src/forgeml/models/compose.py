@@ -127,8 +127,10 @@ class Wrapped(nn.Module):
 class HeadSettings:
     """What a head needs from the config besides its output: weight, loss, smoothing, class weights."""
 
-    def __init__(self, weight: float = 1.0, loss: str = "auto", label_smoothing: float = 0.0, class_weights=None):
+    def __init__(self, weight: float = 1.0, loss: str = "auto", label_smoothing: float = 0.0, class_weights=None,
+                 pos_weight: str = "none"):
         self.weight, self.loss, self.label_smoothing, self.class_weights = weight, loss, label_smoothing, class_weights
+        self.pos_weight = pos_weight  # multilabel: none, balanced or sqrt (models/heads/multilabel.py)
 
 
 def head_settings(cfg, outputs: list) -> list[HeadSettings]:
@@ -143,7 +145,9 @@ def head_settings(cfg, outputs: list) -> list[HeadSettings]:
         oc = given.get(out.name)
         loss = oc.loss if oc is not None and oc.loss != "auto" else (t.loss if len(outputs) == 1 else "auto")
         if loss == "auto":
-            loss = "cross_entropy" if out.kind == "classification" else "mse"
+            loss = {"classification": "cross_entropy", "multilabel": "bce"}.get(out.kind, "mse")
+        if out.kind == "multilabel" and loss != "bce":
+            raise ConfigError(f"data.outputs.{out.name}.loss: {loss} does not fit the multilabel output {out.name!r}; use bce")
         field = f"data.outputs.{out.name}.loss" if oc is not None and oc.loss != "auto" else "train.loss"
         if out.kind == "classification" and loss != "cross_entropy":
             raise ConfigError(f"{field}: {loss} does not fit the class output {out.name!r}; use cross_entropy")
@@ -161,5 +165,6 @@ def head_settings(cfg, outputs: list) -> list[HeadSettings]:
                     raise ConfigError(f"train.class_weights: {len(t.class_weights)} weights for {out.n_outputs} classes "
                                       f"({', '.join(out.classes)})")
                 weights = t.class_weights
-        settings.append(HeadSettings(oc.weight if oc is not None else 1.0, loss, t.label_smoothing, weights))
+        settings.append(HeadSettings(oc.weight if oc is not None else 1.0, loss, t.label_smoothing, weights,
+                                     oc.pos_weight if oc is not None else "none"))
     return settings

@@ -193,6 +193,13 @@ class MultiLabelTarget:
         chosen = p >= t  # (N, L)
         return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen]
 
+    def decode_rows(self, logits) -> list[dict[str, Any]]:
+        """(N, L) logits (the head's output) to one dict per row: the label set at the thresholds, and every
+        label's probability (so a caller can apply its own threshold)."""
+        p = np.asarray(logits.detach().float().cpu().sigmoid() if hasattr(logits, "detach") else 1 / (1 + np.exp(-np.asarray(logits))))
+        return [{"labels": chosen, "probabilities": {label: float(v) for label, v in zip(self.labels, row)}}
+                for chosen, row in zip(self.decode(p), p)]
+
     def set_thresholds(self, thresholds) -> None:
         """Keep per-label thresholds (tuned on validation data) for decode and for the bundle."""
         t = [float(x) for x in thresholds]

@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 from torch import nn
 
-from forgeml.models.heads import classification, regression
+from forgeml.models.heads import classification, multilabel, regression
 
 HeadBuilder = Callable[..., nn.Module]  # build(cfg_section, in_dim: int, output: fitted target) -> Head
 
 HEADS: dict[str, HeadBuilder] = {
     "class": classification.build,
     "regression": regression.build,
+    "multilabel": multilabel.build,
 }

@@ -83,7 +83,7 @@ def build(cfg_section: Any, in_dim: int, output: Any) -> MultiLabelHead:
     elif isinstance(cfg_section, dict):  # a user's dict: a misspelt key is an error, never a silent default
         cfg = MultiLabelHeadConfig(**cfg_section)
     else:  # the caller's own validated section (it may carry its fields too, e.g. the output's weight)
-        fields = cfg_section.model_dump()
+        fields = cfg_section.model_dump() if hasattr(cfg_section, "model_dump") else vars(cfg_section)  # compose's HeadSettings
         cfg = MultiLabelHeadConfig(**{k: v for k, v in fields.items() if k in MultiLabelHeadConfig.model_fields})
     freq = torch.as_tensor(output.frequencies(), dtype=torch.float64)  # (L,)
     return MultiLabelHead(in_dim, output.n_outputs, cfg.dropout, pos_weights(freq, cfg.pos_weight, cfg.pos_weight_max),
