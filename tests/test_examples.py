@@ -17,6 +17,7 @@ EXAMPLES = {
     "sms-spam-lstm": ["data.limit=600", "train.epochs=1"],
     "clothing-mixed": ["train.epochs=1", "model.encoders.text.hidden=16"],
     "adult-multitask": ["data.limit=3000", "train.epochs=1"],
+    "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
 }
 
@@ -32,6 +33,8 @@ def test_example_trains_into_a_complete_bundle(name, runs, capsys):
         assert metrics["val"]["perplexity"] > 1
     elif name == "adult-multitask":  # several outputs: output.metric keys
         assert "income.accuracy" in metrics["test"] and "hours-per-week.r2" in metrics["test"]
+    elif name.endswith("multilabel"):
+        assert 0 <= metrics["test"]["f1_macro"] <= 1 and "per_label" in metrics["test"]
     else:
         assert ("accuracy" in metrics["test"]) != ("r2" in metrics["test"])
     meta = json.loads((run / "meta.json").read_text())

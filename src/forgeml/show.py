@@ -10,7 +10,7 @@ from rich.table import Table
 from forgeml.format import cell
 
 # mse stays in metrics.json (train.monitor may name it); tables show rmse, in the target's own unit
-HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "precision_macro", "recall_macro", "auroc", "rmse", "mae", "r2")
+HEADLINE = ("n", "n_tokens", "loss", "perplexity", "accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "auroc", "rmse", "mae", "r2")
 
 
 def output_names(metrics: dict[str, dict[str, Any]]) -> list[str]:

@@ -79,7 +79,9 @@ def load_columns(cfg: DataConfig) -> dict[str, Columns]:
         main = main.take(keep)
     name = target_name(cfg, main)
     labels = None
-    if name in main.data and (cfg.task == "classification" or (cfg.task == "auto" and _looks_categorical(main.data[name]))):
+    # a multilabel cell ('3,12') is a set, not a class: splitting by its exact set would only warn about rare sets
+    multilabel = any(o.name == name and o.type == "multilabel" for o in cfg.outputs)
+    if name in main.data and not multilabel and (cfg.task == "classification" or (cfg.task == "auto" and _looks_categorical(main.data[name]))):
         labels = np.array(as_tokens(main.data[name]), dtype=object)
     try:
         idx = split_indices(len(main), cfg.split, labels, want_val=cfg.val_path is None, want_test=cfg.test_path is None)

@@ -219,6 +219,8 @@ class MultiLabelTarget:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MultiLabelTarget:
-        # names travel inside the bundle: a bundle never reads the names file again (it may not exist elsewhere)
-        return cls(d["name"], d["labels"], d["separator"], d.get("names"), None, d.get("allow_empty", False),
+        # names travel inside the bundle: a bundle never reads the names file again (it may not exist elsewhere);
+        # names_path is kept as a record only (names is filled whenever it was set), so a refit compares equal
+        names_path = d.get("names_path") if d.get("names") is not None else None
+        return cls(d["name"], d["labels"], d["separator"], d.get("names"), names_path, d.get("allow_empty", False),
                    d.get("thresholds"), d.get("counts"), d.get("n_rows", 0))
