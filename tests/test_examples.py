@@ -18,6 +18,7 @@ EXAMPLES = {
     "clothing-mixed": ["train.epochs=1", "model.encoders.text.hidden=16"],
     "adult-multitask": ["data.limit=3000", "train.epochs=1"],
     "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
+    "libras-conv1d": ["train.max_steps=3", "model.encoders.sequence.channels=[8,8]", "model.encoders.sequence.kernel_sizes=[3,3]"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
 }
 

@@ -26,7 +26,7 @@ class Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------- data
-FeatureType = Literal["numeric", "category", "binary", "image", "text", "ignore"]
+FeatureType = Literal["numeric", "category", "binary", "image", "text", "sequence", "ignore"]
 
 
 class SplitConfig(Section):
@@ -55,6 +55,14 @@ class TextConfig(Section):
     min_count: int = Field(1, ge=1, description="word: words seen fewer times in training become <unk>")
     lowercase: bool = Field(True, description="word: lowercase before splitting")
     max_length: int = Field(128, ge=1, description="tokens kept per text (longer texts are truncated); batches are padded only to their longest text")
+
+
+class SequenceConfig(Section):
+    name: str = Field("series", description="input name of the series that data.sequence.pattern reads from a group of columns")
+    pattern: str | None = Field(None, description="read one series from the columns named like this: {t} the step number, {c} the channel (e.g. '{c}_{t}')")
+    pad: Literal["none", "zero"] = Field("none", description="rows of different lengths: none = an error; zero = pad with zeros past each row's end (encoders mask it)")
+    max_length: int | None = Field(None, ge=1, description="steps kept per row (longer series are cut); None keeps them all")
+    sep: str | None = Field(None, description="separator of series written as delimited strings; None splits on commas, semicolons and spaces")
 
 
 class OutputConfig(Section):
@@ -123,6 +131,7 @@ class DataConfig(Section):
     image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
     text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="how series are read: a group of columns by pattern, or list columns (data.features: {col: sequence})")
 
     @model_validator(mode="after")
     def _check_outputs(self) -> DataConfig:
@@ -249,8 +258,48 @@ class TabularEncoderConfig(Section):
     init: InitScheme = Field("kaiming", description="weight initialisation scheme of the embeddings' neighbours")
 
 
-EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig, Field(discriminator="name")]
-ENCODER_CONFIGS = {"tabular": TabularEncoderConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig}
+class Conv1dEncoderConfig(Section):
+    name: Literal["conv1d"] = "conv1d"
+    channels: list[int] = Field([128, 256, 128], min_length=1, description="filters of each conv block, in order")
+    kernel_sizes: list[int] = Field([8, 5, 3], min_length=1, description="kernel width (in steps) of each conv block; one per entry of channels")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the pooled vector (the FCN has none)")
+    init: InitScheme = Field("kaiming", description="weight initialisation scheme of the convolutions")
+
+    @model_validator(mode="after")
+    def _one_kernel_per_block(self) -> Conv1dEncoderConfig:
+        if len(self.kernel_sizes) != len(self.channels):
+            raise ValueError(f"kernel_sizes has {len(self.kernel_sizes)} entries but channels has {len(self.channels)}; give one kernel per block")
+        if min(self.kernel_sizes) < 1 or min(self.channels) < 1:
+            raise ValueError("channels and kernel_sizes must be positive")
+        return self
+
+
+class RecurrentSeriesConfig(Section):
+    name: Literal["gru", "lstm"] = "gru"
+    cell: Literal["gru", "lstm"] = Field("gru", description="recurrent cell; follows name (gru or lstm) unless given")
+    input_dim: int = Field(0, ge=0, description="project each step's C values to this width before the recurrence; 0 = feed them as they are")
+    hidden: int = Field(128, ge=1, description="hidden state width per direction")
+    layers: int = Field(2, ge=1, description="stacked recurrent layers")
+    bidirectional: bool = Field(True, description="read the series both ways")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between layers and on the pooled vector")
+    pooling: Literal["last", "mean", "max"] = Field("last", description="series to vector: final states of the top layer, or the mean/max over real steps")
+    init: InitScheme = Field("default", description="weight initialisation of the input projection (the recurrence keeps PyTorch's)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cell_follows_name(cls, data: Any) -> Any:
+        # `name: lstm` alone must give an LSTM; a cell that contradicts the name is a mistake, not a choice
+        if isinstance(data, dict) and "name" in data:
+            if "cell" in data and data["cell"] != data["name"]:
+                raise ValueError(f"cell {data['cell']!r} contradicts name {data['name']!r}; name the cell once (name: gru or name: lstm)")
+            data = {**data, "cell": data["name"]}
+        return data
+
+
+EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig,
+                          Field(discriminator="name")]
+ENCODER_CONFIGS = {"tabular": TabularEncoderConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
+                   "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig}
 
 
 class ConcatCombinerConfig(Section):
@@ -284,8 +333,8 @@ CombinerConfig = Annotated[ConcatCombinerConfig | TransformerCombinerConfig, Fie
 class CompositeConfig(Section):
     name: Literal["composite"] = "composite"
     encoders: dict[str, EncoderConfig] = Field(
-        default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text) "
-        "or per column name; kinds not named get tabular / cnn / rnn")
+        default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text, sequence) "
+        "or per column name; kinds not named get tabular / cnn / rnn / conv1d")
     combiner: CombinerConfig = Field(default_factory=ConcatCombinerConfig, description="how the encoders' vectors are joined: concat or transformer")
 
 

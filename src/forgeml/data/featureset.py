@@ -165,7 +165,7 @@ class FeatureSet:
             if name in output_names or name in cfg.drop:
                 unused += [name] if name not in output_names else []
                 continue
-            kind = cfg.features.get(name) or infer_kind(values)
+            kind = cfg.features.get(name) or ("sequence" if values.ndim == 3 else infer_kind(values))  # (N, T, C): a series
             if kind == "category" and name not in cfg.features:
                 warnings.append(numbers_read_as_category(train, name))
             if kind == "ignore":
@@ -176,6 +176,8 @@ class FeatureSet:
                 feat = cls_(name, min_count=cfg.category_min_count, max_vocab=cfg.category_max_vocab)
             elif kind == "text":
                 feat = cls_(name, max_length=cfg.text.max_length, settings=cfg.text.model_dump())
+            elif kind == "sequence":
+                feat = cls_(name, settings=cfg.sequence)
             else:
                 feat = cls_(name)
             with train.citing_rows():
@@ -227,6 +229,9 @@ class FeatureSet:
         with cols.citing_rows():
             for f in self.inputs:
                 values = cols.data[f.name]
+                if f.kind == "sequence":  # the series, and `<name>.length` when rows may differ in length
+                    out.update({k: torch.from_numpy(v) for k, v in f.inputs(values, cols.origin).items()})
+                    continue
                 x = f.indices(values) if f.kind == "category" else f.transform(values, cols.origin)
                 out[f.name] = torch.from_numpy(np.ascontiguousarray(x))
         return out
@@ -280,6 +285,10 @@ class FeatureSet:
                     data[f.name] = np.stack([np.asarray(v) for v in values])
                 except ValueError as exc:
                     raise RequestError(f"{origin}: images of different shapes ({exc})") from None
+            elif f.kind == "sequence":  # one series per cell; np.array would merge equal-length lists into one block
+                data[f.name] = np.empty(len(values), dtype=object)
+                for i, v in enumerate(values):
+                    data[f.name][i] = v
             else:
                 data[f.name] = np.array([np.nan if v is None else v for v in values], dtype=object)
         return Columns(data, origin=origin)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from forgeml.data.columns import Columns
 from forgeml.errors import DataError
 
 
@@ -163,3 +164,16 @@ def stack_series(rows: list[np.ndarray] | np.ndarray, name: str, pad: str = "non
     for i, (r, n) in enumerate(zip(rows, lengths)):
         x[i, :n] = r[:n]
     return x, lengths
+
+
+def group_series_columns(cols: Columns, pattern: str, name: str) -> Columns:
+    """A table's columns named by `pattern` replaced by one column `name` holding their (N, T, C) series.
+
+    Done where tables are read, so training, evaluation and prediction from a file all see the same
+    input; the other columns (the target among them) stay as they are."""
+    x, used = series_from_column_group(cols.data, pattern, cols.origin)
+    if name in cols.data and name not in used:
+        raise DataError(f"{cols.origin}: column {name!r} exists already; set data.sequence.name to another name for the series")
+    data = {k: v for k, v in cols.data.items() if k not in set(used)}
+    data[name] = x  # (N, T, C)
+    return Columns(data, cols.origin, cols.row_names, cols.rows, cols.row_word)

@@ -6,10 +6,12 @@ from forgeml.data.features.category import CategoryFeature
 from forgeml.data.features.image import ImageFeature
 from forgeml.data.features.multilabel import MultiLabelTarget
 from forgeml.data.features.numeric import NumericFeature
+from forgeml.data.features.sequence import SequenceFeature
 from forgeml.data.features.target import ClassLabels, RegressionTarget
 from forgeml.data.features.text import TextFeature
 
-KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature, TextFeature)}
+KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature, TextFeature, SequenceFeature)}
 TARGETS = {t.kind: t for t in (ClassLabels, RegressionTarget, MultiLabelTarget)}
 
-__all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "MultiLabelTarget", "TextFeature", "KINDS", "TARGETS"]
+__all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "MultiLabelTarget",
+           "TextFeature", "SequenceFeature", "KINDS", "TARGETS"]

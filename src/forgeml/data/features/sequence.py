@@ -8,22 +8,14 @@ shifts them; padding is added after standardising, so it is exactly zero in the 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from forgeml.config import Section
+from forgeml.config import SequenceConfig
 from forgeml.data.columns import RowError
 from forgeml.data.sequence_columns import as_series, stack_series
 from forgeml.errors import DataError
-
-
-class SequenceConfig(Section):
-    pad: Literal["none", "zero"] = Field("none", description="rows of different lengths: none = an error; zero = pad with zeros past each row's end (encoders mask it)")
-    max_length: int | None = Field(None, ge=1, description="steps kept per row (longer series are cut); None keeps them all")
-    sep: str | None = Field(None, description="separator of series written as delimited strings; None splits on commas, semicolons and spaces")
-    pattern: str | None = Field(None, description="read the series from a group of columns named like this: {t} the step number, {c} the channel (e.g. '{c}_{t}')")
 
 
 class SequenceFeature:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
+from forgeml.data.sequence_columns import group_series_columns
 from forgeml.errors import ConfigError, DataError
 from forgeml.notes import note
 
@@ -66,7 +67,10 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
         else:
             values = col.to_numpy(dtype=object)
             data[str(name)] = np.array([v.strip() if isinstance(v, str) else v for v in values], dtype=object)
-    return Columns(data, origin=path, rows=rows, row_word=word)
+    cols = Columns(data, origin=path, rows=rows, row_word=word)
+    if cfg.sequence.pattern:  # x_0..x_44, y_0..y_44 -> one series column (N, 45, 2)
+        return group_series_columns(cols, cfg.sequence.pattern, cfg.sequence.name)
+    return cols
 
 
 def _looks_separated(path: str, used: str) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from forgeml.models.encoders import cnn, rnn, tabular, transformer
+from forgeml.models.encoders import cnn, conv1d, recurrent_series, rnn, tabular, transformer
 
 EncoderBuilder = Callable[..., nn.Module]  # build(cfg_section, features: list[fitted feature]) -> Encoder
 
@@ -20,4 +20,7 @@ ENCODERS: dict[str, EncoderBuilder] = {
     "cnn": cnn.build,
     "rnn": rnn.build,
     "transformer": transformer.build,
+    "conv1d": conv1d.build,
+    "gru": recurrent_series.build_gru,
+    "lstm": recurrent_series.build_lstm,
 }

@@ -19,26 +19,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ValidationError
 from torch import nn
 
-from forgeml.config import Section, format_validation_error
+from forgeml.config import Conv1dEncoderConfig, format_validation_error
 from forgeml.errors import ConfigError
-
-
-class Conv1dEncoderConfig(Section):
-    name: str = Field("conv1d", description="encoder name in the registry")
-    channels: list[int] = Field([128, 256, 128], min_length=1, description="filters of each conv block, in order")
-    kernel_sizes: list[int] = Field([8, 5, 3], min_length=1, description="kernel width (in steps) of each conv block; one per entry of channels")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the pooled vector (the FCN has none)")
-
-    @model_validator(mode="after")
-    def _one_kernel_per_block(self) -> Conv1dEncoderConfig:
-        if len(self.kernel_sizes) != len(self.channels):
-            raise ValueError(f"kernel_sizes has {len(self.kernel_sizes)} entries but channels has {len(self.channels)}; give one kernel per block")
-        if min(self.kernel_sizes) < 1 or min(self.channels) < 1:
-            raise ValueError("channels and kernel_sizes must be positive")
-        return self
 
 
 def step_mask(lengths: torch.Tensor | None, T: int) -> torch.Tensor | None:

@@ -11,26 +11,15 @@ a row's output.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from forgeml.config import Section, format_validation_error
+from forgeml.config import RecurrentSeriesConfig, format_validation_error
 from forgeml.errors import ConfigError
-
-
-class RecurrentSeriesConfig(Section):
-    name: str = Field("gru", description="encoder name in the registry (gru or lstm)")
-    cell: Literal["gru", "lstm"] = Field("gru", description="recurrent cell")
-    input_dim: int = Field(0, ge=0, description="project each step's C values to this width before the recurrence; 0 = feed them as they are")
-    hidden: int = Field(128, ge=1, description="hidden state width per direction")
-    layers: int = Field(2, ge=1, description="stacked recurrent layers")
-    bidirectional: bool = Field(True, description="read the series both ways")
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between layers and on the pooled vector")
-    pooling: Literal["last", "mean", "max"] = Field("last", description="series to vector: final states of the top layer, or the mean/max over real steps")
 
 
 class RecurrentSeriesEncoder(nn.Module):
