@@ -78,3 +78,13 @@ def test_cutout_and_flip_and_config():
     aug = Augment(AugmentConfig(translate=1, hflip=True, cutout=2))
     assert aug.active and aug(x).shape == x.shape
     assert not Augment(AugmentConfig()).active
+
+
+def test_drop_last_counts_rows_of_a_dict_batch_not_its_keys():
+    import torch
+
+    from forgeml.data.batcher import TensorBatcher
+
+    x = {"a": torch.arange(5.0)[:, None], "b": torch.arange(5)}  # 5 rows, 2 keys
+    batches = TensorBatcher(x, torch.arange(5), 4, shuffle=False, drop_last=True)
+    assert len(batches) == 1 and [len(yb) for _, yb in batches.epoch(0)] == [4]

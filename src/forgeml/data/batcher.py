@@ -34,7 +34,7 @@ class TensorBatcher:
         self.y = to_device(y, device) if device is not None else y
         self.augment_key = augment_key
         self.batch_size, self.shuffle, self.drop_last, self.seed, self.augment = batch_size, shuffle, drop_last, seed, augment
-        if drop_last and len(x) < batch_size:
+        if drop_last and n_rows(x) < batch_size:
             self.drop_last = False  # a tiny set still gives one batch
 
     @property
