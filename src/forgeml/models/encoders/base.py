@@ -14,6 +14,15 @@ def check_kinds(encoder: str, features: list, reads: tuple[str, ...], where: str
                               f"{{name: {DEFAULT_FOR.get(f.kind, 'tabular')}}})")
 
 
+def sequence_feature(encoder: str, features: list):
+    """The one sequence feature a series encoder (conv1d, gru, lstm) reads; a ConfigError for anything else."""
+    kinds = [f"{getattr(f, 'name', '?')!r} ({getattr(f, 'kind', '?')})" for f in features]
+    if len(features) != 1 or getattr(features[0], "kind", None) != "sequence":
+        raise ConfigError(f"model.encoders: encoder {encoder!r} reads one sequence feature, not {', '.join(kinds) or 'nothing'}; "
+                          "choose conv1d/gru/lstm for series, tabular for numbers and categories, cnn for images, rnn/transformer for text")
+    return features[0]
+
+
 # The encoder a kind gets when the config names none.
 DEFAULT_FOR = {"numeric": "tabular", "binary": "tabular", "category": "tabular", "image": "cnn", "text": "rnn",
                "sequence": "conv1d"}

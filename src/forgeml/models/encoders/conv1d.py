@@ -24,6 +24,7 @@ from torch import nn
 
 from forgeml.config import Conv1dEncoderConfig, format_validation_error
 from forgeml.errors import ConfigError
+from forgeml.models.encoders.base import sequence_feature
 
 
 def step_mask(lengths: torch.Tensor | None, T: int) -> torch.Tensor | None:
@@ -89,15 +90,6 @@ class Conv1dEncoder(nn.Module):
         else:
             pooled = x.sum(2) / mask.sum(2).clamp(min=1)  # (B, C_last): the mean over real steps (padding is zero)
         return self.drop(pooled)
-
-
-def sequence_feature(encoder: str, features: list[Any]) -> Any:
-    """The one sequence feature an encoder reads; a ConfigError for anything else."""
-    kinds = [f"{getattr(f, 'name', '?')!r} ({getattr(f, 'kind', '?')})" for f in features]
-    if len(features) != 1 or getattr(features[0], "kind", None) != "sequence":
-        raise ConfigError(f"model.encoders: encoder {encoder!r} reads one sequence feature, not {', '.join(kinds) or 'nothing'}; "
-                          "choose conv1d/gru/lstm for series, tabular for numbers and categories, cnn for images, rnn/transformer for text")
-    return features[0]
 
 
 def build(cfg_section: dict[str, Any] | Conv1dEncoderConfig | None, features: list[Any]) -> Conv1dEncoder:

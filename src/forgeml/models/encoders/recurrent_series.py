@@ -20,6 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from forgeml.config import RecurrentSeriesConfig, format_validation_error
 from forgeml.errors import ConfigError
+from forgeml.models.encoders.base import sequence_feature
 
 
 class RecurrentSeriesEncoder(nn.Module):
@@ -56,15 +57,6 @@ class RecurrentSeriesEncoder(nn.Module):
             else:
                 pooled = out.masked_fill(~keep, float("-inf")).max(1).values  # (B, dirs * H)
         return self.drop(pooled)
-
-
-def sequence_feature(encoder: str, features: list[Any]) -> Any:
-    """The one sequence feature an encoder reads; a ConfigError for anything else."""
-    kinds = [f"{getattr(f, 'name', '?')!r} ({getattr(f, 'kind', '?')})" for f in features]
-    if len(features) != 1 or getattr(features[0], "kind", None) != "sequence":
-        raise ConfigError(f"model.encoders: encoder {encoder!r} reads one sequence feature, not {', '.join(kinds) or 'nothing'}; "
-                          "choose conv1d/gru/lstm for series, tabular for numbers and categories, cnn for images, rnn/transformer for text")
-    return features[0]
 
 
 def build(cfg_section: dict[str, Any] | RecurrentSeriesConfig | None, features: list[Any], cell: str | None = None) -> RecurrentSeriesEncoder:
