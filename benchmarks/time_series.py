@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from forgeml.data.batcher import TensorBatcher
 from forgeml.data.features.sequence import SequenceFeature
 from forgeml.data.groups import duplicate_groups, stratified_group_split
 from forgeml.models.encoders import conv1d, recurrent_series
@@ -102,22 +103,6 @@ MODELS = {
 }
 
 
-class DictBatches:
-    """({name: tensor}, y) batches for the Trainer, reshuffled each epoch (until the core's batcher takes dicts)."""
-
-    def __init__(self, x: dict[str, torch.Tensor], y: torch.Tensor, batch_size: int, seed: int):
-        self.x, self.y, self.bs, self.seed = x, y, batch_size, seed
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.bs)
-
-    def epoch(self, epoch: int = 0, start: int = 0):
-        perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        for i in range(start, len(self)):
-            idx = perm[i * self.bs : (i + 1) * self.bs]
-            yield {k: v[idx] for k, v in self.x.items()}, self.y[idx]
-
-
 def run(model_name: str, tr, ytr, te, yte, pad: str, seed: int, epochs: int, threads: int) -> float:
     classes = np.unique(ytr)
     f = SequenceFeature("series", {"pad": pad}).fit(tr)
@@ -128,7 +113,7 @@ def run(model_name: str, tr, ytr, te, yte, pad: str, seed: int, epochs: int, thr
     torch.manual_seed(seed)
     model = MODELS[model_name](f, len(classes))
     Trainer(model, "cross_entropy", optimizer="adam", lr=1e-3, epochs=epochs, batch_size=16, seed=seed,
-            progress=False, device="cpu", threads=threads).fit(DictBatches(xtr, ytr_t, 16, seed))
+            progress=False, device="cpu", threads=threads).fit(TensorBatcher(xtr, ytr_t, 16, seed=seed))
     model.eval()
     with torch.no_grad():
         return (model(xte).argmax(1) == yte_t).float().mean().item() * 100

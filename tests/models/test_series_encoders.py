@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from forgeml.data.batcher import TensorBatcher
 from forgeml.data.features.sequence import SequenceFeature
 from forgeml.errors import ConfigError
 from forgeml.models.encoders import conv1d, recurrent_series
@@ -106,22 +107,6 @@ class SeriesClassifier(nn.Module):
         return self.head(self.encoder(inputs))  # (B, K)
 
 
-class DictBatches:
-    """Minimal batcher of ({name: tensor}, y) for the Trainer (the core's TensorBatcher does this for real)."""
-
-    def __init__(self, x: dict[str, torch.Tensor], y: torch.Tensor, batch_size: int):
-        self.x, self.y, self.bs = x, y, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.bs)
-
-    def epoch(self, epoch: int = 0, start: int = 0):
-        perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(epoch))
-        for i in range(start, len(self)):
-            idx = perm[i * self.bs : (i + 1) * self.bs]
-            yield {k: v[idx] for k, v in self.x.items()}, self.y[idx]
-
-
 @pytest.mark.parametrize("name", ["conv1d", "gru"])
 def test_a_few_libras_rows_are_learnt(name):
     from forgeml.training.trainer import Trainer
@@ -144,6 +129,6 @@ def test_a_few_libras_rows_are_learnt(name):
     before = full_loss()
     # one thread: a small GRU on a shared CPU runs many times slower with two that fight over the cores
     Trainer(model, loss, optimizer="adam", lr=1e-2, epochs=15, batch_size=16, progress=False, device="cpu",
-            threads=1).fit(DictBatches(inputs, y, 16))
+            threads=1).fit(TensorBatcher(inputs, y, 16))
     after = full_loss()
     assert after < 0.5 * before, (before, after)
