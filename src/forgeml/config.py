@@ -72,7 +72,7 @@ class OutputConfig(Section):
     weight: float = Field(1.0, description="this output's share of the training loss: sum of weight * loss over outputs (> 0)")
     loss: Literal["auto", "cross_entropy", "mse", "l1", "huber", "bce"] = Field(
         "auto", description="auto: cross_entropy for class, mse for regression, bce for multilabel")
-    # multilabel only (the fields of data/features/multilabel.py's MultiLabelSettings, kept flat so a config reads as one line)
+    # multilabel only (read by data/features/multilabel.py's MultiLabelTarget.from_settings; flat, so a config reads as one line)
     separator: str = Field(",", min_length=1, description="multilabel: character between labels in a cell ('2,17', 'joy|love')")
     names_path: str | None = Field(None, description="multilabel: file of label names, one per line, line i naming id i (GoEmotions' emotions.txt)")
     names: list[str] | dict[str, str] | None = Field(None, description="multilabel: label names inline, a list (position = id) or a mapping id -> name")

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgeml.data.features.multilabel import MultiLabelSettings, MultiLabelTarget, read_names
+from forgeml.config import OutputConfig
+from forgeml.data.features.multilabel import MultiLabelTarget, read_names
 from forgeml.errors import DataError
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "goemotions"
@@ -114,11 +115,11 @@ def test_decode_checks_its_shapes():
 
 
 def test_settings_build_the_target_and_refuse_a_misspelt_key():
-    s = MultiLabelSettings(separator="|", allow_empty=True)
-    t = MultiLabelTarget.from_settings("y", s).fit(np.array(["a|b", ""], dtype=object))
+    s = OutputConfig(name="y", type="multilabel", separator="|", allow_empty=True)
+    t = MultiLabelTarget.from_settings(s).fit(np.array(["a|b", ""], dtype=object))
     assert t.labels == ["a", "b"] and t.allow_empty
-    assert MultiLabelSettings().threshold == "tune"
+    assert OutputConfig(name="y", type="multilabel").threshold == "tune"
     with pytest.raises(ValueError, match="seperator"):
-        MultiLabelSettings(seperator=";")
+        OutputConfig(name="y", type="multilabel", seperator=";")
     with pytest.raises(ValueError):
-        MultiLabelSettings(threshold="sometimes")
+        OutputConfig(name="y", type="multilabel", threshold="sometimes")

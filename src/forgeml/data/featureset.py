@@ -16,7 +16,7 @@ from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
 from forgeml.data.features import KINDS, TARGETS, ClassLabels, RegressionTarget
 from forgeml.data.features.category import MISSING, as_tokens
-from forgeml.data.features.multilabel import MultiLabelSettings, MultiLabelTarget
+from forgeml.data.features.multilabel import MultiLabelTarget
 from forgeml.data.features.numeric import as_float
 from forgeml.errors import ConfigError, DataError, RequestError, did_you_mean
 from forgeml.notes import warn
@@ -334,9 +334,8 @@ def _fit_output(train: Columns, cfg: DataConfig, out) -> tuple[Any, str | None]:
     warning to give when its declared type does not fit its values (or None)."""
     y = train.data[out.name]
     if out.type == "multilabel":  # a set per row: never inferred, always declared
-        settings = MultiLabelSettings(**{k: v for k, v in out.model_dump().items() if k in MultiLabelSettings.model_fields})
         with train.citing_rows():
-            return MultiLabelTarget.from_settings(out.name, settings).fit(y, train.origin), None
+            return MultiLabelTarget.from_settings(out).fit(y, train.origin), None
     task = {"class": "classification", "regression": "regression"}.get(out.type) or (
         cfg.task if cfg.task != "auto" else infer_task(y))
     if task == "classification":

@@ -13,30 +13,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
-from forgeml.config import Section
+from forgeml.config import OutputConfig
 from forgeml.data.columns import RowError
 from forgeml.errors import DataError
 
 # separators people use for label lists; one of them inside a "label" means the setting is probably wrong
 SEPARATORS = (",", ";", "|", "\t")
-
-
-class MultiLabelSettings(Section):
-    """An output of kind multilabel, as a config section (the head's own settings are MultiLabelHeadConfig)."""
-
-    separator: str = Field(",", min_length=1, description="character between labels in a cell ('2,17', 'joy|love'); JSON lists need none")
-    names_path: str | None = Field(None, description="file of label names, one per line, line i naming id i (GoEmotions' emotions.txt)")
-    names: list[str] | dict[str, str] | None = Field(None, description="label names inline: a list (position = id) or a mapping id -> name")
-    allow_empty: bool = Field(False, description="a row may have no labels (otherwise an empty cell is an error)")
-    threshold: float | Literal["tune"] = Field(
-        "tune", description="probability a label must reach: 'tune' (per label, best F1 on validation) or one number for all")
-    min_positives: int = Field(5, ge=1, description="tuning: a label with fewer validation positives keeps 0.5")
 
 
 def read_names(path: str | Path) -> list[str]:
@@ -80,9 +67,10 @@ class MultiLabelTarget:
         self._index = {label: i for i, label in enumerate(self.labels)}
 
     @classmethod
-    def from_settings(cls, name: str, settings: MultiLabelSettings | None = None) -> MultiLabelTarget:
-        s = settings or MultiLabelSettings()
-        return cls(name, separator=s.separator, names=s.names, names_path=s.names_path, allow_empty=s.allow_empty)
+    def from_settings(cls, output: OutputConfig) -> MultiLabelTarget:
+        """The target a `data.outputs` entry of type multilabel describes (its settings live in config.py's OutputConfig)."""
+        return cls(output.name, separator=output.separator, names=output.names, names_path=output.names_path,
+                   allow_empty=output.allow_empty)
 
     @property
     def n_outputs(self) -> int:
