@@ -29,16 +29,23 @@ import torch
 import torch.nn.functional as F
 
 from forgeml.config import GPTConfig
+from forgeml.data.features import CorpusText, NextToken
 from forgeml.data.tokenizers import new_tokenizer
 from forgeml.data.windows import WindowBatcher
-from forgeml.language_model import lm_loss
-from forgeml.models.gpt import GPT
+from forgeml.models import build_network
+from forgeml.models.generation import generate
+from forgeml.models.network import Network
 from forgeml.training.trainer import Trainer
 
 B, T, LR, BETAS = 12, 64, 1e-3, (0.9, 0.99)
 
 
-def hand_loop(model: GPT, tokens: np.ndarray, steps: int, seed: int) -> float:
+def gpt(cfg: GPTConfig, tok) -> Network:
+    """The language-model Network forgeml trains for model.name: gpt (gpt encoder + tied next_token head)."""
+    return build_network(cfg, [CorpusText("text", tok, cfg.block_size)], [NextToken("next_token", tok)])
+
+
+def hand_loop(model: Network, tokens: np.ndarray, steps: int, seed: int) -> float:
     """The tutorial loop: per-sample slicing, default AdamW, loss.item() every step."""
     opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=0.0)
     rng = np.random.default_rng(seed)
@@ -48,7 +55,7 @@ def hand_loop(model: GPT, tokens: np.ndarray, steps: int, seed: int) -> float:
         ix = rng.integers(0, len(data) - T - 1, B)
         x = torch.stack([data[i : i + T] for i in ix])
         y = torch.stack([data[i + 1 : i + T + 1] for i in ix])
-        logits = model(x)
+        logits = model({"text": x})["next_token"]  # (B, T, V)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -57,10 +64,10 @@ def hand_loop(model: GPT, tokens: np.ndarray, steps: int, seed: int) -> float:
     return steps * B * T / (time.perf_counter() - start)
 
 
-def forgeml_loop(model: GPT, tokens: np.ndarray, steps: int, seed: int) -> float:
-    trainer = Trainer(model, lm_loss, optimizer="adamw", lr=LR, betas=BETAS, weight_decay=0.0, max_steps=steps, batch_size=B,
+def forgeml_loop(model: Network, tokens: np.ndarray, steps: int, seed: int) -> float:
+    trainer = Trainer(model, model.loss, optimizer="adamw", lr=LR, betas=BETAS, weight_decay=0.0, max_steps=steps, batch_size=B,
                       progress=False, tensorboard=False, log_every_steps=50, seed=seed, device="cpu")
-    batches = WindowBatcher(tokens, T, B, batches_per_epoch=10_000, seed=seed)
+    batches = WindowBatcher(tokens, T, B, batches_per_epoch=10_000, seed=seed, keys=("text", "next_token"))
     start = time.perf_counter()
     trainer.fit(batches)
     return steps * B * T / (time.perf_counter() - start)
@@ -75,7 +82,7 @@ def main() -> None:
     tok = new_tokenizer("char").fit([text])
     tokens = np.asarray(tok.encode(text), dtype=np.uint16)
     torch.manual_seed(0)
-    initial = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=T), tok.vocab_size)
+    initial = gpt(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=T), tok)
     methods = [("hand-written loop", hand_loop), ("forgeml Trainer", forgeml_loop)]
     for _, run in methods:  # warmup
         run(copy.deepcopy(initial), tokens, 10, 0)
@@ -88,8 +95,8 @@ def main() -> None:
 
     prompt = torch.tensor([tok.encode("ROMEO:")])
     torch.manual_seed(0)
-    larger = GPT(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), tok.vocab_size)  # the GPU recipe's size
-    longer = GPT(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=512), tok.vocab_size)
+    larger = gpt(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=256), tok)  # the GPU recipe's size
+    longer = gpt(GPTConfig(n_layer=6, n_head=6, n_embd=384, block_size=512), tok)
     long_prompt = torch.tensor([tok.encode(text[:256])])  # a 256-character prompt: the prefix the cache saves grows
     gens = []
     for label, model, start_ids in [("shakespeare-gpt, 4x4x128, context 64, prompt 6", copy.deepcopy(initial), prompt),
@@ -99,7 +106,7 @@ def main() -> None:
         gen = {}
         for use_cache in (True, False):
             start = time.perf_counter()
-            out = list(model.generate(start_ids, 256, 0.8, 40, None, torch.Generator().manual_seed(1), use_cache=use_cache))
+            out = list(generate(model, start_ids, 256, 0.8, 40, None, torch.Generator().manual_seed(1), use_cache=use_cache))
             gen[use_cache] = (out, 256 / (time.perf_counter() - start))
         gens.append((label, gen, gen[True][0] == gen[False][0]))
 

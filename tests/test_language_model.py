@@ -7,6 +7,7 @@ import pytest
 import forgeml
 from forgeml.cli import main
 from forgeml.errors import ConfigError, DataError, RequestError
+from forgeml.predictor import Predictor
 from tests.conftest import quick
 
 
@@ -43,8 +44,10 @@ def test_generation_edge_cases(lm_run):
     assert "\n\n" not in lm.generate("ROMEO:", 300, seed=2, stop=["\n\n"])
     with pytest.raises(RequestError, match="max_new_tokens"):
         lm.generate("x", 0)
-    with pytest.raises(RequestError, match="generate"):
-        lm.predict(["x"])
+    assert type(lm) is Predictor and lm.task == "language_model"  # one type for every bundle
+    [pred] = lm.predict(["ROMEO"])  # a next-token output predicts the next token after the prompt
+    assert set(pred) == {"token", "probability", "top"} and pred["token"] == max(pred["top"], key=pred["top"].get)
+    assert len(lm.predict([{"text": "To be"}, "ROMEO:"])) == 2
 
 
 @pytest.mark.parametrize("setting", ["train.loss=mse", "train.label_smoothing=0.1", "train.class_weights=balanced",
@@ -58,9 +61,9 @@ def test_loss_settings_a_language_model_would_ignore_are_refused(runs, setting):
 
 def test_the_loss_a_language_model_trains_on_may_be_named():
     from forgeml.config import load_config
-    from forgeml.language_model import check_lm_train
+    from forgeml.models.compose import check_next_token_settings
 
-    check_lm_train(load_config("examples/shakespeare-gpt.yaml", ["train.loss=cross_entropy", "train.label_smoothing=0"]))
+    check_next_token_settings(load_config("examples/shakespeare-gpt.yaml", ["train.loss=cross_entropy", "train.label_smoothing=0"]).train)
 
 
 def test_language_model_bad_input_leaves_no_run(runs, tmp_path):
@@ -115,7 +118,7 @@ def test_a_fresh_runs_dir_and_a_text_model_asked_to_generate(tmp_path, runs, cap
     assert main(["train", "examples/sms-spam-lstm.yaml", *quick(runs, "data.limit=300", "train.epochs=1")]) == 0
     capsys.readouterr()
     assert main(["generate", str(runs / "sms-spam-lstm"), "--prompt", "hi"]) == 2
-    assert "not a language model" in capsys.readouterr().err.replace("\n", " ")
+    assert "no next-token output, so it does not generate text" in capsys.readouterr().err.replace("\n", " ")
     assert main(["predict", str(runs / "sms-spam-lstm"), "[URGENT] call now", "--json"]) == 0  # text, not JSON
     assert json.loads(capsys.readouterr().out)["input"] == "[URGENT] call now"
     with pytest.raises(ConfigError, match="train.monitor"):
@@ -130,3 +133,39 @@ def test_a_too_short_held_out_text_means_no_val_file(tmp_path, runs):
         "train.max_steps": 6, "train.eval_every_steps": 3, "train.progress": False, "train.tensorboard": False})
     assert not (run / "data" / "val.bin").exists()
     assert json.loads((run / "metrics.json").read_text()) == {}
+
+
+def test_a_gpt_bundle_of_the_old_layout_is_refused_then_upgraded_to_the_same_text(lm_run, tmp_path, capsys):
+    """Before the GPT moved onto the Network its bundle said format 2 but kept its own layout: features.json
+    version 1 ({tokenizer, block_size}) and the GPT class's weight names. Rebuilt here by hand from a new run."""
+    import shutil
+
+    import torch
+
+    from forgeml.bundle import load_safetensors, save_safetensors
+    from forgeml.training.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "old-gpt"
+    shutil.copytree(lm_run, run)
+    new = json.loads((run / "features.json").read_text())
+    old_names = lambda state: {("lm_head.weight" if k.startswith("heads.") else k.removeprefix("encoders.text.")): v  # noqa: E731
+                               for k, v in state.items()}
+    for path in (run / "model.safetensors", run / "checkpoints" / "best.safetensors"):
+        if path.is_file():
+            save_safetensors(path, old_names(load_safetensors(path)))
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    save_checkpoint(last, {**state, "model": old_names(state["model"])})
+    corpus = new["inputs"][0]
+    (run / "features.json").write_text(json.dumps({"version": 1, "task": "language_model", "schema": {"prompt": "text"},
+                                                   "block_size": corpus["block_size"], "vocab_size": corpus["vocab_size"],
+                                                   "tokenizer": corpus["tokenizer"]}))
+    assert main(["generate", str(run), "--prompt", "A"]) == 2
+    assert "forgeml upgrade RUN" in capsys.readouterr().err
+    assert main(["upgrade", str(run)]) == 0
+    assert "checkpoints/last.pt: model weights renamed" in capsys.readouterr().out
+    assert json.loads((run / "features.json").read_text()) == new
+    assert forgeml.load(run).generate("ROMEO:", 30, seed=1) == forgeml.load(lm_run).generate("ROMEO:", 30, seed=1)
+    renamed = load_checkpoint(last)["model"]
+    assert renamed.keys() == state["model"].keys() and all(torch.equal(renamed[k], state["model"][k]) for k in renamed)
+    assert main(["upgrade", str(run)]) == 0 and "nothing to do" in capsys.readouterr().out

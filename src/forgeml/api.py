@@ -42,21 +42,16 @@ def evaluate(run: str | Path, data: str | None = None, trust_code: bool = False)
     return pipeline.evaluate(run, data, trust_code=trust_code)
 
 
-def load(run: str | Path, device: str = "cpu", trust_code: bool = False):
-    """Rebuild a trained model and its preprocessing from a run folder: a Predictor, or for a GPT run
-    a LanguageModel (with .generate).
+def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
+    """Rebuild a trained model and its preprocessing from a run folder: one type for every bundle, with
+    .predict(rows); a language model (GPT) also has .generate(prompt, ...), .stream(...), .evaluate_text(...).
 
     Example:
         >>> model = forgeml.load("runs/digits-cnn")  # doctest: +SKIP
         >>> model.predict([{"image": images[0]}])[0]["label"]  # doctest: +SKIP
         '0'
+        >>> forgeml.load("runs/shakespeare-gpt").generate("ROMEO:", 100, seed=1)  # doctest: +SKIP
 
     A bundle whose model is `custom` names Python code; it loads only with trust_code=True.
     """
-    from forgeml.bundle import Bundle
-
-    if Bundle.open(run).meta().get("task") == "language_model":
-        from forgeml.language_model import LanguageModel
-
-        return LanguageModel(run, device, trust_code)  # .generate(prompt, ...), .stream(...), .evaluate_text(...)
     return Predictor(run, device, trust_code)

@@ -122,8 +122,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from forgeml.show import image_as_text, predictions_table
 
     predictor = load(args.run, trust_code=args.trust_code)
-    if predictor.task == "language_model":
-        predictor.predict(args.inputs)  # raises: a language model generates
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
@@ -147,14 +145,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
       forgeml generate runs/shakespeare-gpt --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40 --seed 1
       forgeml generate runs/shakespeare-gpt --prompt "JULIET:" --stop "\\n\\n"
     """
-    from forgeml.language_model import LanguageModel
+    from forgeml.api import load
 
-    lm = LanguageModel(args.run, trust_code=args.trust_code)
+    lm = load(args.run, trust_code=args.trust_code)
+    stops = [_unescape(s) for s in args.stop]
+    pieces = lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, stops or None,
+                       args.seed, use_cache=not args.no_cache)  # a model with no next-token output says so here
     if not args.quiet_prompt:
         sys.stdout.write(args.prompt)
-    stops = [_unescape(s) for s in args.stop]
-    for piece in lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, stops or None,
-                           args.seed, use_cache=not args.no_cache):
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()  # stream: show each piece as it arrives
     sys.stdout.write("\n")

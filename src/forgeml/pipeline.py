@@ -1,6 +1,9 @@
-"""The stages as plain functions over a Config and a bundle: train, evaluate, predict.
+"""The stages as plain functions over a Config and a bundle: train, resume, evaluate.
 
-The faces (cli.py, api.py) parse, call one of these, and print. Nothing here prints tables.
+Every run takes the same road: its data (a table's splits, or a tokenized text corpus for a GPT) gives
+fitted features, the features and the model config give a Network, the Trainer fits it into the bundle,
+a Predictor (what forgeml.load returns) measures it, the report shows it. The faces (cli.py, api.py)
+parse, call one of these, and print. Nothing here prints tables.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import platform
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +22,8 @@ import torch
 from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
-from forgeml.data.featureset import fitted_state
+from forgeml.data.corpus import CorpusData, open_tokens
+from forgeml.data.featureset import FeatureSet, fitted_state
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
 from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
@@ -37,13 +40,29 @@ from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
 
 
-def _trainer(cfg: Config, data: PreparedData, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
-    features = data.features
+def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
     model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
     # the loss is the weighted sum of the heads' losses; val loss in history.jsonl = the loss metrics.json
     # reports: each head's plain loss (no label smoothing or class weights)
     return Trainer(model, model.loss, config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
                    metrics=lambda: metrics_for(features, full=False))
+
+
+def _corpus_batches(cfg: Config, data: CorpusData, trainer: Trainer) -> tuple[Any, Any]:
+    """Random windows of the training tokens (an "epoch" is about one pass worth of tokens), and the val windows:
+    train.eval_batches fixed random ones (the same every time), or the whole held-out text in order."""
+    from forgeml.data.windows import WindowBatcher
+
+    T, B, tokens, keys = cfg.model.block_size, cfg.train.micro_batch_size(), data.tokens, (data.features.inputs[0].name, data.features.target.name)
+    per_epoch = max(1, len(tokens.train) // (B * T))
+    train = WindowBatcher(tokens.train, T, B, per_epoch, seed=cfg.train.seed, device=trainer.device, keys=keys)
+    val = None
+    if tokens.val is not None:
+        if cfg.train.eval_batches:  # epoch 0 of its own seed
+            val = WindowBatcher(tokens.val, T, B, cfg.train.eval_batches, seed=cfg.train.seed + 1, device=trainer.device, keys=keys)
+        else:
+            val = WindowBatcher(tokens.val, T, B, 0, device=trainer.device, sequential=True, keys=keys)
+    return train, val
 
 
 def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
@@ -77,35 +96,42 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
         return _train_into(cfg, run_dir, callbacks)
 
 
-def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
-    if cfg.model.name == "gpt":  # a language model over a text corpus
-        from forgeml.language_model import check_lm_train, stage_lm, train_lm
-
-        check_lm_train(cfg)
-        check_monitor(cfg, ["val.loss", "val.perplexity"], has_val=cfg.data.split.val > 0, task="language_model")
-        staged = stage_lm(cfg, run_dir, callbacks)
-        try:
-            with replacing(run_dir):
-                cfg.name = run_dir.name
-                return train_lm(cfg, run_dir, staged)
-        finally:
-            shutil.rmtree(staged[0], ignore_errors=True)  # the staging folder, if it was never moved into the run
-    # Everything that can fail on bad input happens before the run folder exists.
+def _prepare(cfg: Config, run_dir: Path) -> PreparedData | CorpusData:
+    """The run's data, fitted: a table's splits, or (model.name: gpt) the text corpus tokenized into a staging
+    folder beside the run. Everything that can fail on bad input happens here, before the run folder exists."""
+    if cfg.model.name == "gpt":
+        return CorpusData.stage(cfg.data, cfg.model.block_size, run_dir)
     data = prepare(cfg.data)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
-    check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
-                  has_val="val" in data.splits, task=data.features.task)
-    trainer = _trainer(cfg, data, run_dir, callbacks)
-    note(data.features.summary)  # after every check that can refuse the run: an error comes alone
-    for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
-        warn(message)
-    with replacing(run_dir):
-        cfg.name = run_dir.name
-        bundle = Bundle(run_dir)
-        run_dir.mkdir(parents=True)
-        _start_bundle(bundle, cfg, data, trainer)
-        return _fit(cfg, data, trainer, bundle, resume=False)
+    return data
+
+
+def _has_val(data: PreparedData | CorpusData) -> bool:
+    return data.tokens.val is not None if isinstance(data, CorpusData) else "val" in data.splits
+
+
+def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
+    data = _prepare(cfg, run_dir)
+    try:
+        check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
+                      has_val=_has_val(data), task=data.features.task)
+        trainer = _trainer(cfg, data.features, run_dir, callbacks)
+        if data.features.summary:
+            note(data.features.summary)  # after every check that can refuse the run: an error comes alone
+        for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
+            warn(message)
+        with replacing(run_dir):
+            cfg.name = run_dir.name
+            bundle = Bundle(run_dir)
+            run_dir.mkdir(parents=True)
+            if isinstance(data, CorpusData):
+                data.move_into(run_dir)  # the token files are part of the run: resume and evaluate read them
+            _start_bundle(bundle, cfg, data, trainer)
+            return _fit(cfg, data, trainer, bundle, resume=False)
+    finally:
+        if isinstance(data, CorpusData):
+            data.discard()  # the staging folder, if it never moved into the run
 
 
 def check_monitor(cfg: Config, names: list[str], has_val: bool, task: str) -> None:
@@ -129,14 +155,15 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData, trainer: Trainer) -> None:
+def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData | CorpusData, trainer: Trainer) -> None:
     bundle.write_config(cfg.to_yaml())
     bundle.write_json("features.json", data.features.to_json())
     bundle.update_meta(
         format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=data.features.task, parameters=count_parameters(trainer.model),
         hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
-        data={k: len(v) for k, v in data.splits.items()}, config_digest=config_digest(cfg),
+        data=data.sizes() if isinstance(data, CorpusData) else {k: len(v) for k, v in data.splits.items()},
+        config_digest=config_digest(cfg),
     )
 
 
@@ -183,15 +210,14 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
             raise BundleError(f"{bundle.path}: cannot resume with a changed config; an exact resume needs the run's own config.\n"
                               + "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in changed)
                               + "\nResume without CONFIG/--set, or start a new run.")
-    if meta.get("task") == "language_model":
-        from forgeml.language_model import resume_lm
-
-        return resume_lm(saved, bundle, callbacks)
-    data = prepare(saved.data)
-    if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):
-        raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
-                          "resume needs the same data, or start a new run")
-    trainer = _trainer(saved, data, bundle.path, callbacks)
+    if saved.model.name == "gpt":  # the tokens the run trained on are in the run itself
+        data = CorpusData.open(bundle.path / "data", FeatureSet.from_json(bundle.read_json("features.json")))
+    else:
+        data = prepare(saved.data)
+        if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):
+            raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
+                              "resume needs the same data, or start a new run")
+    trainer = _trainer(saved, data.features, bundle.path, callbacks)
     bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
 
@@ -220,21 +246,27 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _fit(cfg: Config, data: PreparedData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
-    val = data.splits.get("val")
+def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+    corpus = isinstance(data, CorpusData)
+    val = None if corpus else data.splits.get("val")
+    train_batches, val_batches = _corpus_batches(cfg, data, trainer) if corpus else (
+        _train_batches(cfg, data, trainer), (val.x, val.y) if val is not None else None)
     try:
-        result, weights_step = fit_into_bundle(trainer, bundle, _train_batches(cfg, data, trainer),
-                                               (val.x, val.y) if val is not None else None, resume)
+        result, weights_step = fit_into_bundle(trainer, bundle, train_batches, val_batches, resume)
     except TrainingDiverged:
         report_diverged(bundle.path)
         raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
-    if set_thresholds(cfg, predictor, val):  # before any metric: every figure is measured at the thresholds the bundle keeps
-        bundle.write_json("features.json", predictor.features.to_json())
-    metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
+    if corpus:  # the whole held-out text, in non-overlapping windows
+        metrics = {"val": {"step": weights_step, **predictor.evaluate_tokens(data.tokens.val)}} if data.tokens.val is not None else {}
+    else:
+        if set_thresholds(cfg, predictor, val):  # before any metric: every figure is measured at the thresholds the bundle keeps
+            bundle.write_json("features.json", predictor.features.to_json())
+        metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
     bundle.write_json("metrics.json", metrics)
+    speed = {"tokens_per_s": round(result.samples_per_s * cfg.model.block_size, 1)} if corpus else {}
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
-                       samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early)
+                       samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed)
     write_report(bundle.path, data, predictor)
     return bundle.path
 
@@ -290,9 +322,9 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     """Metrics of a run: on its own held-out splits (rebuilt from the config's seed), or on a new labelled file.
 
     Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
-    if Bundle.open(run).meta().get("task") == "language_model":
-        return _evaluate_lm(run, data_path, trust_code)
     predictor = Predictor(run, trust_code=trust_code)
+    if predictor.tokenizer is not None:
+        return _evaluate_lm(predictor, data_path, trust_code)
     bundle = predictor.bundle
     meta = bundle.meta()
     step = (meta.get("weights") or {}).get("step") or meta.get("best", {}).get("step") or meta.get("steps")  # older bundles: no "weights"
@@ -324,12 +356,8 @@ def _result_kept_if_unsaved(result: dict[str, Any]):
         raise
 
 
-def _evaluate_lm(run: str | Path, data_path: str | None, trust_code: bool = False) -> dict[str, Any]:
+def _evaluate_lm(lm: Predictor, data_path: str | None, trust_code: bool = False) -> dict[str, Any]:
     """Loss and perplexity: on the run's held-out text, or on a text file."""
-    from forgeml.data.corpus import open_tokens
-    from forgeml.language_model import LanguageModel
-
-    lm = LanguageModel(run, trust_code=trust_code)
     if data_path is not None:
         path = Path(data_path)
         if not path.is_file():
@@ -342,5 +370,5 @@ def _evaluate_lm(run: str | Path, data_path: str | None, trust_code: bool = Fals
         result = {"val": lm.evaluate_tokens(open_tokens(val, lm.tokenizer.vocab_size))}
     with _result_kept_if_unsaved(result):
         lm.bundle.merge_metrics(result)
-        write_report(lm.bundle.path, trust_code=trust_code)
+        write_report(lm.bundle.path, predictor=lm, trust_code=trust_code)
     return result

@@ -1,11 +1,17 @@
-"""A trained model with its preprocessing, rebuilt from a bundle: raw inputs in, predictions out.
+"""A trained model with its preprocessing, rebuilt from a bundle: raw inputs in, predictions out. One type
+for every bundle; a model with a next-token output (a GPT) also generates text.
 
     model = forgeml.load("runs/digits-cnn")
     model.predict([{"image": array_8x8}])   # [{'label': '3', 'confidence': 0.99, 'probabilities': {...}}]
+
+    lm = forgeml.load("runs/shakespeare-gpt")
+    lm.generate("ROMEO:", max_new_tokens=200, temperature=0.8, top_k=40, seed=1)
+    lm.predict(["ROMEO:"])                  # [{'token': '\n', 'probability': 0.41, 'top': {...}}]
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,7 @@ from forgeml.data.columns import Columns
 from forgeml.data.featureset import FeatureSet
 from forgeml.data.tensor_dict import n_rows, to_device
 from forgeml.data.tensor_dict import rows as take_rows
-from forgeml.errors import BundleError, RequestError
+from forgeml.errors import BundleError, DataError, RequestError
 from forgeml.models import build_network
 from forgeml.trust import require_trust
 
@@ -31,7 +37,10 @@ class Predictor:
         except Exception as exc:
             raise BundleError(f"{self.bundle.file('config.yaml')}: not a valid config for this forgeml ({exc})") from None
         require_trust(self.config, self.bundle.file("config.yaml"), trust_code)  # before anything it names is imported
-        self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
+        try:
+            self.features = FeatureSet.from_json(self.bundle.read_json("features.json"))
+        except DataError as exc:  # an older layout: say which file, and the command that converts it
+            raise BundleError(f"{self.bundle.file('features.json')}: {exc}") from None
         self.device = torch.device(device)
         from forgeml.models.compose import head_settings
 
@@ -50,6 +59,11 @@ class Predictor:
     @property
     def task(self) -> str:
         return self.features.task
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of a language model's corpus input (None for other models)."""
+        return getattr(self._corpus(required=False), "tokenizer", None)
 
     @property
     def classes(self) -> list[str] | None:
@@ -89,7 +103,7 @@ class Predictor:
             pass
         if isinstance(inputs, (dict, str)):
             inputs = [inputs]
-        if self.features.inputs[0].kind == "text" and isinstance(inputs, (list, tuple)):
+        if self.features.inputs[0].kind in ("text", "corpus") and isinstance(inputs, (list, tuple)):
             inputs = [{self.features.inputs[0].name: v} if isinstance(v, str) else v for v in inputs]  # raw strings
         if isinstance(inputs, np.ndarray) and self.features.inputs[0].kind == "image":
             inputs = [{self.features.inputs[0].name: im} for im in inputs]
@@ -106,7 +120,44 @@ class Predictor:
         Rows go through the same fitted preprocessing as in training (features.json)."""
         cols = self.to_columns(inputs)
         self.features.warn_unseen(cols)
+        if self._corpus(required=False) is not None:  # prompts differ in length: one at a time (the last position counts)
+            return [row for i in range(len(cols)) for row in self.decode(self.outputs(self.features.transform_inputs(cols.take([i]))))]
         return self.decode(self.outputs(self.features.transform_inputs(cols)))
+
+    # ------------------------------------------------------------------ text, where there is a next-token output
+    def _corpus(self, required: bool = True):
+        corpus = next((f for f in self.features.inputs if f.kind == "corpus"), None)
+        if corpus is None and required:
+            raise RequestError(f"{self.path} has no next-token output, so it does not generate text; use predict(rows) "
+                               f"(CLI: forgeml predict {self.path} INPUT...)")
+        return corpus
+
+    def stream(self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, stop: list[str] | None = None, seed: int | None = None,
+               use_cache: bool = True) -> Iterator[str]:
+        """Yield the generated continuation of `prompt` piece by piece as it is produced (the prompt is not repeated).
+
+        temperature 0 is greedy; top_k/top_p limit the sampled tokens; `stop` ends the text at a string; `seed`
+        makes it repeatable. Past the context length the window slides, so any length works."""
+        from forgeml.text_generation import stream_text
+
+        return stream_text(self.model, self._corpus(), prompt, max_new_tokens, temperature, top_k, top_p, stop, seed,
+                           use_cache, self.device)
+
+    def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs: Any) -> str:
+        """The generated continuation of `prompt` as one string (see `stream` for the options)."""
+        return "".join(self.stream(prompt, max_new_tokens, **kwargs))
+
+    def evaluate_tokens(self, tokens, batch_size: int | None = None) -> dict[str, float]:
+        """Loss and perplexity over a whole token stream, in non-overlapping windows."""
+        from forgeml.evaluation.perplexity import evaluate_tokens
+
+        self._corpus()
+        return evaluate_tokens(self.model, self.features, tokens, batch_size or max(1, self.config.eval.batch_size // 8), self.device)
+
+    def evaluate_text(self, text: str) -> dict[str, float]:
+        """Loss and perplexity of the model on a text."""
+        return self.evaluate_tokens(np.asarray(self._corpus().tokenizer.encode(text), dtype=np.int64))
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.path)!r}, task={self.task}, inputs={self.features.schema()})"

@@ -8,10 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from forgeml.config import GPTConfig, RNNConfig, TrainConfig, TransformerConfig
-from forgeml.data.features import ClassLabels
+from forgeml.data.features import ClassLabels, CorpusText, NextToken
+from forgeml.data.tokenizers.char import CharTokenizer
 from forgeml.models import build_network
+from forgeml.models.generation import generate
 from forgeml.models.gpt import GPT, KVCache
 from forgeml.training.optim import build_optimizer
+
+
+def gpt_network(cfg: GPTConfig, vocab: int, seed: int = 0):
+    """A language-model Network (gpt encoder, next_token head) over a vocabulary of `vocab` characters."""
+    tok = CharTokenizer().fit(["".join(chr(65 + i) for i in range(vocab - 2))])
+    assert tok.vocab_size == vocab
+    return build_network(cfg, [CorpusText("text", tok, cfg.block_size)], [NextToken("next_token", tok)], seed=seed)
 
 
 @pytest.mark.parametrize("cfg", [RNNConfig(pooling="last"), RNNConfig(cell="gru", pooling="mean", layers=2),
@@ -26,6 +35,7 @@ def test_padding_never_changes_the_output(cfg):
 
 
 def reference_gpt_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """model: the gpt encoder; the output layer is tied to its token embedding."""
     """A plain, loop-by-hand GPT forward with the same weights: explicit softmax attention."""
     c = model.cfg
     B, T = idx.shape
@@ -48,31 +58,34 @@ def reference_gpt_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
 
 
 def test_gpt_matches_a_hand_written_reference():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=2, n_head=4, n_embd=32, block_size=16), 40).eval()
-    idx = torch.randint(0, 40, (2, 16))
-    torch.testing.assert_close(model(idx), reference_gpt_logits(model, idx), atol=1e-5, rtol=1e-5)
+    network = gpt_network(GPTConfig(n_layer=2, n_head=4, n_embd=32, block_size=16), 40).eval()
+    idx = torch.randint(0, 40, (2, 16), generator=torch.Generator().manual_seed(0))
+    out = network({"text": idx})
+    assert list(out) == ["next_token"] and out["next_token"].shape == (2, 16, 40)  # the contract: (B, T, V)
+    torch.testing.assert_close(out["next_token"], reference_gpt_logits(network.encoders["text"], idx), atol=1e-5, rtol=1e-5)
 
 
 def test_kv_cache_gives_the_same_logits_and_the_same_text():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16), 30).eval()
-    idx = torch.randint(0, 30, (1, 16))
+    network = gpt_network(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16), 30).eval()
+    model = network.encoders["text"]
+    idx = torch.randint(0, 30, (1, 16), generator=torch.Generator().manual_seed(0))
     cache = KVCache(model.cfg, 1, idx.device, torch.float32)
-    pieces = torch.cat([model(idx[:, :5], cache), model(idx[:, 5:6], cache), model(idx[:, 6:], cache)], dim=1)
-    torch.testing.assert_close(pieces, model(idx), atol=1e-5, rtol=0)
+    pieces = torch.cat([model({"text": idx[:, :5]}, cache), model({"text": idx[:, 5:6]}, cache), model({"text": idx[:, 6:]}, cache)], dim=1)
+    torch.testing.assert_close(pieces, model({"text": idx}), atol=1e-5, rtol=0)
     prompt = torch.tensor([[1, 2, 3]])
     for top_k, top_p in [(None, None), (5, None), (None, 0.9)]:  # 40 new tokens: the window slides past 16
-        with_cache = list(model.generate(prompt, 40, 0.9, top_k, top_p, torch.Generator().manual_seed(3), use_cache=True))
-        without = list(model.generate(prompt, 40, 0.9, top_k, top_p, torch.Generator().manual_seed(3), use_cache=False))
+        with_cache = list(generate(network, prompt, 40, 0.9, top_k, top_p, torch.Generator().manual_seed(3), use_cache=True))
+        without = list(generate(network, prompt, 40, 0.9, top_k, top_p, torch.Generator().manual_seed(3), use_cache=False))
         assert with_cache == without and len(with_cache) == 40
 
 
 def test_gpt2_init_and_no_decay_on_the_tied_embedding():
-    model = GPT(GPTConfig(n_layer=4, n_embd=64, n_head=4), 100)
-    assert model.lm_head.weight is model.wte.weight
+    network = gpt_network(GPTConfig(n_layer=4, n_embd=64, n_head=4), 100)
+    model = network.encoders["text"]
+    assert network.head("next_token").proj.weight is model.wte.weight
+    assert {k for k in network.state_dict() if k.startswith("heads.")} == {"heads.next_token.proj.weight"}
     assert abs(model.blocks[0].attn.proj.weight.std().item() - 0.02 / math.sqrt(8)) < 0.002
-    opt = build_optimizer(model, TrainConfig(weight_decay=0.1))
+    opt = build_optimizer(network, TrainConfig(weight_decay=0.1))
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(model.wte.weight) not in decayed and id(model.blocks[0].mlp.fc.weight) in decayed
     assert all(p.dim() >= 2 for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"])

@@ -9,6 +9,8 @@ to the token file, so a corpus larger than memory is never held whole.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,59 @@ class TokenData:
     tokenizer: object
     train: np.ndarray
     val: np.ndarray | None
+
+
+INPUT, OUTPUT = "text", "next_token"  # a language model's one input and one output, by name (docs/contract.md)
+
+
+class CorpusData:
+    """A tokenized corpus as a run's data: its fitted features (the tokenizer, the context length), the
+    train and val token streams, and the folder holding them (a staging folder, then RUN/data)."""
+
+    def __init__(self, tokens: TokenData, block_size: int, folder: Path):
+        from forgeml.data.features.corpus import CorpusText, NextToken
+        from forgeml.data.featureset import FeatureSet
+
+        self.tokens, self.folder = tokens, folder
+        self.features = FeatureSet([CorpusText(INPUT, tokens.tokenizer, block_size)], [NextToken(OUTPUT, tokens.tokenizer)])
+
+    @classmethod
+    def stage(cls, cfg: DataConfig, block_size: int, run_dir: Path) -> CorpusData:
+        """Tokenize the corpus into a temporary folder beside the run: everything that can fail on bad input (an
+        empty or binary corpus, a block longer than the text) happens here, before any run folder exists."""
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tokens-", dir=run_dir.parent))
+        try:
+            return cls(prepare_corpus(cfg, block_size, staging), block_size, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def open(cls, folder: Path, features) -> CorpusData:
+        """The memory-mapped train.bin (and val.bin, when the held-out text fills a window) of a run."""
+        corpus = features.inputs[0]
+        if not (folder / "train.bin").is_file():
+            raise DataError(f"{folder}: the tokenized corpus is missing; start a new run")
+        val = folder / "val.bin"
+        tokens = TokenData(corpus.tokenizer, open_tokens(folder / "train.bin", corpus.vocab_size),
+                           open_tokens(val, corpus.vocab_size) if val.is_file() else None)
+        return cls(tokens, corpus.block_size, folder)
+
+    def move_into(self, run_dir: Path) -> None:
+        """The staged token files become RUN/data (a rename on the same file system)."""
+        self.folder.rename(run_dir / "data")
+        self.folder = run_dir / "data"
+        reopened = CorpusData.open(self.folder, self.features)
+        self.tokens = reopened.tokens
+
+    def discard(self) -> None:
+        """Remove a staging folder that never moved into a run."""
+        if self.folder.name != "data":
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train_tokens": len(self.tokens.train), "val_tokens": len(self.tokens.val) if self.tokens.val is not None else 0}
 
 
 def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path) -> TokenData:

@@ -195,8 +195,10 @@ class FeatureSet:
     # ------------------------------------------------------------------ shapes
     @property
     def task(self) -> str:
-        """The one output's kind (classification, regression), or multi_output."""
-        return self.outputs[0].kind if len(self.outputs) == 1 else "multi_output"
+        """The one output's kind (classification, regression, multilabel; language_model for next_token), or multi_output."""
+        if len(self.outputs) > 1:
+            return "multi_output"
+        return {"next_token": "language_model"}.get(self.outputs[0].kind, self.outputs[0].kind)
 
     @property
     def input_shape(self) -> list[int]:
@@ -275,7 +277,7 @@ class FeatureSet:
         data: dict[str, np.ndarray] = {}
         for f in self.inputs:
             values = [r[f.name] for r in rows]
-            if f.kind == "text":
+            if f.kind in ("text", "corpus"):  # corpus: a language model's prompt
                 bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
                 if bad:
                     raise RequestError(f"{origin}: row {bad[0]}: {f.name!r} must be a non-empty string")
@@ -317,8 +319,11 @@ class FeatureSet:
         if d.get("version") != FEATURES_VERSION:
             raise DataError(f"features.json version {d.get('version')}, this forgeml reads {FEATURES_VERSION}; convert the run "
                             "with: forgeml upgrade RUN")
-        outputs = [TARGETS[o["kind"]].from_json(o) for o in d["outputs"]]
-        return cls([KINDS[f["kind"]].from_json(f) for f in d["inputs"]], outputs, {o["name"]: o.get("weight", 1.0) for o in d["outputs"]})
+        inputs = [KINDS[f["kind"]].from_json(f) for f in d["inputs"]]
+        tokenizer = next((f.tokenizer for f in inputs if f.kind == "corpus"), None)  # a next_token output decodes with it
+        outputs = [TARGETS[o["kind"]].from_json(o, tokenizer) if o["kind"] == "next_token" else TARGETS[o["kind"]].from_json(o)
+                   for o in d["outputs"]]
+        return cls(inputs, outputs, {o["name"]: o.get("weight", 1.0) for o in d["outputs"]})
 
 
 def fitted_state(features_json: dict[str, Any]) -> dict[str, Any]:

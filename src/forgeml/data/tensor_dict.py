@@ -15,8 +15,12 @@ def n_rows(t: Tensors) -> int:
 
 
 def numel(t: Tensors) -> int:
-    """Elements in the targets: tokens for a language model, rows for one value per row."""
-    return t.numel() if isinstance(t, torch.Tensor) else n_rows(t)
+    """Elements in the targets: tokens for a language model, rows for one value per row. In a dict, a target of
+    integer ids per position (B, T) (next_token) counts its tokens; every other target one per row."""
+    if isinstance(t, torch.Tensor):
+        return t.numel()
+    positions = [v for v in t.values() if v.dim() == 2 and not v.is_floating_point()]
+    return positions[0].numel() if positions else n_rows(t)
 
 
 def index_select(t: Tensors, idx: torch.Tensor) -> Tensors:

@@ -3,6 +3,7 @@
 Classification: accuracy, precision/recall/F1 (macro and per class), confusion matrix, AUROC.
 Regression: RMSE (in the target's own unit), MSE, MAE, R² on the original target scale.
 Multi-label: F1 macro/micro, precision/recall micro, subset accuracy, per label (evaluation/multilabel.py).
+Next token: perplexity (evaluation/perplexity.py).
 Several outputs: each output's metrics under '<output>.<metric>' (e.g. income.accuracy, hours-per-week.mae);
 one output keeps the flat names (accuracy, f1_macro, ...). See docs/contract.md.
 """
@@ -81,7 +82,11 @@ def metrics_of(output, full: bool = True):
         from forgeml.evaluation.multilabel import MultiLabelMetrics
 
         return MultiLabelMetrics(output.labels, output.thresholds, full=full)
-    return output.metrics(full=full)  # kinds added later bring their own
+    if output.kind == "next_token":
+        from forgeml.evaluation.perplexity import Perplexity
+
+        return Perplexity()
+    raise ValueError(f"no metrics for an output of kind {output.kind!r}")
 
 
 class OutputMetrics:

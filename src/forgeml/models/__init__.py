@@ -1,7 +1,7 @@
 """Models: every run's network is encoders -> combiner -> heads (models/network.py, docs/contract.md),
-built from its typed config by `build_network`; the GPT language model by `build_model`."""
+built from its typed config by `build_network` (a GPT too: the gpt encoder and a next_token head)."""
 
-from forgeml.models.registry import build_model, count_parameters
+from forgeml.models.registry import count_parameters
 
 
 def build_network(*args, **kwargs):
@@ -10,4 +10,4 @@ def build_network(*args, **kwargs):
     return build(*args, **kwargs)
 
 
-__all__ = ["build_model", "build_network", "count_parameters"]
+__all__ = ["build_network", "count_parameters"]

@@ -36,6 +36,8 @@ def build_network(cfg, inputs: list, outputs: list, output_cfgs: list | None = N
     output_cfgs = output_cfgs or [None] * len(outputs)
     if cfg.name == "custom":
         return _custom(cfg, inputs, outputs, output_cfgs)
+    if cfg.name == "gpt":
+        return _gpt(cfg, inputs, outputs)
     if cfg.name == "composite":
         groups = _groups(cfg, inputs)
         encoders = {}
@@ -86,6 +88,25 @@ def _groups(cfg, inputs: list) -> dict[str, tuple]:
     return groups
 
 
+def _gpt(cfg, inputs: list, outputs: list) -> Network:
+    """A language model: the gpt encoder over the corpus, a pass-through combiner, a next_token head whose
+    weight is the token embedding (tie_weights). Built in the order and initialised in the module order of
+    forgeml's single GPT class before format 2, so a seeded build gives the same weights."""
+    from forgeml.config import ConcatCombinerConfig
+    from forgeml.models.gpt import gpt_init
+
+    if len(outputs) != 1 or outputs[0].kind != "next_token":
+        raise ConfigError("model.name: gpt predicts the next token only; data.outputs does not apply to it")
+    encoder = ENCODERS["gpt"](cfg, inputs)
+    combiner = COMBINERS["concat"](ConcatCombinerConfig(), [encoder.out_dim])  # one input, no layers: (B, T, C) as is
+    head = HEADS["next_token"](None, encoder.out_dim, outputs[0])
+    if cfg.tie_weights:
+        head.proj.weight = encoder.wte.weight  # one matrix reads tokens in and scores them out
+    network = Network({inputs[0].name: encoder}, combiner, {outputs[0].name: head})
+    network.apply(lambda m: gpt_init(m, cfg.n_layer))
+    return network
+
+
 def _custom(cfg, inputs: list, outputs: list, output_cfgs: list) -> nn.Module:
     """A user's module as the combiner: it reads the old single tensor (the one image or text, or the
     tabular vector) and returns the logits itself, so its head keeps the loss but has no layer."""
@@ -133,6 +154,19 @@ class HeadSettings:
         self.pos_weight = pos_weight  # multilabel: none, balanced or sqrt (models/heads/multilabel.py)
 
 
+def check_next_token_settings(t) -> None:
+    """A next-token head always trains on plain next-token cross entropy: a setting for another loss would be
+    silently ignored, so it is refused (before any run folder exists)."""
+    why = "a GPT always trains on plain next-token cross entropy"
+    if t.loss not in ("auto", "cross_entropy"):
+        raise ConfigError(f"train.loss: {t.loss!r}, but {why}; remove the setting (or set train.loss=auto)")
+    if t.label_smoothing:
+        raise ConfigError(f"train.label_smoothing: {t.label_smoothing:g}, but {why}; remove the setting (or set it to 0)")
+    if t.class_weights != "none":
+        raise ConfigError(f"train.class_weights: {t.class_weights!r}, but {why} (tokens are not classes to weigh); "
+                          "remove the setting (or set it to none)")
+
+
 def head_settings(cfg, outputs: list) -> list[HeadSettings]:
     """Per output (in order) its settings: data.outputs[i] where given; the train.loss / label_smoothing /
     class_weights of the short form apply to a single output, smoothing and 'balanced' to every class output."""
@@ -142,6 +176,10 @@ def head_settings(cfg, outputs: list) -> list[HeadSettings]:
     t = cfg.train
     settings = []
     for out in outputs:
+        if out.kind == "next_token":
+            check_next_token_settings(t)
+            settings.append(HeadSettings(loss="cross_entropy"))
+            continue
         oc = given.get(out.name)
         loss = oc.loss if oc is not None and oc.loss != "auto" else (t.loss if len(outputs) == 1 else "auto")
         if loss == "auto":

@@ -1,15 +1,15 @@
-"""GPT: a decoder-only Transformer language model, read top to bottom.
+"""GPT: a decoder-only Transformer, read top to bottom; the `gpt` encoder of a language model.
 
 Pre-norm blocks (LayerNorm -> causal self-attention -> residual; LayerNorm -> MLP -> residual),
-attention through F.scaled_dot_product_attention, tied input/output embeddings, GPT-2
-initialisation (normal 0.02, residual projections scaled by 1/sqrt(2 * n_layer)), and `generate`
-with a key/value cache, temperature, top-k, top-p and a sliding window past the context length.
+attention through F.scaled_dot_product_attention, GPT-2 initialisation (normal 0.02, residual
+projections scaled by 1/sqrt(2 * n_layer)). It returns one vector per position, (B, T, C); the
+`next_token` head (models/heads/next_token.py) scores the vocabulary from them and shares the token
+embedding matrix (tie_weights). Generation with a key/value cache: models/generation.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -87,30 +87,22 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig, vocab_size: int):
+    """The decoder body: token + position embeddings, the blocks, a final LayerNorm. As an encoder it reads
+    its token ids (B, T) from the input dict under `key` and returns (B, T, n_embd)."""
+
+    def __init__(self, cfg: GPTConfig, vocab_size: int, key: str = "text"):
         super().__init__()
-        self.cfg, self.vocab_size = cfg, vocab_size
+        self.cfg, self.vocab_size, self.key = cfg, vocab_size, key
+        self.out_dim = cfg.n_embd
         self.wte = nn.Embedding(vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
-        if cfg.tie_weights:
-            self.lm_head.weight = self.wte.weight  # one matrix reads tokens in and scores them out
-        self.apply(self._init)
 
-    def _init(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * self.cfg.n_layer) if getattr(module, "is_residual", False) else 0.02
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids (B, T); with a cache, positions continue after it."""
+    def forward(self, inputs: dict[str, torch.Tensor], cache: KVCache | None = None) -> torch.Tensor:
+        """Vectors (B, T, C) for token ids (B, T) = inputs[key]; with a cache, positions continue after it."""
+        idx = inputs[self.key]
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.cfg.block_size:
@@ -121,7 +113,7 @@ class GPT(nn.Module):
             x = block(x, cache, i)
         if cache is not None:
             cache.length += T
-        return self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        return self.ln_f(x)  # (B, T, C)
 
     # ------------------------------------------------------------------ helpers that belong to the model
     def no_decay_parameters(self) -> set[int]:
@@ -129,53 +121,19 @@ class GPT(nn.Module):
         return {id(self.wte.weight)} if self.cfg.tie_weights else set()
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward), as in the PaLM appendix: 6N + 12 L T C."""
+        """Training FLOPs per token (forward + backward), as in the PaLM appendix: 6N + 12 L T C, N without
+        the position table (the output layer is counted once more when it is not tied: see the head)."""
         n = sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
         c = self.cfg
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
-    @torch.inference_mode()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> Iterator[int]:
-        """Yield new token ids one at a time after the prompt `idx` (1, T).
 
-        Past the context length the window slides: the oldest half of the context is dropped and the
-        rest re-read (with or without the cache, the same windows, so the same text for one seed)."""
-        T_max = self.cfg.block_size
-        tokens = idx[0].tolist()
-        start = max(0, len(tokens) - T_max)  # the window: tokens[start:] is the context
-        cache, fed = None, 0  # fed: tokens of the window already in the cache
-        for _ in range(max_new_tokens):
-            if len(tokens) - start > T_max:  # full: slide, keeping the newest half of the context
-                start = len(tokens) - T_max // 2
-                cache = None
-            context = tokens[start:]
-            if use_cache:
-                if cache is None:
-                    cache, fed = KVCache(self.cfg, 1, idx.device, self.wte.weight.dtype), 0
-                logits = self(torch.tensor([context[fed:]], device=idx.device), cache)[:, -1, :]  # (1, vocab)
-                fed = len(context)
-            else:
-                logits = self(torch.tensor([context], device=idx.device))[:, -1, :]  # (1, vocab): whole prefix again
-            next_id = sample(logits, temperature, top_k, top_p, generator)
-            tokens.append(next_id)
-            yield next_id
-
-
-def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           generator: torch.Generator | None = None) -> int:
-    """One token id from logits (1, vocab): greedy at temperature 0, else softmax sampling."""
-    logits = logits.float()
-    if temperature <= 0:
-        return int(logits.argmax(-1))
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[:, -1, None]  # (1, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the smallest set whose mass reaches top_p
-        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    probs = logits.softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+def gpt_init(module: nn.Module, n_layer: int) -> None:
+    """GPT-2 initialisation of one module (applied to the whole network, head included, in module order)."""
+    if isinstance(module, nn.Linear):
+        std = 0.02 / math.sqrt(2 * n_layer) if getattr(module, "is_residual", False) else 0.02
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)

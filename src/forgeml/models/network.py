@@ -55,3 +55,16 @@ class Network(nn.Module):
 
     def head(self, name: str) -> nn.Module:
         return self.heads[module_key(name)]
+
+    # ------------------------------------------------------------------ what the optimizer and the Trainer ask
+    def no_decay_parameters(self) -> set[int]:
+        """ids of parameters AdamW must not decay, as each encoder says (a GPT's tied embedding)."""
+        return {i for e in self.encoders.values() if hasattr(e, "no_decay_parameters") for i in e.no_decay_parameters()}
+
+    def flops_per_token(self) -> float | None:
+        """Training FLOPs per token of a token model (its encoder's, plus 6 per weight outside it): for MFU."""
+        counted = [e for e in self.encoders.values() if hasattr(e, "flops_per_token")]
+        if len(counted) != 1:
+            return None
+        inside = {id(p) for p in counted[0].parameters()}
+        return counted[0].flops_per_token() + 6 * sum(p.numel() for p in self.parameters() if id(p) not in inside)

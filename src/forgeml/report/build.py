@@ -160,9 +160,9 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
     if meta.get("status") != "complete":
         ctx["notes"].append(f"the run's status is {meta.get('status', 'unknown')!r}: figures below are partial")
     elif lm:
-        from forgeml.language_model import LanguageModel
+        from forgeml.predictor import Predictor
 
-        model = LanguageModel(bundle.path, trust_code=trust_code)
+        model = predictor or Predictor(bundle.path, trust_code=trust_code)
         ctx["samples"] = [model.generate("\n", 240, temperature=0.8, top_k=40, seed=s) for s in (1, 2, 3)]
     else:
         ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"], trust_code))

@@ -3,6 +3,7 @@ array, and saves and loads itself as JSON (no pickle)."""
 
 from forgeml.data.features.binary import BinaryFeature
 from forgeml.data.features.category import CategoryFeature
+from forgeml.data.features.corpus import CorpusText, NextToken
 from forgeml.data.features.image import ImageFeature
 from forgeml.data.features.multilabel import MultiLabelTarget
 from forgeml.data.features.numeric import NumericFeature
@@ -10,8 +11,8 @@ from forgeml.data.features.sequence import SequenceFeature
 from forgeml.data.features.target import ClassLabels, RegressionTarget
 from forgeml.data.features.text import TextFeature
 
-KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature, TextFeature, SequenceFeature)}
-TARGETS = {t.kind: t for t in (ClassLabels, RegressionTarget, MultiLabelTarget)}
+KINDS = {f.kind: f for f in (NumericFeature, CategoryFeature, BinaryFeature, ImageFeature, TextFeature, SequenceFeature, CorpusText)}
+TARGETS = {t.kind: t for t in (ClassLabels, RegressionTarget, MultiLabelTarget, NextToken)}
 
 __all__ = ["BinaryFeature", "CategoryFeature", "ImageFeature", "NumericFeature", "ClassLabels", "RegressionTarget", "MultiLabelTarget",
-           "TextFeature", "SequenceFeature", "KINDS", "TARGETS"]
+           "TextFeature", "SequenceFeature", "CorpusText", "NextToken", "KINDS", "TARGETS"]

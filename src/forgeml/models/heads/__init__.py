@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from forgeml.models.heads import classification, multilabel, regression
+from forgeml.models.heads import classification, multilabel, next_token, regression
 
 HeadBuilder = Callable[..., nn.Module]  # build(cfg_section, in_dim: int, output: fitted target) -> Head
 
@@ -17,4 +17,5 @@ HEADS: dict[str, HeadBuilder] = {
     "class": classification.build,
     "regression": regression.build,
     "multilabel": multilabel.build,
+    "next_token": next_token.build,
 }
