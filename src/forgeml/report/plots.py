@@ -98,6 +98,20 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     return to_data_uri(fig)
 
 
+def label_bars(labels: list[str], values: list[float], support: list[int], title: str) -> str:
+    """Horizontal bars, one per label in the order given (top first), each named with its support."""
+    plt = _plt()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.22 * n))
+    ax.barh(range(n), values, color=COLORS[0])
+    ax.set_yticks(range(n), [f"{label} ({s:,})" for label, s in zip(labels, support)], fontsize=8 if n <= 40 else 6)
+    ax.invert_yaxis()  # the first label on top, as in the table below
+    ax.set_xlim(0, 1)
+    ax.set(title=title, xlabel="F1 (label's support in brackets)")
+    ax.grid(axis="y", visible=False)
+    return to_data_uri(fig)
+
+
 def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str:
     plt = _plt()
     n = len(images)
