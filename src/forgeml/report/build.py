@@ -18,6 +18,7 @@ import numpy as np
 from forgeml.atomic import write_text
 from forgeml.bundle import Bundle
 from forgeml.errors import ForgeError
+from forgeml.format import cell
 from forgeml.notes import note, warn
 from forgeml.report import plots
 
@@ -29,8 +30,6 @@ def render(template: str, **context: Any) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("forgeml.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    from forgeml.format import cell
-
     env.filters["num"] = lambda v: (f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else v))
     env.filters["cell"] = cell  # the worst-mistakes table: raw values, integers as integers, a dash for missing
     return env.get_template(template).render(**context)
@@ -80,6 +79,31 @@ def curve_figures(history: list[dict[str, Any]], lm: bool) -> list[str]:
     if lr:
         figs.append(plots.curves({"learning rate": lr}, "learning rate", "lr"))
     return figs
+
+
+def _output_names(bundle: Bundle) -> list[str]:
+    if not bundle.file("features.json").is_file():
+        return []
+    return [o["name"] for o in bundle.read_json("features.json").get("outputs", [])]
+
+
+def metric_tables(metrics: dict[str, dict[str, Any]], outputs: list[str]) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:
+    """The final metrics as (title, columns, {split: {column: value}}) tables: one for a single output; for
+    several, the run's n and weighted loss, then a table per output with its '<output>.' dropped (one wide
+    table of every output's metrics runs off the page)."""
+    keys = list(dict.fromkeys(k for m in metrics.values() for k in m))
+    if len(outputs) < 2:
+        return [("", keys, metrics)] if keys else []
+    tables = []
+    taken: set[str] = set()
+    for name in sorted(outputs, key=len, reverse=True):  # 'a.b' before 'a': a longer name owns its prefix
+        own = [k for k in keys if k.startswith(name + ".") and k not in taken]
+        taken.update(own)
+        cut = len(name) + 1
+        tables.append((name, [k[cut:] for k in own], {s: {k[cut:]: m.get(k) for k in own} for s, m in metrics.items()}))
+    tables.sort(key=lambda t: outputs.index(t[0]))
+    rest = [k for k in keys if k not in taken]
+    return [("all outputs", rest, metrics)] + tables
 
 
 def report_split(splits) -> str | None:
@@ -133,7 +157,7 @@ def regression_sections(predictor, split, target, values) -> dict[str, Any]:
     true = target.decode(split.y[target.name].reshape(-1).numpy().astype(np.float64))
     worst = np.argsort(-np.abs(pred - true))[:WORST_K]
     return {"regression": plots.regression(true, pred),
-            "mistakes": mistakes(predictor, split, worst, [f"true {true[i]:.3f}, predicted {pred[i]:.3f}" for i in worst])}
+            "mistakes": mistakes(predictor, split, worst, [f"true {cell(true[i], 3)}, predicted {cell(pred[i], 3)}" for i in worst])}
 
 
 def multilabel_sections(predictor, split, target, logits, measured: dict[str, Any] | None, source: str) -> dict[str, Any]:
@@ -197,6 +221,12 @@ def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[s
     if alone and feature.kind == "image":
         return {"kind": "image", "image": plots.image_grid([raw[feature.name][i] for i in index], captions,
                                                               f"the {len(index)} worst mistakes")}
+    if alone and feature.kind == "sequence":  # a series reads as a line, not as numbers
+        from forgeml.data.sequence_columns import series_from_cells
+
+        rows = series_from_cells([raw[feature.name][i] for i in index], feature.name)  # (T_i, C) each
+        return {"kind": "image", "image": plots.series_grid(rows, captions, f"the {len(index)} worst mistakes: "
+                                                            f"{feature.name}, a line per channel over its steps")}
     if alone and feature.kind == "text":
         return {"kind": "text", "rows": [(str(raw[feature.name][i]), c) for i, c in zip(index, captions)]}
     shown = [f for f in predictor.features.inputs if f.kind != "image"]
@@ -204,8 +234,9 @@ def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[s
     def value(f, i):
         return series_cell(raw[f.name][i], f.name) if f.kind == "sequence" else raw[f.name][i]
 
-    return {"kind": "table", "columns": [f.name for f in shown] + ["outcome"],
-            "rows": [[value(f, i) for f in shown] + [c] for i, c in zip(index, captions)]}
+    # the outcome first: with many columns the inputs scroll sideways, and what went wrong stays in view
+    return {"kind": "table", "columns": ["outcome"] + [f.name for f in shown],
+            "rows": [[c] + [value(f, i) for f in shown] for i, c in zip(index, captions)]}
 
 
 def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = False,
@@ -224,7 +255,8 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
     if not history:
         ctx["notes"].append("no training history yet: the run stopped before its first log line")
     metrics = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
-    ctx["metrics"] = {s: {k: v for k, v in m.items() if not isinstance(v, (dict, list))} for s, m in metrics.items()}
+    ctx["metrics"] = metric_tables({s: {k: v for k, v in m.items() if not isinstance(v, (dict, list)) and k != "step"}
+                                    for s, m in metrics.items()}, _output_names(bundle))
     if not metrics and meta.get("status") == "diverged":  # its weights are not finite: nothing to measure
         ctx["notes"].append("no metrics: the run diverged (see the error above); the curves show it up to there")
     elif not metrics:

@@ -128,6 +128,26 @@ def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str
     return to_data_uri(fig)
 
 
+def series_grid(series: list[np.ndarray], captions: list[str], title: str) -> str:
+    """Small multiples of (T, C) series: one panel per row, a line per channel (the shape a reader checks)."""
+    plt = _plt()
+    n = len(series)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, x, cap in zip(axes.ravel(), series, captions):
+        ax.axis("on")
+        for c in range(x.shape[1]):
+            ax.plot(x[:, c], lw=1)
+        ax.set_title(cap, fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
 def overlay(runs: dict[str, dict[str, Any]], key: str, split: str, title: str) -> str | None:
     """One curve per run: `key` of history records of `split`."""
     series = {}
