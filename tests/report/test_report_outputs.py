@@ -133,6 +133,7 @@ def test_multilabel_report_has_per_label_table_bars_and_thresholds(goemotions):
     for label, support, precision, recall, f1, threshold in rows:
         m = test["per_label"][label]
         assert int(support) == m["support"] and float(f1) == pytest.approx(m["f1"], abs=1e-4)
+        assert float(precision) == pytest.approx(m["precision"], abs=1e-4) and float(recall) == pytest.approx(m["recall"], abs=1e-4)
         assert float(threshold) == pytest.approx(out["thresholds"][out["labels"].index(label)])
     assert f"{test['f1_macro']:.4f}" in part and f"{test['f1_micro']:.4f}" in part
     assert "tuned per label for the best F1 on the validation split" in part
