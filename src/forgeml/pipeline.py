@@ -32,7 +32,7 @@ from forgeml.models import build_network, count_parameters
 from forgeml.models.compose import head_settings
 from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
-from forgeml.report.build import report_diverged, write_report
+from forgeml.report.build import report_diverged, report_split, write_report
 from forgeml.run_folder import claim_run_dir, recover_replaced, replacing, run_lock
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
@@ -257,17 +257,18 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
         report_diverged(bundle.path)
         raise
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
+    shown: list[dict[str, torch.Tensor]] = []  # the report draws from the outputs measured here: one pass over its split
     if corpus:  # the whole held-out text, in non-overlapping windows
         metrics = {"val": {"step": weights_step, **predictor.evaluate_tokens(data.tokens.val)}} if data.tokens.val is not None else {}
     else:
         if set_thresholds(cfg, predictor, val):  # before any metric: every figure is measured at the thresholds the bundle keeps
             bundle.write_json("features.json", predictor.features.to_json())
-        metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step)
+        metrics = evaluate_splits(predictor, data, cfg.eval.splits, step=weights_step, keep={report_split(data.splits): shown})
     bundle.write_json("metrics.json", metrics)
     speed = {"tokens_per_s": round(result.samples_per_s * cfg.model.block_size, 1)} if corpus else {}
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed)
-    write_report(bundle.path, data, predictor)
+    write_report(bundle.path, data, predictor, outputs=shown)
     return bundle.path
 
 
@@ -299,12 +300,16 @@ def set_thresholds(cfg: Config, predictor: Predictor, val: Split | None) -> bool
 
 
 # -------------------------------------------------------------------------------------------- evaluate
-def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) -> dict[str, Any]:
+def evaluate_split(predictor: Predictor, split: Split, step: int | None = None,
+                   keep: list[dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Metrics of one split, computed through the Predictor (exactly the path forgeml.load takes),
-    streamed batch by batch: no split's logits are held whole."""
+    streamed batch by batch: no split's logits are held whole, unless `keep`, a list, asks for each
+    batch's output dict (the report draws from them instead of running the network again)."""
     metrics = metrics_for(predictor.features, full=True)
     total = 0.0
     for rows, out in predictor.iter_outputs(split.x):
+        if keep is not None:
+            keep.append(out)
         y = {k: v[rows] for k, v in split.y.items()}
         metrics.update(out, y)
         # each head's plain loss, weighted: no label smoothing or class weights in a reported loss
@@ -313,8 +318,11 @@ def evaluate_split(predictor: Predictor, split: Split, step: int | None = None) 
     return {"step": step, "n": len(split), "loss": total / max(len(split), 1), **metrics.compute()}
 
 
-def evaluate_splits(predictor: Predictor, data: PreparedData, splits: Iterable[str], step: int | None) -> dict[str, Any]:
-    return {name: evaluate_split(predictor, data.splits[name], step) for name in splits if name in data.splits}
+def evaluate_splits(predictor: Predictor, data: PreparedData, splits: Iterable[str], step: int | None,
+                    keep: dict[str | None, list] | None = None) -> dict[str, Any]:
+    """Metrics of each named split the data has; `keep` maps a split name to a list for its output batches."""
+    keep = keep or {}
+    return {name: evaluate_split(predictor, data.splits[name], step, keep.get(name)) for name in splits if name in data.splits}
 
 
 def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str] | None = None,
@@ -328,6 +336,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     bundle = predictor.bundle
     meta = bundle.meta()
     step = (meta.get("weights") or {}).get("step") or meta.get("best", {}).get("step") or meta.get("steps")  # older bundles: no "weights"
+    shown: list[dict[str, torch.Tensor]] = []  # the report draws from the outputs measured here: one pass over its split
     if data_path is not None:
         result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
     else:
@@ -336,13 +345,13 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
             raise BundleError(f"{bundle.path}: the data at {predictor.config.data.path} differs from what the run was trained on; "
                               "evaluate on a file with --data FILE")
         wanted = list(splits or predictor.config.eval.splits)
-        result = evaluate_splits(predictor, data, wanted, step)
+        result = evaluate_splits(predictor, data, wanted, step, keep={report_split(data.splits): shown})
         if not result:
             raise ConfigError(f"{bundle.path}: the run has no {' or '.join(wanted)} split (it has {', '.join(data.splits)}); "
                               "choose another --split or evaluate a labelled file with --data FILE")
     with _result_kept_if_unsaved(result):
         bundle.merge_metrics(result)
-        write_report(bundle.path, None if data_path else data, predictor, trust_code=trust_code)
+        write_report(bundle.path, None if data_path else data, predictor, trust_code=trust_code, outputs=shown)
     return result
 
 

@@ -83,20 +83,15 @@ def test_many_classes_keep_the_confusion_matrix_readable(tmp_path):
     logits[np.arange(3000), y] += 4
 
     class P:
-        features = type("F", (), {"inputs": [type("I", (), {"kind": "numeric", "name": "x"})()], "schema": lambda self: {"x": "numeric"},
-                                  "target": type("T", (), {"name": "y", "kind": "classification"})()})()
-
-        def outputs(self, x):
-            import torch
-
-            return {"y": torch.from_numpy(logits)}  # the contract: a tensor per output
+        features = type("F", (), {"inputs": [type("I", (), {"kind": "numeric", "name": "x"})()], "schema": lambda self: {"x": "numeric"}})()
 
     import torch
 
+    target = type("T", (), {"name": "y", "kind": "classification", "classes": classes})()
     split = FakeSplit()
     split.x, split.y = {"x": torch.zeros(3000, 1)}, {"y": torch.from_numpy(y)}
     split.raw = type("R", (), {"data": {"x": np.zeros(3000)}})()
-    out = build.classification_sections(P(), split, classes)
+    out = build.classification_sections(P(), split, target, torch.from_numpy(logits))  # the contract: a tensor per output
     assert out["confusion"].startswith("data:image/png") and 0 < len(out["top_confusions"]) <= 20
     absent = 1000 - len(set(y.tolist()))
     assert absent > 0 and any("never appear" in n for n in out["notes"])  # 3,000 draws miss some of 1,000 classes

@@ -98,6 +98,20 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     return to_data_uri(fig)
 
 
+def label_bars(labels: list[str], values: list[float], support: list[int], title: str) -> str:
+    """Horizontal bars, one per label in the order given (top first), each named with its support."""
+    plt = _plt()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.22 * n))
+    ax.barh(range(n), values, color=COLORS[0])
+    ax.set_yticks(range(n), [f"{label} ({s:,})" for label, s in zip(labels, support)], fontsize=8 if n <= 40 else 6)
+    ax.invert_yaxis()  # the first label on top, as in the table below
+    ax.set_xlim(0, 1)
+    ax.set(title=title, xlabel="F1 (label's support in brackets)")
+    ax.grid(axis="y", visible=False)
+    return to_data_uri(fig)
+
+
 def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str:
     plt = _plt()
     n = len(images)
@@ -111,6 +125,26 @@ def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str
         ax.imshow(im[0] if im.shape[0] == 1 else np.clip(im.transpose(1, 2, 0) / max(im.max(), 1), 0, 1), cmap="gray_r")
         ax.set_title(cap, fontsize=7)
     fig.suptitle(title, fontsize=9)
+    return to_data_uri(fig)
+
+
+def series_grid(series: list[np.ndarray], captions: list[str], title: str) -> str:
+    """Small multiples of (T, C) series: one panel per row, a line per channel (the shape a reader checks)."""
+    plt = _plt()
+    n = len(series)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, x, cap in zip(axes.ravel(), series, captions):
+        ax.axis("on")
+        for c in range(x.shape[1]):
+            ax.plot(x[:, c], lw=1)
+        ax.set_title(cap, fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return to_data_uri(fig)
 
 
