@@ -118,6 +118,9 @@ class DataConfig(Section):
     text_key: str = Field("text", description="language models on JSONL documents: the field holding the text")
     x_key: str = Field("x", description="NPZ only: the array of inputs")
     y_key: str = Field("y", description="NPZ only: the array of targets")
+    x_kind: Literal["auto", "image", "table", "sequence"] = Field(
+        "auto", description="NPZ only: what the inputs array holds: auto = (N, F) a table, 3 or 4 dims images; "
+        "sequence = (N, T) or (N, T, C) series, the input data.sequence.name (an (N, H, W) gray image stack has the same shape)")
     val_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.val_path; None = data.x_key")
     val_y_key: str | None = Field(None, description="NPZ only: the targets array of data.val_path; None = data.y_key")
     test_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.test_path (and of evaluate --data); "
