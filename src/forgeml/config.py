@@ -35,6 +35,8 @@ class SplitConfig(Section):
     seed: int = Field(0, description="seed of the shuffled split; the same seed gives the same split")
     stratify: bool = Field(True, description="keep class proportions in every split (classification only)")
     ordered: bool = Field(False, description="no shuffle: train, then val, then test in file order")
+    group: str = Field("none", description="rows kept on one side of every split: none; duplicates (rows whose inputs are "
+                       "identical, e.g. LIBRAS' 30 pairs); or a column name (one group per value, e.g. a patient id)")
 
 
 class ImageConfig(Section):
