@@ -41,6 +41,24 @@ def test_mistakes_name_the_field_the_value_and_the_fix(override, expected):
     assert expected in str(err.value)
 
 
+def test_an_unknown_encoder_or_combiner_name_names_its_field_and_its_choices():
+    composite = {"model": {"name": "composite", "encoders": {"sequence": {"name": "conv2d"}}}}
+    with pytest.raises(ConfigError) as err:
+        load_config(composite)
+    assert ("model.encoders.sequence.name: 'conv2d' is not an encoder; choose one of tabular, cnn, rnn, transformer, "
+            "conv1d, gru, lstm; did you mean conv1d?") in str(err.value)
+    with pytest.raises(ConfigError, match="model.combiner.name: 'attn' is not a combiner; choose one of concat, transformer$"):
+        load_config({"model": {"name": "composite", "combiner": {"name": "attn"}}})
+    with pytest.raises(ConfigError, match="model.name: 'lstn' is not a model; choose one of mlp, .*lstm.*did you mean lstm"):
+        load_config({}, ["model.name=lstn"])
+
+
+def test_series_short_forms_are_models():
+    assert load_config({}, ["model.name=conv1d"]).model.kernel_sizes == [8, 5, 3]
+    assert load_config({}, ["model.name=lstm"]).model.cell == "lstm"
+    assert load_config({}, ["model.name=gru", "model.hidden=16"]).model.hidden == 16
+
+
 def test_cross_field_check():
     with pytest.raises(ConfigError, match="divisible by train.grad_accum"):
         load_config({}, ["train.batch_size=10", "train.grad_accum=3"])

@@ -77,3 +77,21 @@ def test_list_column_of_uneven_series_pads_and_trains(tmp_path, runs, capsys):
     assert main(["predict", str(runs / "walks"), '{"walk": [0.1, 0.5, 1.2]}']) == 0
     out = capsys.readouterr().out
     assert "up" in out or "down" in out
+
+
+def test_an_npz_series_array_trains_with_the_conv1d_short_form_and_predicts_from_an_npz(tmp_path, runs, capsys):
+    a = np.loadtxt("data/libras/movement_libras.data", delimiter=",")
+    x, y = a[:, :90].reshape(-1, 45, 2), a[:, 90].astype(np.int64)  # (360, 45, 2): the (x, y) steps
+    np.savez(tmp_path / "libras.npz", x=x, y=y)
+    np.savez(tmp_path / "two.npz", x=x[:2])  # inputs only, to predict
+    config = tmp_path / "libras-npz.yaml"
+    config.write_text(f"data: {{path: {tmp_path / 'libras.npz'}, x_kind: sequence, sequence: {{name: hand}}}}\n"
+                      "model: {name: conv1d, channels: [8, 8], kernel_sizes: [3, 3]}\n")
+    assert main(["train", str(config), *quick(runs, "train.max_steps=3")]) == 0
+    run = runs / "libras-npz"
+    (hand,) = json.loads((run / "features.json").read_text())["inputs"]
+    assert (hand["name"], hand["kind"], hand["channels"], hand["length"]) == ("hand", "sequence", 2, 45)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "two.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "two.npz:0" in out and "two.npz:1" in out

@@ -35,6 +35,8 @@ class SplitConfig(Section):
     seed: int = Field(0, description="seed of the shuffled split; the same seed gives the same split")
     stratify: bool = Field(True, description="keep class proportions in every split (classification only)")
     ordered: bool = Field(False, description="no shuffle: train, then val, then test in file order")
+    group: str = Field("none", description="rows kept on one side of every split: none; duplicates (rows whose inputs are "
+                       "identical, e.g. LIBRAS' 30 pairs); or a column name (one group per value, e.g. a patient id)")
 
 
 class ImageConfig(Section):
@@ -118,6 +120,9 @@ class DataConfig(Section):
     text_key: str = Field("text", description="language models on JSONL documents: the field holding the text")
     x_key: str = Field("x", description="NPZ only: the array of inputs")
     y_key: str = Field("y", description="NPZ only: the array of targets")
+    x_kind: Literal["auto", "image", "table", "sequence"] = Field(
+        "auto", description="NPZ only: what the inputs array holds: auto = (N, F) a table, 3 or 4 dims images; "
+        "sequence = (N, T) or (N, T, C) series, the input data.sequence.name (an (N, H, W) gray image stack has the same shape)")
     val_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.val_path; None = data.x_key")
     val_y_key: str | None = Field(None, description="NPZ only: the targets array of data.val_path; None = data.y_key")
     test_x_key: str | None = Field(None, description="NPZ only: the inputs array of data.test_path (and of evaluate --data); "
@@ -338,9 +343,12 @@ class CompositeConfig(Section):
     combiner: CombinerConfig = Field(default_factory=ConcatCombinerConfig, description="how the encoders' vectors are joined: concat or transformer")
 
 
-ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | GPTConfig | CustomConfig | CompositeConfig,
-                        Field(discriminator="name")]
-MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig, "gpt": GPTConfig,
+# The short forms name one encoder for the one input (mlp: the tabular encoder + the MLP): cnn an image, rnn and
+# transformer a text, conv1d, gru and lstm a sequence; composite spells out encoders and combiner.
+ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
+                        | GPTConfig | CustomConfig | CompositeConfig, Field(discriminator="name")]
+MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
+                 "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig, "gpt": GPTConfig,
                  "custom": CustomConfig, "composite": CompositeConfig}
 
 
@@ -415,7 +423,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, gpt, custom or composite (encoders + combiner)")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
 
@@ -561,6 +569,15 @@ def _fields_at(loc: tuple, root: type[BaseModel]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+def _bad_name(err: dict, loc: tuple) -> str:
+    """A `name` that picks no class of its union: say which kind of thing it names (a model, an encoder of
+    model.encoders.<key>, a combiner) and list that union's names, not the models'."""
+    choices = re.findall(r"'([^']+)'", str((err.get("ctx") or {}).get("expected_tags", ""))) or list(MODEL_CONFIGS)
+    what = "an encoder" if len(loc) >= 2 and loc[-2] == "encoders" else "a combiner" if loc[-1:] == ("combiner",) else "a model"
+    name = str(err["input"].get("name"))
+    return f"{name!r} is not {what}; choose one of {', '.join(choices)}{did_you_mean(name, choices)}"
+
+
 def format_validation_error(exc: ValidationError, root: type[BaseModel] = None, prefix: str = "") -> str:
     """One line per problem: 'train.epoch: unknown key; did you mean train.epochs?'.
 
@@ -578,8 +595,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] = None, 
             hint = hint.replace("did you mean ", f"did you mean {parent}") if hint else f"; valid keys here: {', '.join(fields)}"
             lines.append(f"  {dotted}: unknown key{hint}")
         elif err["type"] == "union_tag_invalid":
-            lines.append(f"  {dotted}.name: {err['input'].get('name')!r} is not a model; choose one of {', '.join(MODEL_CONFIGS)}"
-                         f"{did_you_mean(str(err['input'].get('name')), list(MODEL_CONFIGS))}")
+            lines.append(f"  {dotted}.name: {_bad_name(err, loc)}")
         elif err["type"] == "value_error":
             lines.append(f"  {dotted or '(top level)'}: {err['msg'].removeprefix('Value error, ')}")
         else:

@@ -51,7 +51,8 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             names.append(path.name)
         elif path.suffix.lower() == ".npz" and path.is_file():
             data_cfg = predictor.config.data
-            cols = read_npz(str(path), data_cfg.x_key, data_cfg.y_key, target=target, key_fields="data.x_key", require_y=False)
+            cols = read_npz(str(path), data_cfg.x_key, data_cfg.y_key, target=target, key_fields="data.x_key", require_y=False,
+                            x_kind=data_cfg.x_kind, series_name=data_cfg.sequence.name)
             rows += _table_rows(cols, item, schema, target)
             names += [f"{path.name}:{i}" for i in range(len(cols))]
         elif path.suffix.lower() in (".json",):

@@ -21,18 +21,18 @@ from pathlib import Path
 
 from forgeml.bundle import FORMAT_VERSION, Bundle, load_safetensors, save_safetensors
 from forgeml.errors import BundleError
-from forgeml.models.network import module_key
+from forgeml.models.network import module_keys
 
 
 def rename_weights(state: dict, model_name: str, input_name: str, target_name: str) -> dict:
     out = {}
     for key, value in state.items():
         if key.startswith("head."):
-            new = f"heads.{module_key(target_name)}.proj.{key[len('head.'):]}"
+            new = f"heads.{module_keys([target_name])[target_name]}.proj.{key[len('head.'):]}"
         elif model_name == "mlp":
             new = f"combiner.{key}"
         else:
-            new = f"encoders.{module_key(input_name)}.{key}"
+            new = f"encoders.{module_keys([input_name])[input_name]}.{key}"
         out[new] = value
     return out
 

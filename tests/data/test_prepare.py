@@ -86,3 +86,41 @@ def test_a_split_that_cannot_be_stratified_says_so_on_the_forgeml_channel(tmp_pa
     csv.write_text("x,label\n" + "".join(f"{i},{t}\n" for i, t in enumerate(labels)))
     load_columns(DataConfig(path=str(csv), split={"test": 0}))
     assert "data.split.stratify: class 'lonely' has fewer than 2 rows, so the split is not stratified" in caplog.text
+
+
+def _libras_cfg(*sets):
+    from forgeml.config import load_config
+
+    return load_config("examples/libras-conv1d.yaml", list(sets)).data
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_libras_duplicates_stay_on_one_side_of_the_split_through_the_config(seed):
+    from forgeml.data.groups import duplicate_groups
+
+    def crossing(cfg):
+        cols = load_columns(cfg)
+        series = np.concatenate([c.data["series"] for c in cols.values()])  # (360, 45, 2)
+        split_of = np.concatenate([[k] * len(c) for k, c in cols.items()])
+        groups = duplicate_groups(series)
+        return sum(len(set(split_of[groups == g])) > 1 for g in np.unique(groups))
+
+    grouped = _libras_cfg(f"data.split.seed={seed}", "data.split.group=duplicates")
+    assert crossing(grouped) == 0
+    assert crossing(_libras_cfg(f"data.split.seed={seed}", "data.split.group=none")) > 0  # the leak the setting stops
+    summary = prepare(grouped).features.summary
+    assert "split: 30 groups of 2+ rows with identical inputs (60 rows), each kept within one split (data.split.group: duplicates)" in summary
+
+
+def test_split_group_by_a_column_and_its_mistakes(tmp_path):
+    csv = tmp_path / "visits.csv"
+    csv.write_text("patient,value,label\n" + "".join(f"p{i // 4},{i},{i // 4 % 2}\n" for i in range(80)))
+    cfg = DataConfig(path=str(csv), split={"group": "patient"}, drop=["patient"])
+    cols = load_columns(cfg)
+    patients = [set(c.data["patient"].tolist()) for c in cols.values()]
+    assert sum(len(p) for p in patients) == 20 and len(set().union(*patients)) == 20  # each patient in one split only
+    assert "20 groups of 2+ rows sharing a value of 'patient' (80 rows)" in prepare(cfg).features.summary
+    with pytest.raises(ConfigError, match="data.split.group: 'patien' is neither none, duplicates nor a column of .*did you mean patient"):
+        load_columns(DataConfig(path=str(csv), split={"group": "patien"}))
+    with pytest.raises(ConfigError, match="data.split: split.group keeps groups whole by shuffling"):
+        load_columns(DataConfig(path=str(csv), split={"group": "patient", "ordered": True}))

@@ -168,3 +168,50 @@ def test_split_keeps_every_duplicate_pair_on_one_side_and_classes_balanced(libra
     assert set(np.bincount(y[test])[1:]) <= {4, 5, 6}  # about 24 * 0.2 of each class
     again = stratified_group_split(y, groups, test=0.2, seed=3)
     assert np.array_equal(again[1], test)
+
+
+def _libras_npz(tmp_path, libras, x=None) -> str:
+    path = tmp_path / "libras.npz"
+    np.savez(path, x=libras[0] if x is None else x, y=libras[1])
+    return str(path)
+
+
+def test_npz_series_by_x_kind(tmp_path, libras):
+    from forgeml.config import DataConfig
+    from forgeml.data.prepare import prepare
+
+    path = _libras_npz(tmp_path, libras)
+    data = prepare(DataConfig(path=path, x_kind="sequence", sequence={"name": "hand"}))
+    (feat,) = data.features.inputs
+    assert (feat.name, feat.kind, feat.channels, feat.length) == ("hand", "sequence", 2, 45)
+    assert data.splits["train"].x["hand"].shape[1:] == (45, 2)  # (B, T, C) per the contract
+    # the same file without x_kind: (N, 45, 2) has the shape of 360 gray 45x2 images, and is read as such
+    assert prepare(DataConfig(path=path)).features.inputs[0].kind == "image"
+    # (N, T): one channel
+    flat = prepare(DataConfig(path=_libras_npz(tmp_path, libras, libras[0][:, :, 0]), x_kind="sequence"))
+    assert (flat.features.inputs[0].name, flat.features.inputs[0].channels) == ("series", 1)
+
+
+@pytest.mark.parametrize("kind, shape, needs", [
+    ("sequence", (360,), r"\(N, T\) or \(N, T, C\)"),
+    ("sequence", (360, 5, 5, 2), r"\(N, T\) or \(N, T, C\)"),
+    ("image", (360, 90), r"\(N, H, W\)"),
+    ("table", (360, 45, 2), r"\(N, F\)"),
+])
+def test_npz_of_the_wrong_rank_for_x_kind_is_refused(tmp_path, libras, kind, shape, needs):
+    from forgeml.config import DataConfig
+    from forgeml.data.prepare import prepare
+
+    path = _libras_npz(tmp_path, libras, np.zeros(shape))
+    with pytest.raises(DataError, match=rf"data.x_kind is {kind}, which needs x of shape {needs}.*; it has shape "
+                                        rf"\({shape[0]},.*Set data.x_kind to auto or"):
+        prepare(DataConfig(path=path, x_kind=kind))
+
+
+def test_x_kind_on_a_file_that_is_not_npz_is_refused():
+    from forgeml.config import DataConfig
+    from forgeml.data.prepare import prepare
+    from forgeml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.x_kind: sequence says what an NPZ inputs array holds, but .* is read as csv"):
+        prepare(DataConfig(path=str(LIBRAS), header=False, x_kind="sequence"))

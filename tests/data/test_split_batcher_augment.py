@@ -88,3 +88,20 @@ def test_drop_last_counts_rows_of_a_dict_batch_not_its_keys():
     x = {"a": torch.arange(5.0)[:, None], "b": torch.arange(5)}  # 5 rows, 2 keys
     batches = TensorBatcher(x, torch.arange(5), 4, shuffle=False, drop_last=True)
     assert len(batches) == 1 and [len(yb) for _, yb in batches.epoch(0)] == [4]
+
+
+def test_group_split_keeps_every_group_in_one_split_with_and_without_labels():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 3)  # 60 groups of 3 rows
+    labels = np.array(["a", "b", "c"], dtype=object)[groups % 3]
+    for lab in (labels, None):
+        for seed in range(3):
+            out = split_indices(180, SplitConfig(val=0.1, test=0.2, seed=seed), lab, True, True, groups=groups)
+            assert sorted(np.concatenate(list(out.values())).tolist()) == list(range(180))
+            sides = [set(groups[out[k]].tolist()) for k in ("train", "val", "test")]
+            assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])  # no group in two splits
+            assert 27 <= len(out["test"]) <= 45 and len(out["val"])  # near 20%: whole folds of groups
+    out = split_indices(180, SplitConfig(seed=1), labels, True, True, groups=groups)
+    assert {c: (labels[out["test"]] == c).sum() for c in "abc"} == {"a": 12, "b": 12, "c": 12}  # classes kept level
+    with pytest.raises(ValueError, match="split.group keeps groups whole by shuffling"):
+        split_indices(180, SplitConfig(ordered=True), None, True, True, groups=rng.integers(0, 5, 180))

@@ -26,6 +26,24 @@ def duplicate_groups(x: np.ndarray) -> np.ndarray:
     return order[inverse.reshape(-1)].astype(np.int64)
 
 
+def row_groups(columns: list[np.ndarray]) -> np.ndarray:
+    """A group id per row; rows equal in every given column share one (numbered as `duplicate_groups`).
+
+    Args:
+        columns: (N, ...) arrays of any kind: numbers, series (N, T, C), images, or objects (text, lists).
+
+    >>> row_groups([np.array([1.0, 2.0, 1.0]), np.array(["a", "b", "a"], dtype=object)]).tolist()
+    [0, 1, 0]
+    """
+    codes = []
+    for values in columns:
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "fiub":  # text, list cells: compare what they print as
+            arr = np.unique(np.array([repr(v) for v in arr], dtype=object), return_inverse=True)[1]
+        codes.append(duplicate_groups(arr))  # (N,): one id per distinct value of this column
+    return duplicate_groups(np.stack(codes, axis=1))  # (N, K) codes -> one id per distinct combination
+
+
 def stratified_group_split(labels: np.ndarray, groups: np.ndarray, test: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Train and test row indices, with class proportions kept and every group on one side.
 

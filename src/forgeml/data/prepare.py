@@ -18,7 +18,7 @@ from forgeml.data.features.category import as_tokens
 from forgeml.data.featureset import FeatureSet
 from forgeml.data.sources import detect_source, read_source
 from forgeml.data.split import split_indices
-from forgeml.errors import ConfigError
+from forgeml.errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -71,6 +71,11 @@ def _labels_for(cfg: DataConfig, path: str | None) -> str | None:
 
 def load_columns(cfg: DataConfig) -> dict[str, Columns]:
     """Raw columns per split (train, and val/test where there are any)."""
+    return _load_columns(cfg)[0]
+
+
+def _load_columns(cfg: DataConfig) -> tuple[dict[str, Columns], str | None]:
+    """Raw columns per split, and a line on the groups data.split.group kept together (None without one)."""
     for split in ("val", "test"):
         _check_not_training_file(cfg, split)
     main = _read(cfg)
@@ -83,8 +88,10 @@ def load_columns(cfg: DataConfig) -> dict[str, Columns]:
     multilabel = any(o.name == name and o.type == "multilabel" for o in cfg.outputs)
     if name in main.data and not multilabel and (cfg.task == "classification" or (cfg.task == "auto" and _looks_categorical(main.data[name]))):
         labels = np.array(as_tokens(main.data[name]), dtype=object)
+    want_val, want_test = cfg.val_path is None, cfg.test_path is None
+    groups, said = split_groups(cfg, main) if (want_val and cfg.split.val) or (want_test and cfg.split.test) else (None, None)
     try:
-        idx = split_indices(len(main), cfg.split, labels, want_val=cfg.val_path is None, want_test=cfg.test_path is None)
+        idx = split_indices(len(main), cfg.split, labels, want_val=want_val, want_test=want_test, groups=groups)
     except ValueError as exc:
         raise ConfigError(f"data.split: {exc}") from None
     out = {k: main.take(v) for k, v in idx.items() if len(v)}
@@ -92,7 +99,30 @@ def load_columns(cfg: DataConfig) -> dict[str, Columns]:
         out["val"] = _read(cfg, cfg.val_path, "val")
     if cfg.test_path:
         out["test"] = _read(cfg, cfg.test_path, "test")
-    return out
+    return out, said
+
+
+def split_groups(cfg: DataConfig, cols: Columns) -> tuple[np.ndarray | None, str | None]:
+    """data.split.group as a group id per row, and a line saying how many groups of several rows it keeps whole."""
+    from forgeml.data.groups import row_groups
+
+    how = cfg.split.group
+    if how == "none":
+        return None, None
+    if how == "duplicates":  # identical inputs: the outputs and dropped columns do not count
+        outputs = {o.name for o in cfg.outputs} or {target_name(cfg, cols)}
+        names = [n for n in cols.names if n not in outputs and n not in cfg.drop and cfg.features.get(n) != "ignore"]
+        what = "with identical inputs"
+    elif how in cols.data:
+        names, what = [how], f"sharing a value of {how!r}"
+    else:
+        raise ConfigError(f"data.split.group: {how!r} is neither none, duplicates nor a column of {cols.origin}"
+                          f"{did_you_mean(how, ['none', 'duplicates', *cols.names])}")
+    groups = row_groups([cols.data[n] for n in names])
+    sizes = np.bincount(groups)
+    several = sizes[sizes > 1]
+    return groups, (f"split: {len(several)} groups of 2+ rows {what} ({int(several.sum())} rows), each kept within "
+                    f"one split (data.split.group: {how})")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -122,9 +152,11 @@ def _looks_categorical(values: np.ndarray) -> bool:
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
-    cols = load_columns(cfg)
+    cols, grouped = _load_columns(cfg)
     train = cols["train"]
     features = FeatureSet.fit(train, cfg, target_name(cfg, train))
+    if grouped:  # training notes the summary once; evaluate and the report prepare again quietly
+        features.summary = f"{features.summary}; {grouped}"
     _check_augment(cfg, features, train.origin)
     splits = {name: make_split(features, c) for name, c in cols.items()}
     return PreparedData(features, splits)

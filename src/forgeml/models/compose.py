@@ -1,7 +1,8 @@
 """From the model config and the fitted features to a Network: which encoder reads which feature.
 
 The short forms are today's configs: `mlp` is a tabular encoder + a concat combiner with the MLP's
-hidden layers; `cnn`, `rnn`, `transformer` are that encoder on the one image/text + a plain concat.
+hidden layers; `cnn`, `rnn`, `transformer` are that encoder on the one image/text + a plain concat, and
+`conv1d`, `gru`, `lstm` the same on the one sequence.
 `composite` names encoders per kind or per column, and a combiner. One head per output.
 """
 
@@ -47,6 +48,7 @@ def build_network(cfg, inputs: list, outputs: list, output_cfgs: list | None = N
             initialise(encoders[key], enc_cfg.init, getattr(enc_cfg, "activation", "relu"))
         combiner_cfg = cfg.combiner
     else:  # a short form: one encoder over every input, the model's own settings
+        _check_short_form(cfg.name, inputs)
         name = "tabular" if cfg.name == "mlp" else cfg.name
         key = "tabular" if name == "tabular" else inputs[0].name
         encoders = {key: ENCODERS[name](cfg, inputs)}
@@ -66,6 +68,17 @@ def build_network(cfg, inputs: list, outputs: list, output_cfgs: list | None = N
     return network
 
 
+SERIES_SHORT_FORMS = ("conv1d", "gru", "lstm")
+
+
+def _check_short_form(name: str, inputs: list) -> None:
+    """`model.name: conv1d | gru | lstm` reads the one sequence input; anything else needs the composite form."""
+    if name in SERIES_SHORT_FORMS and (len(inputs) != 1 or inputs[0].kind != "sequence"):
+        seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
+        raise ConfigError(f"model.name: {name} reads one sequence input, but the inputs are {seen}; use model.name: composite "
+                          f"with model.encoders.sequence: {{name: {name}}} (the other columns get their kind's encoder)")
+
+
 def _groups(cfg, inputs: list) -> dict[str, tuple]:
     """Encoder key -> (its config or None for the kind's default, the features it reads).
 
@@ -77,6 +90,10 @@ def _groups(cfg, inputs: list) -> dict[str, tuple]:
         if key not in names and key not in kinds:
             raise ConfigError(f"model.encoders.{key}: not an input column nor a kind of this data (columns: "
                               f"{', '.join(sorted(names))}; kinds: {', '.join(sorted(kinds))})")
+    own = [f for f in inputs if f.name in cfg.encoders or f.kind not in TABULAR_KINDS]
+    if any(f.name == "tabular" for f in own) and any(f not in own for f in inputs):
+        raise ConfigError("model.encoders: the column 'tabular' would get the key of the shared tabular encoder of the "
+                          "numeric/binary/category columns; rename that column (e.g. data.sequence.name) or drop it")
     groups: dict[str, tuple] = {}
     for f in inputs:
         if f.name in cfg.encoders:

@@ -19,28 +19,59 @@ def module_key(name: str) -> str:
     return name.replace(".", "_") or "_"
 
 
+# Names an nn.ModuleDict already has as attributes ('type', 'values', 'training', ...): a submodule may not take them.
+_RESERVED = frozenset(dir(nn.ModuleDict()))
+
+
+def module_keys(names: list[str]) -> dict[str, str]:
+    """A distinct submodule name per column name: `module_key`, unless that key is taken ('a.b' beside 'a_b').
+
+    A name that is already a valid key keeps it; one that is an attribute of nn.ModuleDict ('type', 'values')
+    gets a trailing '_'; a name that had to change and lands on a taken key gets `_2`, `_3`, ... in list order.
+    The list is the config's order, so a bundle's weight names come out the same at every load; without a
+    collision every key is plain `module_key`.
+
+    >>> module_keys(["a_b", "a.b", "c.d", "type"])
+    {'a_b': 'a_b', 'a.b': 'a_b_2', 'c.d': 'c_d', 'type': 'type_'}
+    """
+    keys = {n: n for n in names if module_key(n) == n and n not in _RESERVED}  # valid as they are: never renamed
+    taken = set(keys.values())
+    for name in names:
+        if name in keys:
+            continue
+        base = module_key(name) + ("_" if module_key(name) in _RESERVED else "")
+        key, i = base, 1
+        while key in taken or key in _RESERVED:
+            i += 1
+            key = f"{base}_{i}"
+        keys[name] = key
+        taken.add(key)
+    return {n: keys[n] for n in names}
+
+
 class Network(nn.Module):
     def __init__(self, encoders: dict[str, nn.Module], combiner: nn.Module, heads: dict[str, nn.Module],
                  weights: dict[str, float] | None = None):
         super().__init__()
         # created in this order (encoders, combiner, heads) so a seeded build gives the weights the
         # single-model classes of forgeml <= 0.1 gave: same layers, same creation order
-        self.encoders = nn.ModuleDict({module_key(k): v for k, v in encoders.items()})
+        self.encoders = nn.ModuleDict({key: encoders[k] for k, key in module_keys(list(encoders)).items()})
         self.combiner = combiner
-        self.heads = nn.ModuleDict({module_key(k): v for k, v in heads.items()})
+        self.head_keys = module_keys(list(heads))  # output name -> submodule name ('a.b' -> 'a_b')
+        self.heads = nn.ModuleDict({key: heads[k] for k, key in self.head_keys.items()})
         self.output_names = list(heads)  # the real names (keys of the output dict), in config order
         self.weights = {name: float((weights or {}).get(name, 1.0)) for name in heads}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         vectors = [encoder(inputs) for encoder in self.encoders.values()]  # each (B, D_i)
         h = self.combiner(vectors)  # (B, D)
-        return {name: self.heads[module_key(name)](h) for name in self.output_names}
+        return {name: self.heads[self.head_keys[name]](h) for name in self.output_names}
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training objective: sum over outputs of weight * that head's loss."""
         total = None
         for name in self.output_names:
-            term = self.weights[name] * self.heads[module_key(name)].loss(outputs[name], targets[name])
+            term = self.weights[name] * self.heads[self.head_keys[name]].loss(outputs[name], targets[name])
             total = term if total is None else total + term
         return total
 
@@ -48,13 +79,13 @@ class Network(nn.Module):
         """The reported loss: like `loss`, but each head's plain loss (no label smoothing or class weights)."""
         total = None
         for name in self.output_names:
-            head = self.heads[module_key(name)]
+            head = self.heads[self.head_keys[name]]
             term = self.weights[name] * getattr(head, "eval_loss", head.loss)(outputs[name], targets[name])
             total = term if total is None else total + term
         return total
 
     def head(self, name: str) -> nn.Module:
-        return self.heads[module_key(name)]
+        return self.heads[self.head_keys[name]]
 
     # ------------------------------------------------------------------ what the optimizer and the Trainer ask
     def no_decay_parameters(self) -> set[int]:

@@ -56,6 +56,9 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
                               f"set data.source: sklearn, or data.path: sklearn:{path}")
         raise DataError(f"{path}: no such file or folder (relative paths are read from {Path.cwd()}). Check data.path / data.test_path")
     kind = kind or detect_source(path)
+    if cfg.x_kind != "auto" and kind != "npz":  # a promise about an npz array that this file cannot keep
+        raise ConfigError(f"data.x_kind: {cfg.x_kind} says what an NPZ inputs array holds, but {path} is read as {kind}; "
+                          "remove data.x_kind (table columns become series through data.sequence.pattern or data.features)")
     if kind in ("csv", "tsv", "parquet", "jsonl"):
         from forgeml.data.sources.tables import read_table
 
@@ -65,7 +68,8 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
 
         x_key, y_key = cfg.npz_keys(split)
         prefix = "" if split == "train" else f"{split}_"
-        return read_npz(path, x_key, y_key, target=cfg.target or "label", key_fields=f"data.{prefix}x_key and data.{prefix}y_key")
+        return read_npz(path, x_key, y_key, target=cfg.target or "label", key_fields=f"data.{prefix}x_key and data.{prefix}y_key",
+                        x_kind=cfg.x_kind, series_name=cfg.sequence.name)
     if kind == "idx":
         from forgeml.data.sources.arrays import read_idx_pair
 

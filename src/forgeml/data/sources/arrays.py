@@ -59,9 +59,14 @@ def read_idx_pair(images: str, labels: str | None, target: str = "label") -> Col
 
 
 def read_npz(path: str, x_key: str, y_key: str, target: str = "label", key_fields: str = "data.x_key and data.y_key",
-             require_y: bool = True) -> Columns:
+             require_y: bool = True, x_kind: str = "auto", series_name: str = "series") -> Columns:
     """The inputs array `x_key` and the targets array `y_key` as Columns. require_y=False (inputs to
-    predict): a file without `y_key` gives the inputs alone."""
+    predict): a file without `y_key` gives the inputs alone.
+
+    x_kind (data.x_kind) says what the inputs array is, since its rank alone cannot: (N, H, W) is a stack of
+    gray images (MNIST) and also N series of H steps with W channels. auto: (N, F) is a table (columns x0..),
+    3 or 4 dims are images; image and table insist on that; sequence reads (N, T) or (N, T, C) as one series
+    column `series_name`."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.keys())
@@ -74,7 +79,18 @@ def read_npz(path: str, x_key: str, y_key: str, target: str = "label", key_field
         raise DataError(f"{path}: cannot read without pickle ({exc}); save plain numeric arrays") from None
     if y is not None and len(x) != len(y):
         raise DataError(f"{path}: {x_key} has {len(x)} rows but {y_key} has {len(y)}")
-    if x.ndim >= 3:
+    expected = {"image": (3, 4), "table": (1, 2), "sequence": (2, 3)}.get(x_kind)
+    if expected and x.ndim not in expected:
+        shapes = {"image": "(N, H, W), (N, H, W, C) or (N, C, H, W)", "table": "(N, F)", "sequence": "(N, T) or (N, T, C)"}[x_kind]
+        others = {"image": "sequence for (N, T, C) series, table for (N, F)", "table": "image or sequence",
+                  "sequence": "image for (N, H, W, C) or (N, C, H, W) images"}[x_kind]
+        raise DataError(f"{path}: data.x_kind is {x_kind}, which needs {x_key} of shape {shapes}; it has shape {x.shape}. "
+                        f"Set data.x_kind to auto or {others}")
+    if x_kind == "sequence":
+        from forgeml.data.sequence_columns import series_from_array
+
+        data = {series_name: series_from_array(x, series_name, path)}  # (N, T, C): one channel for an (N, T) array
+    elif x.ndim >= 3:
         data = {"image": _as_images(x, path)}
     elif x.ndim == 2:
         data = {f"x{i}": x[:, i].astype(np.float64) for i in range(x.shape[1])}
