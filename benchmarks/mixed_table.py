@@ -1,6 +1,6 @@
 """The mixed table: text + tabular columns in one forgeml model, against each kind alone and scikit-learn.
 
-    PYTHONPATH=src python benchmarks/mixed_table.py [--data PATH] [--epochs 4] [--text-encoder rnn|transformer]
+    PYTHONPATH=src python benchmarks/mixed_table.py [--data PATH] [--epochs 2] [--text-encoder rnn|transformer]
                                                      [--max-length 100] [--models mixed text table hgb tfidf]
 
 The full Women's E-Commerce Clothing Reviews table (23,486 rows, read straight from the shipped .csv.zip;
@@ -204,7 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the clothing reviews table (the shipped .csv.zip)")
     ap.add_argument("--models", nargs="+", default=list(NAMES), choices=list(NAMES))
-    ap.add_argument("--epochs", type=int, default=4, help="forgeml text models (the table-only mlp gets at least 20)")
+    ap.add_argument("--epochs", type=int, default=2, help="forgeml text models (the table-only mlp gets at least 20)")
     ap.add_argument("--text-encoder", choices=["rnn", "transformer"], default="rnn")
     ap.add_argument("--embed-dim", type=int, default=64, help="token embedding and rnn hidden / transformer d_model")
     ap.add_argument("--max-length", type=int, default=100, help="tokens kept per text (data.text.max_length)")
