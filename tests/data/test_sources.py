@@ -228,3 +228,26 @@ def test_a_zipped_table_leaves_no_file_open(tmp_path):
     assert member.read() == b"a,y\n1,2\n"
     member.close()
     assert len(os.listdir("/proc/self/fd")) == fds  # the archive too, not only when it is garbage-collected
+
+
+def test_a_zipped_or_bz2_csv_is_read_as_a_csv_without_data_source(tmp_path):
+    """Kaggle ships tables as name.csv.zip: the name alone says CSV, and a quoted value over two lines keeps
+    the file's line numbers right through the archive."""
+    import bz2
+    import zipfile
+
+    text = 'id,review,label\n1,"fits well\nand soft",1\n2,too small,0\n'
+    zipped, bz = tmp_path / "reviews.csv.zip", tmp_path / "reviews.csv.bz2"
+    with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("reviews.csv", text)
+    bz.write_bytes(bz2.compress(text.encode()))
+    for path in (zipped, bz):
+        assert detect_source(str(path)) == "csv"
+        cols = read_source(DataConfig(path=str(path)))
+        assert cols.data["review"].tolist() == ["fits well\nand soft", "too small"]
+        assert cols.data["label"].tolist() == [1.0, 0.0]
+        assert cols.where(1) == "line 4"  # the second record starts on line 4: the first took lines 2-3
+    odd = tmp_path / "arrays.npz.zip"  # the array readers do not open archives: still refused by name
+    odd.write_bytes(b"")
+    with pytest.raises(ConfigError, match="set data.source"):
+        detect_source(str(odd))

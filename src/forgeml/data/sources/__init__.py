@@ -8,15 +8,21 @@ from forgeml.config import DataConfig
 from forgeml.data.columns import Columns
 from forgeml.errors import ConfigError, DataError
 
+# Compressions pandas (and tables._open) read a table through, so reviews.csv.zip is a CSV like reviews.csv.gz.
+# Only .gz is also read by the array readers (arrays.py), so the others are looked through for tables alone.
+TABLE_COMPRESSED = (".bz2", ".xz", ".zip")
 TABLE_EXT = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".txt": "csv"}
 
 
 def detect_source(path: str) -> str:
-    """The source kind for a path: by extension (a trailing .gz is looked through) or folder layout."""
+    """The source kind for a path: by extension or folder layout. A trailing .gz is looked through, and so is
+    .bz2/.xz/.zip after a table's extension (reviews.csv.zip, Kaggle's usual download, is a CSV)."""
     p = Path(path)
     if p.is_dir():
         return "image_folder"
     suffixes = [s.lower() for s in p.suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in TABLE_COMPRESSED and suffixes[-2] in TABLE_EXT:
+        return TABLE_EXT[suffixes[-2]]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
