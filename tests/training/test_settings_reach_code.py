@@ -55,7 +55,7 @@ def run(prepared, tmp_path_factory):
         if key not in done:
             cfg = load_config(BASE[data], TRAIN + list(overrides))
             record = Record()
-            trainer = pipeline._trainer(cfg, prepared[data], tmp_path_factory.mktemp("run"), [record])
+            trainer = pipeline._trainer(cfg, prepared[data].features, tmp_path_factory.mktemp("run"), [record])
             val = prepared[data].splits["val"]
             result = trainer.fit(pipeline._train_batches(cfg, prepared[data], trainer), (val.x, val.y))
             done[key] = (trainer, record, result)
