@@ -169,3 +169,12 @@ def test_a_gpt_bundle_of_the_old_layout_is_refused_then_upgraded_to_the_same_tex
     renamed = load_checkpoint(last)["model"]
     assert renamed.keys() == state["model"].keys() and all(torch.equal(renamed[k], state["model"][k]) for k in renamed)
     assert main(["upgrade", str(run)]) == 0 and "nothing to do" in capsys.readouterr().out
+
+
+def test_predict_on_a_language_model_gives_the_next_token_from_the_cli(lm_run, capsys):
+    assert main(["predict", str(lm_run), "ROMEO:", "To be or", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == ["ROMEO:", "To be or"] and all(len(r["top"]) == 5 for r in rows)
+    assert rows[0]["token"] == forgeml.load(lm_run).predict(["ROMEO:"])[0]["token"]
+    assert main(["predict", str(lm_run), "ROMEO:"]) == 0
+    assert "next token" in capsys.readouterr().out

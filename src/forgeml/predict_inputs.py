@@ -25,7 +25,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
     target = predictor.features.target.name
     schema = predictor.features.schema()
     image_feature = next((f for f in predictor.features.inputs if f.kind == "image"), None)
-    text_feature = next((f for f in predictor.features.inputs if f.kind == "text"), None)
+    text_feature = next((f for f in predictor.features.inputs if f.kind in ("text", "corpus")), None)  # corpus: a prompt
     for item in inputs:
         path = Path(item)
         if item != "-" and not item.lstrip().startswith(("{", "[")) and not path.exists() and _looks_like_path(item):

@@ -106,6 +106,17 @@ def _label_sets_table(names: list[str], predictions: list[dict[str, Any]], truth
     return table
 
 
+def _next_tokens_table(names: list[str], predictions: list[dict[str, Any]], top: int) -> Table:
+    """One row per prompt: the most likely next token, its probability, and the runners-up (whitespace shown escaped)."""
+    table = Table(title="next token")
+    for column in ("prompt", "token", "probability", f"top {top}"):
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for name, pred in zip(names, predictions):
+        ranked = sorted(pred["top"].items(), key=lambda kv: -kv[1])[:top]
+        table.add_row(name, repr(pred["token"]), f"{pred['probability']:.3f}", "  ".join(f"{t!r} {p:.3f}" for t, p in ranked))
+    return table
+
+
 def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth: list[str] | None = None,
                       pictures: list[str] | None = None, top: int = 3) -> Table:
     first = predictions[0] if predictions else {}
@@ -113,8 +124,8 @@ def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth
         return _outputs_table(names, predictions, pictures)
     if first and "labels" in first:  # multilabel: a set per row
         return _label_sets_table(names, predictions, truth, top)
-    if first and "labels" in first:  # multilabel: a set per row
-        return _label_sets_table(names, predictions, truth, top)
+    if first and "token" in first:  # a language model: the next token after each prompt
+        return _next_tokens_table(names, predictions, top)
     table = Table(title="predictions")
     table.add_column("input")
     if pictures:
