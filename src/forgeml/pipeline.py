@@ -76,10 +76,10 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
     use_augment = augment.active and len(images) == 1
     split = data.splits["train"]
     micro = cfg.train.micro_batch_size()
-    if len(texts) == 1:  # batches of similar lengths, padded only to their longest
+    if texts and not use_augment:  # batches of similar lengths, each text padded only to its longest in the batch
         from forgeml.data.bucket import BucketBatcher
 
-        return BucketBatcher(split.x, split.y, micro, seed=cfg.train.seed, device=trainer.device, text_key=texts[0])
+        return BucketBatcher(split.x, split.y, micro, seed=cfg.train.seed, device=trainer.device, text_keys=texts)
     return TensorBatcher(split.x, split.y, micro, shuffle=True, seed=cfg.train.seed, augment=augment if use_augment else None,
                          device=trainer.device, drop_last=len(split) % micro == 1,  # a batch of one breaks batch norm
                          augment_key=images[0] if use_augment else None)

@@ -54,6 +54,24 @@ def test_bucket_batches_cover_every_row_and_trim_padding():
     assert [y.tolist() for _, y in b.epoch(3, start=2)] == [y.tolist() for _, y in b.epoch(3)][2:]
 
 
+def test_bucket_batches_with_two_texts_trim_each_to_its_own_longest():
+    """A title and a review: each is cut to its own longest in the batch (an empty-title batch keeps one column);
+    the other inputs ride along untrimmed."""
+    rng = np.random.default_rng(1)
+    titles, reviews = rng.integers(0, 6, 120), rng.integers(1, 40, 120)
+    x = {"title": torch.zeros(120, 8, dtype=torch.long), "review": torch.zeros(120, 40, dtype=torch.long), "age": torch.ones(120, 1)}
+    for i, (t, r) in enumerate(zip(titles, reviews)):
+        x["title"][i, :t], x["review"][i, :r] = 3, 4
+    b = BucketBatcher(x, {"y": torch.arange(120)}, batch_size=10, seed=0, bucket=3, text_keys=["title", "review"])
+    seen = []
+    for xb, yb in b.epoch(0):
+        rows = yb["y"].numpy()
+        seen += rows.tolist()
+        assert xb["title"].shape[1] == max(1, int(titles[rows].max())) and xb["review"].shape[1] == int(reviews[rows].max())
+        assert xb["age"].shape == (len(rows), 1)
+    assert sorted(seen) == list(range(120))
+
+
 def test_corpus_split_is_contiguous_and_windows_shift_by_one(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("abcdefghij" * 100)
