@@ -67,12 +67,14 @@ class _Positional(nn.Module):
 
 
 def dynamic_axes(features, input_names: list[str]) -> dict[str, dict[int, str]]:
-    """Axis 0 of every input is the batch; axis 1 of a text or series input (not its `.length`) is its length."""
-    kinds = {f.name: f.kind for f in features.inputs}
+    """Axis 0 of every input is the batch; axis 1 of a text or ragged series input (not its `.length`) is its length.
+
+    A series whose rows all have the training length keeps it fixed: the network only ever sees that length."""
+    varying = {f.name for f in features.inputs if f.kind in SEQUENCE_KINDS and getattr(f, "ragged", True)}
     axes = {}
     for name in input_names:
         axes[name] = {0: "batch"}
-        if kinds.get(name) in SEQUENCE_KINDS:
+        if name in varying:
             axes[name][1] = f"{name}_length"
     return axes
 
@@ -217,6 +219,25 @@ def _symbol(label: str) -> str:
     return re.sub(r"\W", "_", label) or "_"
 
 
+def _keyword_safe(network: nn.Module) -> nn.Module:
+    """A copy of the Network whose submodule keys are not Python keywords: the exporter writes the graph as Python
+    code, where `self.heads.class` is a syntax error (LIBRAS's output is a column named `class`). Same weights;
+    the graph's input and output names stay the contract's."""
+    import copy
+    import keyword
+
+    def safe(key: str) -> str:
+        return key + "_" if keyword.iskeyword(key) else key
+
+    if not any(keyword.iskeyword(k) for k in [*network.encoders.keys(), *network.heads.keys()]):
+        return network
+    network = copy.deepcopy(network)
+    network.encoders = nn.ModuleDict({safe(k): m for k, m in network.encoders.items()})
+    network.heads = nn.ModuleDict({safe(k): m for k, m in network.heads.items()})
+    network.head_keys = {name: safe(key) for name, key in network.head_keys.items()}
+    return network
+
+
 def _reason(exc: Exception) -> str:
     """The line of the exporter's long message that says what went wrong (its 'Exception summary')."""
     import re
@@ -292,7 +313,7 @@ def export_onnx(run: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_
     require_onnx()
     say = say or (lambda line: None)
     predictor = Predictor(run, trust_code=trust_code)
-    bundle, features, network = predictor.bundle, predictor.features, predictor.model
+    bundle, features, network = predictor.bundle, predictor.features, _keyword_safe(predictor.model)
     refuse_unsupported(features, bundle.path)
     if not 7 <= opset <= 23:
         raise ExportError(f"--opset {opset}: choose an ONNX opset from 7 to 23 (default {DEFAULT_OPSET})")
