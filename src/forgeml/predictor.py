@@ -28,7 +28,6 @@ from forgeml.errors import BundleError, DataError, RequestError
 from forgeml.models import build_network
 from forgeml.trust import require_trust
 
-
 BACKENDS = ("torch", "onnx")
 
 
