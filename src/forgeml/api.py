@@ -42,7 +42,7 @@ def evaluate(run: str | Path, data: str | None = None, trust_code: bool = False)
     return pipeline.evaluate(run, data, trust_code=trust_code)
 
 
-def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
+def load(run: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch") -> Predictor:
     """Rebuild a trained model and its preprocessing from a run folder: one type for every bundle, with
     .predict(rows); a language model (GPT) also has .generate(prompt, ...), .stream(...), .evaluate_text(...).
 
@@ -53,5 +53,7 @@ def load(run: str | Path, device: str = "cpu", trust_code: bool = False) -> Pred
         >>> forgeml.load("runs/shakespeare-gpt").generate("ROMEO:", 100, seed=1)  # doctest: +SKIP
 
     A bundle whose model is `custom` names Python code; it loads only with trust_code=True.
+    backend="onnx" computes the outputs with ONNX Runtime from RUN/model.onnx (written by `forgeml export RUN
+    --format onnx`; needs pip install 'forgeml[onnx]'); the preprocessing and decoding are the same.
     """
-    return Predictor(run, device, trust_code)
+    return Predictor(run, device, trust_code, backend)

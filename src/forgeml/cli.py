@@ -121,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from forgeml.predict_inputs import read_inputs
     from forgeml.show import image_as_text, predictions_table
 
-    predictor = load(args.run, trust_code=args.trust_code)
+    predictor = load(args.run, trust_code=args.trust_code, backend=args.backend)
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
@@ -250,6 +250,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a trained run to RUN/model.onnx, verified against PyTorch before it is written.
+
+    The graph's inputs and outputs are named as in the run's features.json (one input per feature, one
+    output per target), with a dynamic batch axis and a dynamic length on text and ragged series. ONNX
+    Runtime and PyTorch then run the same held-out rows (the run's test split, else validation, at most
+    256); per output, the largest absolute and relative difference is printed, and if any exceeds its
+    bound (float32: 1e-4 + 1e-3 * |value|) nothing is written. What was verified goes into meta.json.
+    Load the result with forgeml.load(RUN, backend="onnx") or forgeml predict RUN --backend onnx.
+    Needs pip install 'forgeml[onnx]'. Language models (GPT) cannot be exported yet.
+
+    examples:
+      forgeml export runs/digits-cnn --format onnx
+      forgeml export runs/adult-mlp --format onnx --opset 20
+    """
+    from forgeml.export.onnx import export_onnx
+
+    done = export_onnx(args.run, opset=args.opset, rows=args.rows, trust_code=args.trust_code, say=console.print)
+    size = done.path.stat().st_size / 1e6
+    console.print(f"wrote [bold]{done.path}[/] ({size:.2f} MB, opset {done.opset}; inputs {', '.join(done.input_names)}; "
+                  f"outputs {', '.join(done.output_names)})")
+    return 0
+
+
 def cmd_upgrade(args: argparse.Namespace) -> int:
     """Convert a run folder of bundle format 1 to format 2 in place (weights renamed, never changed).
 
@@ -265,7 +289,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
-    "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "upgrade": cmd_upgrade,
+    "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "upgrade": cmd_upgrade,
 }
 
 
@@ -297,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     p.add_argument("--trust-code", action="store_true", help="with --resume: allow the run's custom model's Python code to be imported")
+    p = parsers["export"]
+    p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="the file format to write (default: onnx)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
+    p.add_argument("--rows", type=int, default=256, help="held-out rows to verify on (default 256)")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     parsers["upgrade"].add_argument("run", help="a format-1 run folder, e.g. runs/adult-mlp")
     p = parsers["evaluate"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
@@ -308,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin")
     p.add_argument("--json", action="store_true", help="print one JSON object per input row")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run RUN/model.onnx with ONNX Runtime (write it with forgeml export RUN --format onnx)")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["generate"]
     p.add_argument("run", help="a language-model run folder, e.g. runs/shakespeare-gpt")
@@ -374,7 +406,8 @@ def _show_warnings(verbose: bool) -> None:
 WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
              "compare": "choose a place you can write: --out FILE",
              "evaluate": "the metrics above are not saved; make the run folder writable, or copy the run to a folder you can write",
-             "report": "make the run folder writable, or copy the run to a folder you can write"}
+             "report": "make the run folder writable, or copy the run to a folder you can write",
+             "export": "make the run folder writable, or copy the run to a folder you can write"}
 
 
 def _error(message: str) -> None:

@@ -28,9 +28,13 @@ from forgeml.errors import BundleError, DataError, RequestError
 from forgeml.models import build_network
 from forgeml.trust import require_trust
 
+BACKENDS = ("torch", "onnx")
+
 
 class Predictor:
-    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False):
+    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise RequestError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.bundle = Bundle.open(path)
         try:
             self.config = Config.model_validate(self.bundle.read_config_dict())
@@ -51,6 +55,22 @@ class Predictor:
         except RuntimeError as exc:
             raise BundleError(f"{self.bundle.file('model.safetensors')}: weights do not fit the model in config.yaml ({exc})") from None
         self.model.to(self.device).eval()
+        self.backend, self.session = backend, None
+        if backend == "onnx":  # outputs come from ONNX Runtime; the network stays for its heads' losses (evaluate)
+            self.session = self._onnx_session()
+
+    def _onnx_session(self):
+        from forgeml.export.onnx import ONNX_FILE, open_session, refuse_unsupported
+
+        refuse_unsupported(self.features, self.bundle.path)
+        session = open_session(self.bundle.file(ONNX_FILE))
+        names = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if outputs != list(self.model.output_names):
+            raise BundleError(f"{self.bundle.file(ONNX_FILE)}: its outputs ({', '.join(outputs)}) are not this run's "
+                              f"({', '.join(self.model.output_names)}); export it again: forgeml export {self.bundle.path} --format onnx")
+        self._onnx_inputs = names
+        return session
 
     @property
     def path(self) -> Path:
@@ -76,8 +96,19 @@ class Predictor:
         batch_size = batch_size or self.config.eval.batch_size
         for i in range(0, n_rows(x), batch_size):
             rows = slice(i, i + batch_size)
+            if self.session is not None:
+                yield rows, self._onnx_outputs(take_rows(x, i, i + batch_size))
+                continue
             out = self.model(to_device(take_rows(x, i, i + batch_size), self.device))
             yield rows, {k: v.float().cpu() for k, v in out.items()}
+
+    def _onnx_outputs(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        missing = [n for n in self._onnx_inputs if n not in x]
+        if missing:
+            raise BundleError(f"{self.bundle.file('model.onnx')}: it wants input(s) {', '.join(missing)} that this run's "
+                              f"features.json does not make; export it again: forgeml export {self.bundle.path} --format onnx")
+        values = self.session.run(None, {n: x[n].cpu().numpy() for n in self._onnx_inputs})
+        return {name: torch.from_numpy(v).float() for name, v in zip(self.model.output_names, values)}
 
     def outputs(self, x: dict[str, torch.Tensor], batch_size: int | None = None) -> dict[str, torch.Tensor]:
         """Raw network outputs for transformed inputs, all rows at once: a tensor per output."""
@@ -163,6 +194,7 @@ class Predictor:
         return f"Predictor({str(self.path)!r}, task={self.task}, inputs={self.features.schema()})"
 
 
-def load(path: str | Path, device: str = "cpu", trust_code: bool = False) -> Predictor:
-    """Rebuild a model and its preprocessing from a run folder (trust_code: allow a custom model's code)."""
-    return Predictor(path, device, trust_code)
+def load(path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch") -> Predictor:
+    """Rebuild a model and its preprocessing from a run folder (trust_code: allow a custom model's code;
+    backend "onnx": outputs from RUN/model.onnx through ONNX Runtime)."""
+    return Predictor(path, device, trust_code, backend)

@@ -1,0 +1,1 @@
+"""Bundle in, file out: ONNX export (onnx.py). Optional libraries are imported inside the functions."""
