@@ -28,20 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from forgeml.training.runtime import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = {  # example -> the test figure it is judged by (higher is better for all of them)
     "digits-cnn": "accuracy", "adult-mlp": "accuracy", "wine-regression": "r2",
     "sms-spam-lstm": "f1_macro", "sms-spam-transformer": "f1_macro",
 }
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx", "avx2", "fma")]
-    return f"{platform.machine()}, flags: {' '.join(sorted(wanted)) or 'none of avx/avx2/avx512/amx'}"
 
 
 def before_tree(commit: str, where: Path) -> Path:
@@ -82,7 +75,7 @@ def main() -> None:
                     help="where its detached worktree lives (made when missing)")
     args = ap.parse_args()
     trees = {"before": before_tree(args.before, args.before_tree), "after": ROOT}
-    print(f"{sys.executable}, {cpu_flags()}, Python {platform.python_version()}")
+    print(f"{sys.executable}, {describe_cpu()}, Python {platform.python_version()}")
     print(f"before = {args.before} at {trees['before']}; after = {ROOT}; seeds {args.seeds}")
     table = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,16 +19,9 @@ import torch
 
 import forgeml
 from forgeml.export.onnx import export_onnx, held_out_inputs, open_session
+from forgeml.training.runtime import describe_cpu
 
 MODELS = {"mnist-cnn": ["data.limit=2000"], "adult-mlp": []}
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(f for f in flags if f.startswith(("avx", "fma", "amx", "sse4", "f16c", "vnni")) or "vnni" in f)
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -49,7 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both runtimes (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {args.threads}, CPU flags: {cpu_flags()}")
+    print(f"torch {torch.__version__}, threads {args.threads}, CPU flags: {describe_cpu()}")
     print(f"{'model':<10} {'batch':>5} {'torch eager ms':>15} {'ORT fp32 ms':>12} {'ORT / torch':>12}")
     with tempfile.TemporaryDirectory() as runs:
         for name, extra in MODELS.items():

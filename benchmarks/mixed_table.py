@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forgeml.training.runtime import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "clothing_reviews" / "womens_clothing_ecommerce_reviews.csv.zip"
 TARGET = "Recommended IND"
@@ -47,15 +49,6 @@ TEXT = ["Title", "Review Text"]
 NUMBERS = ["Age", "Positive Feedback Count"]
 CATEGORIES = ["Division Name", "Department Name", "Class Name"]
 ALWAYS_DROPPED = ["Rating", "Clothing ID", "Unnamed: 0"]  # Rating leaks the target; the other two are ids
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx", "avx2", "fma")]
-    return f"{platform.machine()}, flags: {' '.join(sorted(wanted)) or 'none of avx/avx2/avx512/amx'}"
 
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -215,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"--data {args.data}: no such file (the full table lives in ../shared/data/clothing_reviews)")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_flags()}, Python {platform.python_version()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {describe_cpu()}, Python {platform.python_version()}")
     print(f"data {args.data.name}; forgeml: {args.epochs} epochs, text encoder {args.text_encoder}, embed {args.embed_dim}, "
           f"max_length {args.max_length}, vocab {args.vocab_size}, lr {args.lr}, seed {args.seed}, split seed {args.split_seed}")
     rows = []

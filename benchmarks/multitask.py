@@ -31,18 +31,11 @@ import numpy as np
 import torch
 import yaml
 
+from forgeml.training.runtime import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "adult-multitask.yaml"
 INCOME, HOURS = "income", "hours-per-week"
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx", "avx2", "fma")]
-    return f"{platform.machine()}, flags: {' '.join(sorted(wanted)) or 'none of avx/avx2/avx512/amx'}"
 
 
 def config(kind: str, seed: int, epochs: int | None, runs: Path) -> dict:
@@ -92,7 +85,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="default: the example's")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_flags()}, Python {platform.python_version()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {describe_cpu()}, Python {platform.python_version()}")
     print(f"{EXAMPLE.relative_to(ROOT)}, seeds {args.seeds}, epochs {args.epochs or 'as the example'}")
     results: dict[str, list[dict]] = {"both": [], "income": [], "hours": []}
     with tempfile.TemporaryDirectory() as tmp:

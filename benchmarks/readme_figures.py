@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from forgeml.training.runtime import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARK = re.compile(r"<!--fig:(?P<id>[\w.-]+)-->(?P<text>.*?)<!--/fig-->")
@@ -88,15 +90,6 @@ FIGURES = [
 ]
 
 
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx", "avx2", "fma")]
-    return f"{platform.machine()}, flags: {' '.join(sorted(wanted)) or 'none of avx/avx2/avx512/amx'}"
-
-
 def train_example(example: str, runs: Path) -> tuple[dict, dict]:
     import forgeml
 
@@ -130,7 +123,7 @@ def main() -> int:
             print(f"--only: {', '.join(bad)} not among {', '.join(examples)}", file=sys.stderr)
             return 2
         examples = wanted
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_flags()}, Python {platform.python_version()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {describe_cpu()}, Python {platform.python_version()}")
 
     measured: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,12 +48,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU computes bf16 itself; without them autocast emulates it, slowly."""
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (None where there is no such file: macOS, Windows)."""
     try:
         with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
+            return set(next((line for line in fh if line.startswith("flags")), "").split(":")[-1].split())
     except OSError:
+        return None
+
+
+def describe_cpu() -> str:
+    """The vector flags that decide CPU speed (avx/avx2/fma, avx512*, amx*, vnni): what every benchmark prints."""
+    flags = cpu_flags()
+    if flags is None:
+        return platform.machine()
+    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or "vnni" in f or f in ("avx", "avx2", "fma"))
+    return f"{platform.machine()}, flags: {' '.join(wanted) or 'none of avx/avx2/avx512/amx'}"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPU computes bf16 itself; without them autocast emulates it, slowly."""
+    flags = cpu_flags()
+    if flags is None:
         return platform.machine() in ("arm64", "aarch64")  # Apple silicon and recent Arm cores have bf16
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
