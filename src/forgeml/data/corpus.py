@@ -101,6 +101,12 @@ class TokenData:
     val: np.ndarray | None
 
 
+def _open_token_files(folder: Path, tokenizer) -> TokenData:
+    val = folder / "val.bin"
+    return TokenData(tokenizer, open_tokens(folder / "train.bin", tokenizer.vocab_size),
+                     open_tokens(val, tokenizer.vocab_size) if val.is_file() else None)
+
+
 INPUT, OUTPUT = "text", "next_token"  # a language model's one input and one output, by name (docs/contract.md)
 
 
@@ -133,17 +139,13 @@ class CorpusData:
         corpus = features.inputs[0]
         if not (folder / "train.bin").is_file():
             raise DataError(f"{folder}: the tokenized corpus is missing; start a new run")
-        val = folder / "val.bin"
-        tokens = TokenData(corpus.tokenizer, open_tokens(folder / "train.bin", corpus.vocab_size),
-                           open_tokens(val, corpus.vocab_size) if val.is_file() else None)
-        return cls(tokens, corpus.block_size, folder)
+        return cls(_open_token_files(folder, corpus.tokenizer), corpus.block_size, folder)
 
     def move_into(self, run_dir: Path) -> None:
         """The staged token files become RUN/data (a rename on the same file system)."""
         self.folder.rename(run_dir / "data")
         self.folder = run_dir / "data"
-        reopened = CorpusData.open(self.folder, self.features)
-        self.tokens = reopened.tokens
+        self.tokens = _open_token_files(self.folder, self.tokens.tokenizer)
 
     def discard(self) -> None:
         """Remove a staging folder that never moved into a run."""

@@ -187,7 +187,7 @@ def check_next_token_settings(t) -> None:
 def head_settings(cfg, outputs: list) -> list[HeadSettings]:
     """Per output (in order) its settings: data.outputs[i] where given; the train.loss / label_smoothing /
     class_weights of the short form apply to a single output, smoothing and 'balanced' to every class output."""
-    from forgeml.training.losses import balanced_class_weights
+    from forgeml.models.heads.classification import balanced_class_weights
 
     given = {o.name: o for o in cfg.data.outputs}
     t = cfg.train

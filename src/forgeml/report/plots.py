@@ -112,14 +112,18 @@ def label_bars(labels: list[str], values: list[float], support: list[int], title
     return to_data_uri(fig)
 
 
-def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str:
-    plt = _plt()
-    n = len(images)
-    cols = min(n, 8)
+def _panels(n: int, max_cols: int, size: tuple[float, float]):
+    """A figure of n small panels, max_cols wide (each size inches), every axis off until a panel draws on it."""
+    cols = min(n, max_cols)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.7 * rows), squeeze=False)
+    fig, axes = _plt().subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
+    return fig, axes
+
+
+def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str:
+    fig, axes = _panels(len(images), 8, (1.4, 1.7))
     for ax, im, cap in zip(axes.ravel(), images, captions):
         im = np.asarray(im, dtype=float)
         ax.imshow(im[0] if im.shape[0] == 1 else np.clip(im.transpose(1, 2, 0) / max(im.max(), 1), 0, 1), cmap="gray_r")
@@ -130,13 +134,7 @@ def image_grid(images: list[np.ndarray], captions: list[str], title: str) -> str
 
 def series_grid(series: list[np.ndarray], captions: list[str], title: str) -> str:
     """Small multiples of (T, C) series: one panel per row, a line per channel (the shape a reader checks)."""
-    plt = _plt()
-    n = len(series)
-    cols = min(n, 4)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 1.9 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    fig, axes = _panels(len(series), 4, (2.4, 1.9))
     for ax, x, cap in zip(axes.ravel(), series, captions):
         ax.axis("on")
         for c in range(x.shape[1]):

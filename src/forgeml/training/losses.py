@@ -37,9 +37,3 @@ def build_loss(name: str, label_smoothing: float = 0.0, class_weights: list[floa
     if name == "bce":
         return _Regression(F.binary_cross_entropy_with_logits)
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(NAMES)}")
-
-
-def balanced_class_weights(counts: list[int]) -> list[float]:
-    """n / (k * count_c): rare classes weigh more, the average weight is 1."""
-    total, k = sum(counts), len(counts)
-    return [total / (k * c) if c else 0.0 for c in counts]

@@ -7,6 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def balanced_class_weights(counts: list[int]) -> list[float]:
+    """n / (k * count_c): rare classes weigh more, the average weight is 1."""
+    total, k = sum(counts), len(counts)
+    return [total / (k * c) if c else 0.0 for c in counts]
+
+
 class ClassHead(nn.Module):
     def __init__(self, in_dim: int, n_classes: int, label_smoothing: float = 0.0, class_weights: list[float] | None = None):
         super().__init__()
