@@ -42,7 +42,7 @@ def evaluate(run: str | Path, data: str | None = None, trust_code: bool = False)
     return pipeline.evaluate(run, data, trust_code=trust_code)
 
 
-def load(run: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch") -> Predictor:
+def load(run: str | Path, device: str = "cpu", trust_code: bool = False, backend: str | None = None) -> Predictor:
     """Rebuild a trained model and its preprocessing from a run folder: one type for every bundle, with
     .predict(rows); a language model (GPT) also has .generate(prompt, ...), .stream(...), .evaluate_text(...).
 
@@ -54,6 +54,7 @@ def load(run: str | Path, device: str = "cpu", trust_code: bool = False, backend
 
     A bundle whose model is `custom` names Python code; it loads only with trust_code=True.
     backend="onnx" computes the outputs with ONNX Runtime from RUN/model.onnx (written by `forgeml export RUN
-    --format onnx`; needs pip install 'forgeml[onnx]'); the preprocessing and decoding are the same.
+    --format onnx`; needs pip install 'forgeml[onnx]'); the preprocessing and decoding are the same. A bundle
+    that holds only model.onnx (an int8 variant from `forgeml compress`) runs in ONNX Runtime by default.
     """
     return Predictor(run, device, trust_code, backend)

@@ -8,6 +8,9 @@
       metrics.json         final metrics per split, with the step they were taken at
       history.jsonl        one line per logged step / evaluation
       checkpoints/         last.pt (full training state) + best.safetensors
+
+A compressed variant that runs only in ONNX Runtime (forgeml compress RUN --quantize int8 -> RUN-int8) has
+model.onnx in place of model.safetensors and says so in meta.json (`"runtime": "onnx"`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from forgeml.errors import BundleError
 
 FORMAT_VERSION = 2  # 2: the Network's weight names and features.json with inputs and outputs (docs/contract.md)
 REQUIRED = ("meta.json", "config.yaml", "model.safetensors", "features.json")
+ONNX_RUNTIME = "onnx"  # meta.json "runtime" of a bundle whose model is model.onnx alone (an int8 variant)
 
 
 class Bundle:
@@ -40,6 +44,8 @@ class Bundle:
         if not bundle.path.is_dir():
             raise BundleError(f"{bundle.path}: no such run folder. Train one first: forgeml train CONFIG")
         needed = REQUIRED if require_weights else tuple(f for f in REQUIRED if f != "model.safetensors")
+        if require_weights and bundle.onnx_only:
+            needed = tuple("model.onnx" if f == "model.safetensors" else f for f in REQUIRED)
         missing = [f for f in needed if not (bundle.path / f).is_file()]
         if missing:
             status = bundle.meta().get("status") if (bundle.path / "meta.json").is_file() else None
@@ -57,6 +63,14 @@ class Bundle:
     # ------------------------------------------------------------------ paths
     def file(self, name: str) -> Path:
         return self.path / name
+
+    @property
+    def onnx_only(self) -> bool:
+        """The model is model.onnx alone (no PyTorch weights): it runs in ONNX Runtime."""
+        try:
+            return self.file("meta.json").is_file() and self.meta().get("runtime") == ONNX_RUNTIME
+        except BundleError:
+            return False
 
     @property
     def checkpoints(self) -> Path:

@@ -32,10 +32,15 @@ BACKENDS = ("torch", "onnx")
 
 
 class Predictor:
-    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch"):
-        if backend not in BACKENDS:
+    def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str | None = None):
+        if backend not in (None, *BACKENDS):
             raise RequestError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.bundle = Bundle.open(path)
+        onnx_only = self.bundle.onnx_only
+        if onnx_only and backend == "torch":
+            raise RequestError(f"{self.bundle.path} holds only an ONNX model ({self.bundle.meta().get('variant', {}).get('kind', 'onnx')}), "
+                               "no PyTorch weights: load it with backend='onnx' (CLI: --backend onnx, or leave --backend out)")
+        backend = backend or ("onnx" if onnx_only else "torch")
         try:
             self.config = Config.model_validate(self.bundle.read_config_dict())
         except Exception as exc:
@@ -51,7 +56,8 @@ class Predictor:
         self.model = build_network(self.config.model, self.features.inputs, self.features.outputs,
                                    head_settings(self.config, self.features.outputs))
         try:
-            self.model.load_state_dict(self.bundle.load_weights())
+            if not onnx_only:  # an ONNX-only bundle's network is built for its heads' losses and output names alone
+                self.model.load_state_dict(self.bundle.load_weights())
         except RuntimeError as exc:
             raise BundleError(f"{self.bundle.file('model.safetensors')}: weights do not fit the model in config.yaml ({exc})") from None
         self.model.to(self.device).eval()
@@ -194,7 +200,8 @@ class Predictor:
         return f"Predictor({str(self.path)!r}, task={self.task}, inputs={self.features.schema()})"
 
 
-def load(path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str = "torch") -> Predictor:
+def load(path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str | None = None) -> Predictor:
     """Rebuild a model and its preprocessing from a run folder (trust_code: allow a custom model's code;
-    backend "onnx": outputs from RUN/model.onnx through ONNX Runtime)."""
+    backend "onnx": outputs from RUN/model.onnx through ONNX Runtime; None: torch, or onnx for a bundle
+    that holds only model.onnx)."""
     return Predictor(path, device, trust_code, backend)

@@ -147,3 +147,25 @@ def predictions_table(names: list[str], predictions: list[dict[str, Any]], truth
             row += [pred["label"], f"{pred['confidence']:.3f}", "  ".join(f"{c} {p:.3f}" for c, p in ranked)]
         table.add_row(*row)
     return table
+
+
+def compression_table(table: dict[str, Any]) -> Table:
+    """compression.json as a terminal table: a row per variant and runtime."""
+    rows = table["rows"]
+    metrics = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+    batches = list(dict.fromkeys(b for r in rows for b in r["latency_ms"]))
+    t = Table(title=f"compression of {table['source']} ({table['split']} split; {table['threads']} threads; {table['cpu']})")
+    for name in ["variant", "runtime", *metrics, "parameters", "size"]:
+        t.add_column(name, justify="left" if name in ("variant", "runtime") else "right")
+    for b in batches:
+        t.add_column(f"ms @ {b}", justify="right")
+        t.add_column(f"x @ {b}", justify="right")
+    chosen = (table.get("chosen") or {}).get("row")
+    for i, r in enumerate(rows):
+        cells = [("* " if i == chosen else "") + r["variant"], r["runtime"]]
+        cells += [f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "-" for m in metrics]
+        cells += [f"{r['parameters']:,}", f"{r['size_bytes'] / 1e6:.2f} MB"]
+        for b in batches:
+            cells += [f"{r['latency_ms'][b]:.3f}", f"{r['speedup'].get(b, 0):.2f}"]
+        t.add_row(*cells)
+    return t

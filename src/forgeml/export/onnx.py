@@ -311,8 +311,26 @@ def export_onnx(run: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_
     from forgeml.predictor import Predictor
 
     require_onnx()
+    predictor = Predictor(run, trust_code=trust_code, backend="torch")
+    bundle = predictor.bundle
+    done = write_onnx(predictor, bundle.file(ONNX_FILE), opset, rows, say)
+    verified = done.verified
+    exports = dict(bundle.meta().get("exports") or {})
+    exports["onnx"] = {"file": ONNX_FILE, "opset": opset, "torch": torch.__version__, "split": verified.split, "rows": verified.rows,
+                       "inputs": done.input_names, "outputs": done.output_names,
+                       "max_abs_diff": {c.name: c.max_abs_diff for c in verified.checks},
+                       "max_rel_diff": {c.name: c.max_rel_diff for c in verified.checks},
+                       "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    bundle.update_meta(exports=exports)
+    return done
+
+
+def write_onnx(predictor, path: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_ROWS,
+               say: Callable[[str], None] | None = None) -> Exported:
+    """Export a loaded (torch) Predictor's Network to `path`, verified on the run's held-out rows; nothing is
+    written if it does not verify. What `forgeml export` and `forgeml compress` (into a staging folder) share."""
+    require_onnx()
     say = say or (lambda line: None)
-    predictor = Predictor(run, trust_code=trust_code)
     bundle, features, network = predictor.bundle, predictor.features, _keyword_safe(predictor.model)
     refuse_unsupported(features, bundle.path)
     if not 7 <= opset <= 23:
@@ -343,16 +361,8 @@ def export_onnx(run: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_
             bad = next(c for c in verified.checks if not c.passed)
             raise ExportError(f"{bundle.path}: ONNX Runtime's output '{bad.name}' differs from PyTorch's by up to "
                               f"{bad.max_abs_diff:.3g} (bound {bad.atol:g} + {bad.rtol:g}*|value|) on {verified.rows} {split} "
-                              f"rows; {ONNX_FILE} was not written")
+                              f"rows; {Path(path).name} was not written")
         result["verified"] = verified
 
-    path = atomic_write(bundle.file(ONNX_FILE), write)
-    verified = result["verified"]
-    exports = dict(bundle.meta().get("exports") or {})
-    exports["onnx"] = {"file": ONNX_FILE, "opset": opset, "torch": torch.__version__, "split": split, "rows": verified.rows,
-                       "inputs": list(inputs), "outputs": output_names,
-                       "max_abs_diff": {c.name: c.max_abs_diff for c in verified.checks},
-                       "max_rel_diff": {c.name: c.max_rel_diff for c in verified.checks},
-                       "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    bundle.update_meta(exports=exports)
-    return Exported(path, opset, verified, list(inputs), output_names)
+    written = atomic_write(path, write)
+    return Exported(written, opset, result["verified"], list(inputs), output_names)

@@ -39,6 +39,10 @@ def summary(bundle: Bundle) -> list[tuple[str, str]]:
     meta = bundle.meta()
     cfg = bundle.read_config_dict()
     rows = [("task", meta.get("task", "?")), ("status", meta.get("status", "?"))]
+    variant = meta.get("variant") or {}
+    if variant:
+        how = ", ".join(f"{k} {v}" for k, v in variant.items() if k not in ("kind", "source") and not isinstance(v, (dict, list)))
+        rows.append(("variant", f"{variant.get('kind', '?')} of {variant.get('source', '?')}" + (f" ({how})" if how else "")))
     sizes = meta.get("data") or {}
     if sizes:
         rows.append(("data", ", ".join(f"{k} {v:,}" for k, v in sizes.items())))
@@ -54,7 +58,7 @@ def summary(bundle: Bundle) -> list[tuple[str, str]]:
         rows.append(("best", f"{best['metric']} = {best['value']:.4f} at step {best['step']}"))
     weights = meta.get("weights") or {}
     if weights:
-        rows.append(("weights", f"step {weights['step']} ({weights['why']})"))
+        rows.append(("weights", f"step {weights.get('step', '?')}" + (f" ({weights['why']})" if weights.get("why") else "")))
     if meta.get("error"):
         rows.append(("error", meta["error"]))
     rows.append(("forgeml / torch", f"{meta.get('forgeml_version', '?')} / {meta.get('torch_version', '?')}"))
@@ -240,16 +244,16 @@ def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[s
 
 
 def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = False,
-                 outputs: list[dict[str, Any]] | None = None) -> Path:
+                 outputs: list[dict[str, Any]] | None = None, title: str | None = None) -> Path:
     """Write RUN/report.html and return its path. `data`/`predictor` save rebuilding them when at hand;
     `outputs`, the network's output batches over the split the report draws (report_split, in row order, as
     evaluate_split keeps them), save a second pass over it; trust_code allows rebuilding a model whose
-    config names code (model.name: custom)."""
+    config names code (model.name: custom); `title` names a run still in its staging folder."""
     bundle = Bundle.open(run, require_weights=False)
     meta = bundle.meta()
     history = bundle.read_history()
     lm = meta.get("task") == "language_model"
-    ctx: dict[str, Any] = {"title": bundle.path.name, "generated": time.strftime("%Y-%m-%d %H:%M"), "notes": [],
+    ctx: dict[str, Any] = {"title": title or bundle.path.name, "generated": time.strftime("%Y-%m-%d %H:%M"), "notes": [],
                            "summary": summary(bundle), "lm": lm}
     ctx["curves"] = curve_figures(history, lm)
     if not history:

@@ -1,0 +1,1 @@
+"""Compression: a bundle in, a smaller or faster bundle out (int8 quantization, pruning, distillation)."""
