@@ -1,0 +1,1 @@
+"""Smaller and faster variants of a trained bundle: quantization, pruning, distillation."""
