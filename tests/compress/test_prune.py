@@ -188,7 +188,7 @@ def snapshot(folder):
 def test_prune_writes_an_ordinary_smaller_bundle_and_leaves_the_source_alone(digits_run):
     source = snapshot(digits_run)
     said = []
-    out = pipeline.prune(digits_run, 0.5, epochs=1, say=said.append)
+    out = pipeline.prune(digits_run, 0.5, epochs=2, say=said.append)
 
     assert out == digits_run.parent / f"{digits_run.name}-pruned50"
     assert snapshot(digits_run) == source
@@ -198,7 +198,7 @@ def test_prune_writes_an_ordinary_smaller_bundle_and_leaves_the_source_alone(dig
     assert variant["kind"] == "pruned" and variant["source"] == str(digits_run) and variant["ratio"] == 0.5
     assert variant["widths_after"] == {"model.blocks[0].channels": 4, "model.blocks[1].channels": 8, "model.hidden[0]": 16}
     assert variant["params_after"] == meta["parameters"] < variant["params_before"] / 2
-    assert variant["finetune_epochs"] == 1 and meta["status"] == "complete"
+    assert variant["finetune_epochs"] == 2 and meta["epochs"] == 2 and meta["status"] == "complete"
     cfg = load_config(str(out / "config.yaml"))
     assert [b.channels for b in cfg.model.blocks] == [4, 8] and cfg.model.hidden == [16]
     assert cfg.train.lr == pytest.approx(0.1 * load_config(str(digits_run / "config.yaml")).train.lr)
@@ -219,7 +219,9 @@ def test_prune_writes_an_ordinary_smaller_bundle_and_leaves_the_source_alone(dig
 def test_prune_default_epochs_name_and_overwrite(digits_run):
     out = pipeline.prune(digits_run, 0.25, name="smaller", overwrite=True)  # overwrite with no such folder: a new run
     assert out.name == "smaller"
-    assert json.loads((out / "meta.json").read_text())["variant"]["finetune_epochs"] == 1  # a quarter of 4
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["variant"]["finetune_epochs"] == 1  # a quarter of the source's 4 epochs ...
+    assert meta["steps"] == 2  # ... and of its max_steps (6 / 4, rounded)
     first = (out / "model.safetensors").stat().st_mtime_ns
     pipeline.prune(digits_run, 0.25, name="smaller", overwrite=True)
     assert (out / "model.safetensors").stat().st_mtime_ns != first
@@ -243,3 +245,14 @@ def test_prune_refuses_bad_input_before_writing_anything(digits_run, tmp_path):
     with pytest.raises(BundleError):
         pipeline.prune(damaged, 0.5)
     assert sorted(p.name for p in digits_run.parent.iterdir()) == before
+
+
+def test_the_fine_tune_starts_from_the_given_weights_not_the_seeded_init(digits_run):
+    predictor = forgeml.load(digits_run)
+    cfg = predictor.config
+    seeded = pipeline._trainer(cfg, predictor.features, digits_run.parent / "unused", ()).model.state_dict()
+    given = predictor.model.state_dict()
+    started = pipeline._trainer(cfg, predictor.features, digits_run.parent / "unused", (), init=given).model.state_dict()
+    assert all(torch.equal(started[k], given[k]) for k in given)
+    head = next(k for k in given if k.startswith("heads."))
+    assert not torch.equal(seeded[head], given[head])
