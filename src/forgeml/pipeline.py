@@ -13,7 +13,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,11 @@ from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
 
 
-def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback]) -> Trainer:
+def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback],
+             init: dict[str, torch.Tensor] | None = None) -> Trainer:
     model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
+    if init is not None:  # start from given weights (a pruned network's kept ones), not the seeded init
+        model.load_state_dict(init, strict=True)
     # the loss is the weighted sum of the heads' losses; val loss in history.jsonl = the loss metrics.json
     # reports: each head's plain loss (no label smoothing or class weights)
     return Trainer(model, model.loss, config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
@@ -111,12 +114,12 @@ def _has_val(data: PreparedData | CorpusData) -> bool:
     return data.tokens.val is not None if isinstance(data, CorpusData) else "val" in data.splits
 
 
-def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback]) -> Path:
+def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None) -> Path:
     data = _prepare(cfg, run_dir)
     try:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
                       has_val=_has_val(data), task=data.features.task)
-        trainer = _trainer(cfg, data.features, run_dir, callbacks)
+        trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init)
         if data.features.summary:
             note(data.features.summary)  # after every check that can refuse the run: an error comes alone
         for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
@@ -381,3 +384,74 @@ def _evaluate_lm(lm: Predictor, data_path: str | None, trust_code: bool = False)
         lm.bundle.merge_metrics(result)
         write_report(lm.bundle.path, predictor=lm, trust_code=trust_code)
     return result
+
+
+# ----------------------------------------------------------------------------------------------- prune
+FINETUNE_LR = 0.1  # the fine-tune's peak lr as a fraction of the source run's: the kept weights are already trained
+
+
+def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str | None = None, overwrite: bool = False,
+          say: Callable[[str], None] | None = None) -> Path:
+    """Structured pruning, then a short fine-tune: a new bundle beside `run` whose network really is smaller.
+
+    Every width the model config names (conv channels, hidden layers, feed-forward units) keeps its
+    (1 - ratio) most important units (compress/prune.py); the smaller network starts from the kept weights and
+    trains on the source run's training data, through the same road as `train`. The new bundle is an ordinary
+    run (config.yaml with the smaller widths); meta.json's `variant` says where it came from. The source run is
+    only read.
+
+    Args:
+        run: the trained run folder.
+        ratio: fraction of each width's units to remove, 0 < ratio < 1.
+        epochs: fine-tune epochs; default a quarter of the source run's, at least 1. The peak learning rate is a
+            tenth of the source's (FINETUNE_LR), on its schedule: the full peak would undo what the kept weights learned.
+        name: the new run's folder name, beside the source; default '<run>-pruned<100*ratio>'.
+        overwrite: replace an existing folder of that name (otherwise that is an error).
+        say: called with a line of progress ("pruned ...: 1.2M -> 0.3M parameters").
+
+    >>> out = prune("runs/digits-cnn", 0.5, epochs=2)   # doctest: +SKIP
+    >>> forgeml.load(out).predict([{"image": img}])      # doctest: +SKIP
+    """
+    from forgeml.compress.prune import NOT_PRUNABLE, PRUNABLE, check_ratio, prune_network
+
+    check_ratio(ratio)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"prune epochs {epochs!r}: must be a whole number of fine-tune epochs, at least 1")
+    source = Path(run).resolve()
+    model_name = (Bundle.open(source).read_config_dict().get("model") or {}).get("name")
+    if model_name in NOT_PRUNABLE:  # before Predictor: a custom model is refused for what it is, not for trust
+        raise ConfigError(f"{source}: model.name {model_name}: pruning does not apply to {NOT_PRUNABLE[model_name]}; "
+                          f"structured pruning reaches {PRUNABLE}")
+    predictor = Predictor(source)  # a BundleError when the bundle is missing a file or damaged
+    cfg = predictor.config
+    pruned = prune_network(predictor.model, cfg.model, ratio)
+    target = source.parent / (name or f"{source.name}-pruned{round(100 * ratio)}")
+    if target == source:
+        raise ConfigError(f"--name {target.name}: that is the source run; the pruned run needs a folder of its own")
+    if target.exists() and not overwrite:
+        raise BundleError(f"{target}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another --name")
+    data = prepare(cfg.data)  # the pruned weights read the features the source was fitted on: same data, or stop here
+    if fitted_state(data.features.to_json()) != fitted_state(predictor.features.to_json()):
+        raise BundleError(f"{source}: the data at {cfg.data.path} differs from what the run was trained on; "
+                          "pruning fine-tunes on the run's own training data")
+    settings = cfg.to_dict()
+    settings["model"] = pruned.model.model_dump(mode="json")
+    settings["runs_dir"] = str(source.parent)
+    t = settings["train"]
+    t["epochs"] = epochs or max(1, round(cfg.train.epochs / 4))
+    t["max_steps"] = None if epochs or cfg.train.max_steps is None else max(1, round(cfg.train.max_steps / 4))
+    t["lr"] = cfg.train.lr * FINETUNE_LR
+    new_cfg = Config.model_validate(settings)
+    params_before = count_parameters(predictor.model)
+    with claim_run_dir(new_cfg, target.name, overwrite) as run_dir:
+        if run_dir != target:  # claim_run_dir passes a name another process holds over to name-2
+            raise BundleError(f"{target}: another forgeml process is writing it; wait for it, or choose another --name")
+        if say:
+            say(f"pruned {ratio:g} of every width: " + ", ".join(f"{k} {pruned.widths_before[k]} -> {v}" for k, v in pruned.widths_after.items())
+                + f"; fine-tuning {t['epochs']} epoch(s) at lr {t['lr']:g} into {run_dir}")
+        _train_into(new_cfg, run_dir, (), init=pruned.state)
+        bundle = Bundle(run_dir)
+        bundle.update_meta(variant={"kind": "pruned", "source": str(source), "ratio": ratio, "widths_before": pruned.widths_before,
+                                    "widths_after": pruned.widths_after, "params_before": params_before,
+                                    "params_after": bundle.meta()["parameters"], "finetune_epochs": t["epochs"]})
+    return run_dir
