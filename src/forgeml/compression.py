@@ -173,22 +173,31 @@ def measure(run: str | Path, variants: list[tuple[str, Path]], *, repeats: int =
     say(f"measuring latency at batch {' and '.join(map(str, BATCHES))}: median of {repeats} runs, {threads} threads")
     rows = [_measured(source, "fp32", inputs, split, repeats)]
     with tempfile.TemporaryDirectory(prefix="forgeml-measure-") as tmp:
-        if importlib.util.find_spec("onnxruntime") is not None:
+        onnx = importlib.util.find_spec("onnxruntime") is not None
+
+        def in_onnx_runtime(predictor: Predictor, name: str) -> None:
+            """The same network (fp32) in ONNX Runtime: a row beside its PyTorch one."""
             from forgeml.export.onnx import ExportError, open_session, write_onnx
 
             try:
-                fp32 = write_onnx(source, Path(tmp) / "model.onnx")
-                rows.append(_measured(source, "fp32", inputs, split, repeats, open_session(fp32.path, threads), fp32.path))
+                fp32 = write_onnx(predictor, Path(tmp) / f"{name}.onnx")
             except ExportError as exc:
-                say(f"no ONNX Runtime fp32 row: {exc}")
+                say(f"no ONNX Runtime row for {name}: {exc}")
+                return
+            rows.append(_measured(predictor, name, inputs, split, repeats, open_session(fp32.path, threads), fp32.path))
+
+        if onnx:
+            in_onnx_runtime(source, "fp32")
         for name, path in variants:
             variant = Predictor(path, trust_code=trust_code)
-            session = variant.session if variant.backend == "onnx" else None
-            if session is not None:
+            if variant.backend == "onnx":
                 from forgeml.export.onnx import open_session
 
-                session = open_session(variant.bundle.file("model.onnx"), threads)
-            rows.append(_measured(variant, name, inputs, split, repeats, session))
+                rows.append(_measured(variant, name, inputs, split, repeats, open_session(variant.bundle.file("model.onnx"), threads)))
+                continue
+            rows.append(_measured(variant, name, inputs, split, repeats))
+            if onnx:
+                in_onnx_runtime(variant, name)
     base = rows[0].latency_ms
     for row in rows:
         row.speedup = {b: round(base[b] / row.latency_ms[b], 3) for b in row.latency_ms if row.latency_ms[b] > 0}
@@ -253,32 +262,32 @@ def _lat(row: dict[str, Any], batch: int) -> float:
 
 
 def keep_best(table: dict[str, Any], best: int, run: Path, name: str | None, overwrite: bool) -> Path:
-    """RUN-best: a copy of the chosen variant (the ONNX Runtime fp32 row becomes an ONNX-only fp32 bundle)."""
+    """RUN-best: a copy of the chosen row's bundle; a row measured in ONNX Runtime becomes an ONNX-only bundle
+    (model.onnx in place of model.safetensors), so that forgeml.load runs it the way it was measured."""
+    import yaml
+
     row = table["rows"][best]
     source = Bundle.open(run)
     dest = variant_path(source.path, "best", name)
+    origin = Bundle.open(row["path"])
     with staged_variant(source, dest, overwrite) as stage:
-        origin = Path(row["path"])
-        if origin.resolve() == source.path.resolve():  # the original in ONNX Runtime fp32
+        for item in origin.path.iterdir():
+            if item.name in ("checkpoints", "tensorboard", TABLE_FILE, "model.onnx") or item.name.startswith("."):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
+        if origin.onnx_only:
+            shutil.copy2(origin.file("model.onnx"), stage / "model.onnx")
+        elif row["runtime"] == "ONNX Runtime":
             from forgeml.export.onnx import write_onnx
 
-            predictor = Predictor(run, trust_code=True)
-            write_onnx(predictor, stage / "model.onnx")
-            for name_ in ("meta.json", "metrics.json"):
-                shutil.copy2(source.file(name_), stage / name_)
-            Bundle(stage).update_meta(runtime=ONNX_RUNTIME, variant={"kind": "fp32-onnx", "source": str(source.path)})
-        else:
-            for item in origin.iterdir():
-                if item.name in ("checkpoints", "tensorboard"):
-                    continue
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
-        meta = Bundle(stage).meta()
-        Bundle(stage).update_meta(chosen={"variant": row["variant"], "runtime": row["runtime"], "from": row["path"]},
-                                  variant={**(meta.get("variant") or {}), "best_of": str(source.path)})
+            write_onnx(Predictor(origin.path, trust_code=True), stage / "model.onnx")
+            (stage / "model.safetensors").unlink()
+            Bundle(stage).update_meta(runtime=ONNX_RUNTIME)
+        variant = Bundle(stage).meta().get("variant") or {"kind": "fp32", "source": str(source.path)}
+        Bundle(stage).update_meta(variant={**variant, "best_of": str(source.path), "runtime": row["runtime"],
+                                           "chosen_from": row["path"]})
         cfg = Bundle(stage).read_config_dict()
         cfg["name"] = dest.name
-        import yaml
-
         (stage / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
 
@@ -338,6 +347,9 @@ def compress(run: str | Path, *, quantize: str | None = None, prune: float | Non
         if best is not None and best != 0:
             table["best"] = str(keep_best(table, best, source_path, None, overwrite))
     save_table(source_path, table)
+    from forgeml.report.build import write_report
+
+    write_report(source_path, trust_code=trust_code)  # the table joins the run's report
     return table
 
 

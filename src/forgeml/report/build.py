@@ -274,8 +274,20 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
         ctx["samples"] = [model.generate("\n", 240, temperature=0.8, top_k=40, seed=s) for s in (1, 2, 3)]
     else:
         ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"], trust_code, outputs))
+    ctx["compression"] = _compression(bundle)
     ctx["config"] = bundle.file("config.yaml").read_text() if bundle.file("config.yaml").is_file() else ""
     return write_text(bundle.file("report.html"), render("report.html.j2", **ctx))
+
+
+def _compression(bundle: Bundle) -> dict[str, Any] | None:
+    """The table `forgeml compress` saved (compression.json), shaped for the template; None when there is none."""
+    if not bundle.file("compression.json").is_file():
+        return None
+    table = bundle.read_json("compression.json")
+    rows = table.get("rows") or []
+    return {**table, "rows": rows, "chosen": (table.get("chosen") or {}).get("row"),
+            "metrics": list(dict.fromkeys(k for r in rows for k in r["metrics"])),
+            "batches": list(dict.fromkeys(b for r in rows for b in r["latency_ms"]))}
 
 
 def report_diverged(run: Path) -> None:
