@@ -1,0 +1,1 @@
+"""Compression: a trained bundle in, a smaller or faster bundle out (quantized, pruned, distilled)."""
