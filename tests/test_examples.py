@@ -12,6 +12,7 @@ EXAMPLES = {
     "digits-cnn": ["train.epochs=2"],
     "mnist-cnn": ["data.limit=600", "train.epochs=1"],
     "adult-mlp": ["data.limit=3000", "train.epochs=1"],
+    "adult-mlp-student": ["data.limit=3000", "train.epochs=1"],
     "wine-regression": ["train.epochs=2"],
     "sms-spam-transformer": ["data.limit=600", "train.epochs=1"],
     "sms-spam-lstm": ["data.limit=600", "train.epochs=1"],

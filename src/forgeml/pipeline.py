@@ -1,4 +1,4 @@
-"""The stages as plain functions over a Config and a bundle: train, resume, evaluate.
+"""The stages as plain functions over a Config and a bundle: train, resume, distill, evaluate.
 
 Every run takes the same road: its data (a table's splits, or a tokenized text corpus for a GPT) gives
 fitted features, the features and the model config give a Network, the Trainer fits it into the bundle,
@@ -12,10 +12,11 @@ import contextlib
 import hashlib
 import json
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,7 +27,8 @@ from forgeml.data.corpus import CorpusData, open_tokens
 from forgeml.data.featureset import FeatureSet, fitted_state
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
-from forgeml.errors import BundleError, ConfigError, TrainingDiverged, WriteError, did_you_mean
+from forgeml.data.tensor_dict import rows as take_rows
+from forgeml.errors import BundleError, ConfigError, Interrupted, TrainingDiverged, WriteError, did_you_mean
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_network, count_parameters
 from forgeml.models.compose import head_settings
@@ -39,16 +41,24 @@ from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
 
+if TYPE_CHECKING:
+    from forgeml.compress.distill import Teacher
+
 
 def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback],
-             init: dict[str, torch.Tensor] | None = None) -> Trainer:
+             init: dict[str, torch.Tensor] | None = None, teacher: Teacher | None = None) -> Trainer:
     model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
     if init is not None:  # start from given weights (a pruned network's kept ones), not the seeded init
         model.load_state_dict(init, strict=True)
     # the loss is the weighted sum of the heads' losses; val loss in history.jsonl = the loss metrics.json
     # reports: each head's plain loss (no label smoothing or class weights)
-    return Trainer(model, model.loss, config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
-                   metrics=lambda: metrics_for(features, full=False))
+    kwargs = dict(config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
+                  metrics=lambda: metrics_for(features, full=False))
+    if teacher is not None:  # distillation: the same loop, its loss mixes the teacher's outputs with the labels
+        from forgeml.compress.distill import DistillTrainer
+
+        return DistillTrainer(model, teacher, loss_fn=model.loss, **kwargs)
+    return Trainer(model, model.loss, **kwargs)
 
 
 def _corpus_batches(cfg: Config, data: CorpusData, trainer: Trainer) -> tuple[Any, Any]:
@@ -114,12 +124,15 @@ def _has_val(data: PreparedData | CorpusData) -> bool:
     return data.tokens.val is not None if isinstance(data, CorpusData) else "val" in data.splits
 
 
-def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None) -> Path:
+def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None,
+                teacher: Teacher | None = None) -> Path:
     data = _prepare(cfg, run_dir)
     try:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
                       has_val=_has_val(data), task=data.features.task)
-        trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init)
+        trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init, teacher=teacher)
+        if teacher is not None:  # the teacher's features, the teacher's outputs: refused before any folder exists
+            teacher.check(data.features, trainer.model, take_rows(data.splits["train"].x, 0, 4))
         if data.features.summary:
             note(data.features.summary)  # after every check that can refuse the run: an error comes alone
         for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
@@ -131,6 +144,8 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
             if isinstance(data, CorpusData):
                 data.move_into(run_dir)  # the token files are part of the run: resume and evaluate read them
             _start_bundle(bundle, cfg, data, trainer)
+            if teacher is not None:
+                bundle.update_meta(variant=teacher.variant(trainer.model))
             return _fit(cfg, data, trainer, bundle, resume=False)
     finally:
         if isinstance(data, CorpusData):
@@ -220,7 +235,15 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
         if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):
             raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
                               "resume needs the same data, or start a new run")
-    trainer = _trainer(saved, data.features, bundle.path, callbacks)
+    variant = meta.get("variant") or {}
+    teacher = None
+    if variant.get("kind") == "distilled":  # it resumes learning from the same teacher, loaded again from its bundle
+        try:
+            teacher = _load_teacher(variant["source"], variant["temperature"], variant["alpha"])
+        except BundleError as exc:
+            raise BundleError(f"{bundle.path}: distilled from {variant['source']}, which cannot be loaded ({exc}); "
+                              "put the teacher back, or distil again with --overwrite") from None
+    trainer = _trainer(saved, data.features, bundle.path, callbacks, teacher=teacher)
     bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
 
@@ -300,6 +323,105 @@ def set_thresholds(cfg: Config, predictor: Predictor, val: Split | None) -> bool
             if o.name in tuners:
                 o.set_thresholds(tuners[o.name].compute())
     return bool(outputs)
+
+
+# --------------------------------------------------------------------------------------------- distill
+def distill(run: str | Path, student: str | Path | dict[str, Any] | Config, *, temperature: float = 4.0, alpha: float = 0.5,
+            name: str | None = None, overwrite: bool = False, callbacks: Iterable[Callback] = ()) -> Path:
+    """Train a smaller student from a trained run's outputs (knowledge distillation); returns its bundle.
+
+    The student is an ordinary run: the teacher's data (same splits, same fitted features), the student's
+    `model` and (merged over the teacher's) `train` sections. Its loss per output mixes the teacher's
+    softened outputs with the labels (compress/distill.py); meta.json records `variant`.
+
+    Args:
+        run: the teacher's bundle.
+        student: a YAML file, dict or Config with a `model` section (and optionally `train`); a `data`
+            section, if any, must be the teacher's.
+        temperature: softens the teacher's and the student's outputs (default 4.0; 1 = as they are).
+        alpha: the teacher's share of the loss, 0 (labels only) to 1 (teacher only); default 0.5.
+        name: the new run folder, beside the teacher (default `<run>-distilled`).
+        overwrite: replace an existing folder of that name (otherwise it is an error).
+
+    Example:
+        >>> forgeml.pipeline.distill("runs/adult-mlp", "examples/adult-mlp-student.yaml")  # doctest: +SKIP
+        PosixPath('runs/adult-mlp-distilled')
+    """
+    teacher = _load_teacher(run, temperature, alpha)
+    source = teacher.source
+    cfg = _student_config(teacher.config, student)
+    run_dir = source.parent / (name or f"{source.name}-distilled")
+    if run_dir == source:
+        raise ConfigError(f"--name {name}: that is the teacher's own folder; give the student another name")
+    cfg.runs_dir, cfg.name = str(run_dir.parent), run_dir.name
+    with run_lock(run_dir):  # held to the end: no second process trains into it
+        recover_replaced(run_dir)
+        if run_dir.exists() and not overwrite:
+            raise BundleError(f"{run_dir}: already exists; pass --overwrite (overwrite=True) to replace it, "
+                              "or choose another --name")
+        fresh = not run_dir.exists()
+        try:
+            return _train_into(cfg, run_dir, callbacks, teacher=teacher)
+        except (Interrupted, TrainingDiverged):
+            raise  # resumable (forgeml train --resume), or holds the last good checkpoint its error names
+        except BaseException:
+            if fresh:  # a failed distillation leaves no half-written folder (--overwrite already put the old one back)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _load_teacher(run: str | Path, temperature: float, alpha: float) -> Teacher:
+    """The teacher's network from its bundle (read only), frozen; a language model is refused."""
+    from forgeml.compress.distill import Teacher, check_settings
+
+    check_settings(temperature, alpha)  # cheap checks first: nothing is loaded for a typo
+    predictor = Predictor(run)  # a custom teacher is refused here unless trusted: its code would run
+    source = predictor.path.resolve()
+    if predictor.config.model.name == "gpt" or predictor.tokenizer is not None:
+        raise ConfigError(f"{source}: a language model (next-token output) cannot be distilled yet; "
+                          "compress it with --quantize or --prune instead")
+    return Teacher(predictor.model, source, predictor.bundle.read_json("features.json"), temperature, alpha, predictor.config)
+
+
+def _student_config(teacher: Config, student: str | Path | dict[str, Any] | Config) -> Config:
+    """The teacher's config with the student's model (and train settings over the teacher's); its data must be the teacher's."""
+    where = str(student) if isinstance(student, (str, Path)) else "student"
+    if isinstance(student, Config):
+        raw = student.to_dict()
+        if raw["data"] == Config().to_dict()["data"]:
+            del raw["data"]  # a Config always has a data section: the default one says nothing
+    elif isinstance(student, dict):
+        raw = dict(student)
+    else:
+        path = Path(student)
+        if not path.is_file():
+            raise ConfigError(f"{path}: student config file not found. Give a YAML file with a model section, "
+                              "e.g. examples/adult-mlp-student.yaml")
+        import yaml
+
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping with a model section")
+    if "model" not in raw:
+        raise ConfigError(f"{where}: no model section; a student config names the smaller model, e.g. model: {{name: mlp, hidden: [32]}}")
+    merged = teacher.to_dict()
+    merged["model"] = raw["model"]
+    merged["train"] = {**merged["train"], **(raw.get("train") or {})}
+    try:
+        cfg = load_config(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).removeprefix('config: ')}") from None
+    if "data" in raw:  # the student learns from the teacher's data; another data section is a mistake, not a wish
+        theirs = load_config({**merged, "data": raw["data"]}).to_dict()["data"]
+        changed = _diff(teacher.to_dict()["data"], theirs, "data.")
+        if changed:
+            shown = ", ".join(f"{key} is {b!r} (the teacher's: {a!r})" for key, a, b in changed[:3])
+            raise ConfigError(f"{where}: {shown}{' ...' if len(changed) > 3 else ''}; a student always trains on the teacher's "
+                              "data (same splits, same outputs): remove its data section")
+    return cfg
 
 
 # -------------------------------------------------------------------------------------------- evaluate

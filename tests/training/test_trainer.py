@@ -57,6 +57,31 @@ def test_gradient_accumulation_matches_the_hand_loop():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_overriding_compute_loss_changes_what_is_trained():
+    """compute_loss is the seam: a subclass's objective is what the loop minimises, step for step as a hand loop."""
+
+    class Penalised(Trainer):
+        def compute_loss(self, x, y):
+            out = self.step_model(x)
+            return self.loss_fn(out, y) + 0.5 * out.pow(2).mean()  # logits kept small
+
+    x, y = data()
+    plain, ours, ref = model(), model(), model()
+    Trainer(plain, "cross_entropy", lr=1e-2, epochs=2, batch_size=16, seed=2, progress=False).fit((x, y))
+    Penalised(ours, "cross_entropy", lr=1e-2, epochs=2, batch_size=16, seed=2, progress=False).fit((x, y))
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.0, foreach=True)
+    batches = TensorBatcher(x, y, 16, seed=2)
+    for epoch in range(2):
+        for xb, yb in batches.epoch(epoch):
+            out = ref(xb)
+            (F.cross_entropy(out, yb) + 0.5 * out.pow(2).mean()).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.allclose(ours[2].weight, plain[2].weight, atol=1e-3)
+
+
 def test_learns_with_every_optimizer_and_schedule():
     x, y = data(n=256)
     for opt, sched in [("sgd", "step"), ("adam", "cosine"), ("adamw", "onecycle"), ("rmsprop", "constant")]:

@@ -173,6 +173,9 @@ class Trainer:
         run_dir: where history.jsonl, checkpoints/ and tensorboard/ go (None: nothing written).
         config: a TrainConfig; or give its fields as keyword arguments (epochs=5, lr=3e-4, precision="bf16").
 
+    Another objective: subclass and override `compute_loss(x, y)` (the loss of one micro-batch); the loop,
+    accumulation, clipping, logging and checkpoints stay as they are.
+
     Example:
         >>> model = torch.nn.Linear(4, 3)
         >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
@@ -300,6 +303,11 @@ class Trainer:
             last_eval=self.last_eval, stopped_early=self.stop and self.step < self.total_steps, weights=weights,
         )
 
+    def compute_loss(self, x, y) -> torch.Tensor:
+        """The training loss of one micro-batch, under autocast: the seam to override for another objective
+        (distillation runs a teacher on the same x here). Must return a scalar with a graph back to the model."""
+        return self.loss_fn(self.step_model(x), y)
+
     def _wall_time(self) -> float:
         """Seconds of training so far, earlier sessions and calls included (what a checkpoint must carry)."""
         return self._wall_before + (time.perf_counter() - self._started)
@@ -322,7 +330,7 @@ class Trainer:
         while self.step < self.total_steps and not self.stop:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 with runtime.autocast():
-                    loss = self.loss_fn(model(x), y)
+                    loss = self.compute_loss(x, y)
                 scaled = loss / accum if accum > 1 else loss
                 (scaler.scale(scaled) if scaler else scaled).backward()
                 running += loss.detach()
