@@ -142,23 +142,23 @@ def held_out_split(metrics: dict[str, Any]) -> str:
     return next((s for s in ("test", "val") if s in metrics), next(iter(metrics), ""))
 
 
-def _measured(predictor: Predictor, variant: str, inputs: dict[str, torch.Tensor], split: str, repeats: int,
-              session=None, size_file: Path | None = None) -> Row:
+def _measure_row(predictor: Predictor, variant: str, inputs: dict[str, torch.Tensor], split: str, repeats: int,
+              session=None, size_file: Path | None = None, batches: tuple[int, ...] = BATCHES) -> Row:
     bundle = predictor.bundle
     metrics = bundle.read_json("metrics.json").get(split, {}) if bundle.file("metrics.json").is_file() else {}
     if session is not None:
-        latency = onnx_latency(session, inputs, BATCHES, repeats)
+        latency = onnx_latency(session, inputs, batches, repeats)
         runtime, file = "ONNX Runtime", size_file or bundle.file("model.onnx")
     else:
-        latency = torch_latency(predictor.model, inputs, BATCHES, repeats)
+        latency = torch_latency(predictor.model, inputs, batches, repeats)
         runtime, file = "PyTorch eager", bundle.file("model.safetensors")
     params = int(bundle.meta().get("parameters") or sum(p.numel() for p in predictor.model.parameters()))
     return Row(variant, runtime, str(bundle.path), headline_metrics(metrics, predictor.features), params, file.stat().st_size,
                {lat.batch: round(lat.median_ms, 4) for lat in latency})
 
 
-def measure(run: str | Path, variants: list[tuple[str, Path]], *, repeats: int = REPEATS, trust_code: bool = False,
-            say: Callable[[str], None] | None = None) -> dict[str, Any]:
+def measure(run: str | Path, variants: list[tuple[str, Path]], *, repeats: int = REPEATS, batches: tuple[int, ...] = BATCHES,
+            trust_code: bool = False, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The table: the source in PyTorch fp32 eager (and ONNX Runtime fp32 when the onnx extra is there), then
     each variant in its own runtime, all on the same held-out rows and thread count."""
     import importlib.util
@@ -168,9 +168,13 @@ def measure(run: str | Path, variants: list[tuple[str, Path]], *, repeats: int =
     say = say or (lambda line: None)
     source = Predictor(run, trust_code=trust_code)
     split = held_out_split(source.bundle.read_json("metrics.json"))
-    inputs, _ = held_out_inputs(source.config, source.features, max(BATCHES))
+    inputs, _ = held_out_inputs(source.config, source.features, max(batches))
     threads = torch.get_num_threads()
-    say(f"measuring latency at batch {' and '.join(map(str, BATCHES))}: median of {repeats} runs, {threads} threads")
+    say(f"measuring latency at batch {', '.join(map(str, batches))}: median of {repeats} runs, {threads} threads")
+
+    def _measured(*args, **kwargs) -> Row:
+        return _measure_row(*args, **kwargs, batches=batches)
+
     rows = [_measured(source, "fp32", inputs, split, repeats)]
     with tempfile.TemporaryDirectory(prefix="forgeml-measure-") as tmp:
         onnx = importlib.util.find_spec("onnxruntime") is not None
@@ -229,12 +233,13 @@ def drop(metric: str, base: float, value: float) -> float:
 
 def choose(table: dict[str, Any], max_drop: float, target: str) -> tuple[int | None, list[str]]:
     """The index of the row to keep (None: keep the original) and why, one line per row: within max_drop on every
-    output's headline metric; for latency, faster at batch 64 than ONNX Runtime fp32 (else PyTorch fp32)."""
+    output's headline metric; for latency, faster at the largest batch measured (64) than ONNX Runtime fp32 (else
+    PyTorch fp32)."""
     if target not in TARGETS:
         raise ConfigError(f"--target {target!r}: choose one of {', '.join(TARGETS)}")
     rows = table["rows"]
     reference = next((i for i, r in enumerate(rows) if r["variant"] == "fp32" and r["runtime"] == "ONNX Runtime"), 0)
-    big = max(BATCHES)
+    big = max(int(b) for b in rows[0]["latency_ms"])  # the largest batch measured: where int8 and pruning pay
     reasons, fit = [], []
     for i, row in enumerate(rows):
         worst = max((drop(k, rows[0]["metrics"][k], v) for k, v in row["metrics"].items() if k != "loss" and k in rows[0]["metrics"]),
@@ -304,7 +309,7 @@ QUANTIZE = {"int8": "auto", "int8-dynamic": "dynamic", "int8-static": "static"}
 
 def compress(run: str | Path, *, quantize: str | None = None, prune: float | None = None, distill: str | Path | None = None,
              temperature: float = 4.0, alpha: float = 0.5, auto: bool = False, max_drop: float = 0.5, target: str = "latency",
-             overwrite: bool = False, repeats: int = REPEATS, trust_code: bool = False,
+             overwrite: bool = False, repeats: int = REPEATS, batches: tuple[int, ...] = BATCHES, trust_code: bool = False,
              say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Make the asked variants (each a bundle beside the run), measure them against the original, save the table as
     RUN/compression.json; with `auto`, try every variant that applies and copy the best within `max_drop` to RUN-best.
@@ -337,7 +342,7 @@ def compress(run: str | Path, *, quantize: str | None = None, prune: float | Non
         from forgeml import pipeline
 
         attempt("distilled", lambda: pipeline.distill(source_path, distill, temperature=temperature, alpha=alpha, overwrite=overwrite))
-    table = measure(source_path, variants, repeats=repeats, trust_code=trust_code, say=say)
+    table = measure(source_path, variants, repeats=repeats, batches=batches, trust_code=trust_code, say=say)
     table = json.loads(json.dumps(table))  # the form compression.json is read back in (batch keys as strings)
     if auto:
         best, reasons = choose(table, max_drop, target)
