@@ -45,3 +45,20 @@ def test_auto_measures_every_variant_and_keeps_the_best_within_the_drop(runs, ca
     lost = [r for r in table["rows"] if r["metrics"]["accuracy"] < table["rows"][0]["metrics"]["accuracy"]]
     assert all(any(r["variant"] in why and "loses" in why for why in table["reasons"]) for r in lost)
     assert table["chosen"] is None or table["rows"][table["chosen"]["row"]] not in lost
+
+
+def test_distill_through_the_cli_passes_temperature_and_alpha(runs, tmp_path, capsys):
+    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", "data.limit=3000", "train.epochs=1"]
+    assert main(["train", "examples/adult-mlp.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    run = runs / "adult-mlp"
+    student = tmp_path / "student.yaml"
+    student.write_text("model: {name: mlp, hidden: [8]}\ntrain: {epochs: 1, progress: false}\n")
+    assert main(["compress", str(run), "--distill", str(student), "--temperature", "2.5", "--alpha", "0.7", "--repeats", "2"]) == 0
+    meta = json.loads((runs / "adult-mlp-distilled" / "meta.json").read_text())
+    assert meta["variant"]["kind"] == "distilled" and meta["variant"]["temperature"] == 2.5 and meta["variant"]["alpha"] == 0.7
+    assert meta["parameters"] < json.loads((run / "meta.json").read_text())["parameters"] / 4
+    rows = json.loads((run / "compression.json").read_text())["rows"]
+    assert [(r["variant"], r["runtime"]) for r in rows][2:] == [("distilled", "PyTorch eager"), ("distilled", "ONNX Runtime")]
+    capsys.readouterr()
+    assert main(["compress", str(run), "--distill", str(tmp_path / "missing.yaml")]) == 2
+    assert "no such student config" in capsys.readouterr().err

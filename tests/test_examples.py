@@ -11,6 +11,7 @@ from tests.conftest import quick
 EXAMPLES = {
     "digits-cnn": ["train.epochs=2"],
     "mnist-cnn": ["data.limit=600", "train.epochs=1"],
+    "mnist-cnn-student": ["data.limit=600", "train.epochs=1"],
     "adult-mlp": ["data.limit=3000", "train.epochs=1"],
     "adult-mlp-student": ["data.limit=3000", "train.epochs=1"],
     "wine-regression": ["train.epochs=2"],

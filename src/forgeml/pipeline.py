@@ -354,6 +354,13 @@ def distill(run: str | Path, student: str | Path | dict[str, Any] | Config, *, t
     if run_dir == source:
         raise ConfigError(f"--name {name}: that is the teacher's own folder; give the student another name")
     cfg.runs_dir, cfg.name = str(run_dir.parent), run_dir.name
+    return _train_variant(cfg, run_dir, overwrite, callbacks, teacher=teacher)
+
+
+def _train_variant(cfg: Config, run_dir: Path, overwrite: bool, callbacks: Iterable[Callback] = (), **how: Any) -> Path:
+    """Train a compressed variant (pruned, distilled) into its own folder beside its source: an existing folder only
+    with overwrite; a failure leaves no half-written folder (an interrupted or diverged one stays: it can be resumed,
+    or holds the last good checkpoint its error names). `how`: _train_into's init= or teacher=."""
     with run_lock(run_dir):  # held to the end: no second process trains into it
         recover_replaced(run_dir)
         if run_dir.exists() and not overwrite:
@@ -361,11 +368,11 @@ def distill(run: str | Path, student: str | Path | dict[str, Any] | Config, *, t
                               "or choose another --name")
         fresh = not run_dir.exists()
         try:
-            return _train_into(cfg, run_dir, callbacks, teacher=teacher)
+            return _train_into(cfg, run_dir, callbacks, **how)
         except (Interrupted, TrainingDiverged):
-            raise  # resumable (forgeml train --resume), or holds the last good checkpoint its error names
+            raise
         except BaseException:
-            if fresh:  # a failed distillation leaves no half-written folder (--overwrite already put the old one back)
+            if fresh:  # --overwrite's replacing() has already put the old one back
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
@@ -565,15 +572,13 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
     t["lr"] = cfg.train.lr * FINETUNE_LR
     new_cfg = Config.model_validate(settings)
     params_before = count_parameters(predictor.model)
-    with claim_run_dir(new_cfg, target.name, overwrite) as run_dir:
-        if run_dir != target:  # claim_run_dir passes a name another process holds over to name-2
-            raise BundleError(f"{target}: another forgeml process is writing it; wait for it, or choose another --name")
-        if say:
-            say(f"pruned {ratio:g} of every width: " + ", ".join(f"{k} {pruned.widths_before[k]} -> {v}" for k, v in pruned.widths_after.items())
-                + f"; fine-tuning {t['epochs']} epoch(s) at lr {t['lr']:g} into {run_dir}")
-        _train_into(new_cfg, run_dir, (), init=pruned.state)
-        bundle = Bundle(run_dir)
-        bundle.update_meta(variant={"kind": "pruned", "source": str(source), "ratio": ratio, "widths_before": pruned.widths_before,
-                                    "widths_after": pruned.widths_after, "params_before": params_before,
-                                    "params_after": bundle.meta()["parameters"], "finetune_epochs": t["epochs"]})
+    new_cfg.name = target.name
+    if say:
+        say(f"pruned {ratio:g} of every width: " + ", ".join(f"{k} {pruned.widths_before[k]} -> {v}" for k, v in pruned.widths_after.items())
+            + f"; fine-tuning {t['epochs']} epoch(s) at lr {t['lr']:g} into {target}")
+    run_dir = _train_variant(new_cfg, target, overwrite, init=pruned.state)
+    bundle = Bundle(run_dir)
+    bundle.update_meta(variant={"kind": "pruned", "source": str(source), "ratio": ratio, "widths_before": pruned.widths_before,
+                                "widths_after": pruned.widths_after, "params_before": params_before,
+                                "params_after": bundle.meta()["parameters"], "finetune_epochs": t["epochs"]})
     return run_dir
