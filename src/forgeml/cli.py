@@ -144,10 +144,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     examples:
       forgeml generate runs/shakespeare-gpt --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --top-k 40 --seed 1
       forgeml generate runs/shakespeare-gpt --prompt "JULIET:" --stop "\\n\\n"
+      forgeml generate runs/shakespeare-gpt --prompt "ROMEO:" --backend onnx   # after: forgeml export RUN --format onnx
     """
     from forgeml.api import load
 
-    lm = load(args.run, trust_code=args.trust_code)
+    lm = load(args.run, trust_code=args.trust_code, backend=args.backend)
     stops = [_unescape(s) for s in args.stop]
     pieces = lm.stream(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, stops or None,
                        args.seed, use_cache=not args.no_cache)  # a model with no next-token output says so here
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[],
                    help="end the text where this string appears (repeatable; \\n is a new line, \\t a tab)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each token (slow; for comparison)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                   help="onnx: generate through RUN/model.onnx (its KV cache) with ONNX Runtime (write it with forgeml export "
+                        "RUN --format onnx); default: torch, or onnx for a bundle that holds only model.onnx (an int8 variant)")
     p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["report"]

@@ -56,21 +56,25 @@ def make_int8(run: str | Path, method: str = "auto", *, name: str | None = None,
     say = say or (lambda line: None)
     require_onnx("int8 quantization")
     source = _torch_source(run, trust_code, "quantize")
-    data = prepare(source.config.data)
+    lm = source.tokenizer is not None  # a GPT: its KV-cache graph, dynamic int8, perplexity on RUN/data/val.bin
+    data = None if lm else prepare(source.config.data)
     dest = variant_path(source.path, "int8", name)
     with staged_variant(source.bundle, dest, overwrite) as stage, tempfile.TemporaryDirectory(prefix="forgeml-fp32-") as tmp:
         fp32 = write_onnx(source, Path(tmp) / "model.onnx", say=lambda line: None)
         say(f"exported the fp32 graph, verified against PyTorch on {fp32.verified.rows} {fp32.verified.split} rows")
         try:
-            done = quantize_int8(fp32.path, stage / "model.onnx", method,
-                                 calibration=lambda: calibration_batches(data.splits["train"].x, seed=source.config.train.seed))
+            done = quantize_int8(fp32.path, stage / "model.onnx", method, calibration=None if lm else
+                                 lambda: calibration_batches(data.splits["train"].x, seed=source.config.train.seed))
         except QuantizeError as exc:
             raise QuantizeError(f"{source.path}: {exc}") from None
         say(f"int8 {done.method}{' (reduce_range: this CPU has no VNNI)' if done.reduce_range else ''}: "
             f"{done.fp32_bytes / 1e6:.2f} MB -> {done.int8_bytes / 1e6:.2f} MB")
         variant = {"kind": "int8", "source": str(source.path), "method": done.method, "reduce_range": done.reduce_range,
                    "calibration_rows": done.calibration_rows, "fp32_bytes": done.fp32_bytes, "int8_bytes": done.int8_bytes}
-        _finish_variant(source, stage, dest, data, variant, runtime=ONNX_RUNTIME)
+        if lm:
+            _finish_lm_variant(source, stage, dest, variant)
+        else:
+            _finish_variant(source, stage, dest, data, variant, runtime=ONNX_RUNTIME)
     return dest
 
 
@@ -82,9 +86,9 @@ def _torch_source(run: str | Path, trust_code: bool, what: str) -> Predictor:
         origin = (source.bundle.meta().get("variant") or {}).get("source")
         raise CompressError(f"{source.path}: already {'quantized (an int8 variant)' if kind == 'int8' else f'an {kind} ONNX-only bundle'}; "
                             f"it has no PyTorch weights to {what}. Compress the original run{f' ({origin})' if origin else ''} instead")
-    if source.tokenizer is not None:
-        raise CompressError(f"{source.path}: a language model (GPT) cannot be compressed yet (its ONNX export with a KV cache "
-                            "is still to come); compress a classification, regression or multi-output run")
+    if source.tokenizer is not None and what != "quantize":
+        raise CompressError(f"{source.path}: a language model (GPT) can only be quantized so far (--quantize int8), "
+                            f"not {what}ed; pruning and distillation take a classification, regression or multi-output run")
     return source
 
 
@@ -107,6 +111,32 @@ def _finish_variant(source: Predictor, stage: Path, dest: Path, data, variant: d
     metrics = evaluate_splits(predictor, data, source.config.eval.splits, step, keep={report_split(data.splits): shown})
     Bundle(stage).write_json("metrics.json", metrics)
     write_report(stage, data, predictor, outputs=shown, title=dest.name)
+
+
+def _finish_lm_variant(source: Predictor, stage: Path, dest: Path, variant: dict[str, Any]) -> None:
+    """A GPT variant: its held-out tokens (RUN/data/val.bin) travel with it, so that `forgeml evaluate` measures it
+    as it measures the source; meta.json, metrics.json (loss, perplexity) and report.html as for every variant."""
+    from forgeml.data.corpus import open_tokens
+    from forgeml.report.build import write_report
+
+    cfg = source.config.model_copy(deep=True)
+    cfg.name = dest.name
+    (stage / "config.yaml").write_text(cfg.to_yaml())
+    val = source.path / "data" / "val.bin"
+    (stage / "data").mkdir()
+    if val.is_file():
+        shutil.copy2(val, stage / "data" / "val.bin")
+    meta = source.bundle.meta()
+    fields = {k: meta[k] for k in ("task", "data", "parameters", "precision", "hardware", "weights") if k in meta}
+    Bundle(stage).update_meta(format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__,
+                              status="complete", created=time.strftime("%Y-%m-%dT%H:%M:%S"), python=platform.python_version(),
+                              **fields, runtime=ONNX_RUNTIME, variant=variant)
+    predictor = Predictor(stage, trust_code=True)  # the source's config, already past require_trust
+    if val.is_file():
+        step = (meta.get("weights") or {}).get("step") or meta.get("steps")
+        tokens = open_tokens(stage / "data" / "val.bin", predictor.tokenizer.vocab_size)
+        Bundle(stage).write_json("metrics.json", {"val": {"step": step, **predictor.evaluate_tokens(tokens)}})
+    write_report(stage, predictor=predictor, title=dest.name)
 
 
 # ------------------------------------------------------------------------------------------------ the table
@@ -169,7 +199,7 @@ def measure(run: str | Path, variants: list[tuple[str, Path]], *, repeats: int =
     say = say or (lambda line: None)
     source = Predictor(run, trust_code=trust_code)
     split = held_out_split(source.bundle.read_json("metrics.json"))
-    inputs, _ = held_out_inputs(source.config, source.features, max(batches))
+    inputs, _ = held_out_inputs(source.config, source.features, max(batches), run=source.path, network=source.model)
     threads = torch.get_num_threads()
     say(f"measuring latency at batch {', '.join(map(str, batches))}: median of {repeats} runs, {threads} threads")
 
@@ -374,4 +404,5 @@ def _check_request(run, quantize, prune, distill, auto, max_drop, target, trust_
         raise CompressError(f"--max-drop {max_drop:g}: give the allowed loss in metric points, 0 or more (e.g. 0.5)")
     if target not in TARGETS:
         raise CompressError(f"--target {target!r}: choose one of {', '.join(TARGETS)}")
-    return _torch_source(run, trust_code, "compress").path
+    only_quantize = quantize and not (prune or distill or auto)  # all that a language model can have so far
+    return _torch_source(run, trust_code, "quantize" if only_quantize else "compress").path

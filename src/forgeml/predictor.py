@@ -62,14 +62,19 @@ class Predictor:
             raise BundleError(f"{self.bundle.file('model.safetensors')}: weights do not fit the model in config.yaml ({exc})") from None
         self.model.to(self.device).eval()
         self.backend, self.session = backend, None
+        self._decoder = None  # a GPT's KV-cache graph in ONNX Runtime (export/gpt_onnx.py), with the onnx backend
         if backend == "onnx":  # outputs come from ONNX Runtime; the network stays for its heads' losses (evaluate)
             self.session = self._onnx_session()
 
     def _onnx_session(self):
-        from forgeml.export.onnx import ONNX_FILE, open_session, refuse_unsupported
+        from forgeml.export.onnx import ONNX_FILE, is_language_model, open_session
 
-        refuse_unsupported(self.features, self.bundle.path)
         session = open_session(self.bundle.file(ONNX_FILE))
+        if is_language_model(self.features):  # its inputs and outputs carry the KV cache: checked there
+            from forgeml.export.gpt_onnx import OnnxDecoder
+
+            self._decoder = OnnxDecoder.for_network(session, self.bundle.file(ONNX_FILE), self.model)
+            return session
         names = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
         if outputs != list(self.model.output_names):
@@ -109,6 +114,8 @@ class Predictor:
             yield rows, {k: v.float().cpu() for k, v in out.items()}
 
     def _onnx_outputs(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self._decoder is not None:
+            return self._decoder.outputs(x)  # whole windows, an empty past
         missing = [n for n in self._onnx_inputs if n not in x]
         if missing:
             raise BundleError(f"{self.bundle.file('model.onnx')}: it wants input(s) {', '.join(missing)} that this run's "
@@ -178,7 +185,7 @@ class Predictor:
         makes it repeatable. Past the context length the window slides, so any length works."""
         from forgeml.text_generation import stream_text
 
-        return stream_text(self.model, self._corpus(), prompt, max_new_tokens, temperature, top_k, top_p, stop, seed,
+        return stream_text(self._decoder or self.model, self._corpus(), prompt, max_new_tokens, temperature, top_k, top_p, stop, seed,
                            use_cache, self.device)
 
     def generate(self, prompt: str, max_new_tokens: int = 200, **kwargs: Any) -> str:
@@ -190,7 +197,8 @@ class Predictor:
         from forgeml.evaluation.perplexity import evaluate_tokens
 
         self._corpus()
-        return evaluate_tokens(self.model, self.features, tokens, batch_size or max(1, self.config.eval.batch_size // 8), self.device)
+        forward = self._decoder.outputs if self._decoder is not None else self.model
+        return evaluate_tokens(forward, self.features, tokens, batch_size or max(1, self.config.eval.batch_size // 8), self.device)
 
     def evaluate_text(self, text: str) -> dict[str, float]:
         """Loss and perplexity of the model on a text."""

@@ -27,7 +27,8 @@ def stream_text(network, corpus, prompt: str, max_new_tokens: int = 200, tempera
                 top_p: float | None = None, stop: list[str] | None = None, seed: int | None = None, use_cache: bool = True,
                 device: torch.device | str = "cpu") -> Iterator[str]:
     """The generated text piece by piece (the prompt is not repeated). `corpus`: the fitted corpus input (its
-    tokenizer). Bad settings are refused here, before the first piece is asked for."""
+    tokenizer); `network`: the Network, or a generation Decoder (the GPT's graph in ONNX Runtime). Bad settings
+    are refused here, before the first piece is asked for."""
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     return _pieces(network, corpus, prompt, max_new_tokens, temperature, top_k, top_p, stop, seed, use_cache, torch.device(device))
 

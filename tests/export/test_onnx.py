@@ -1,5 +1,5 @@
 """ONNX export and the ONNX Runtime backend on real tiny runs: every kind of input, two outputs, and the
-ways it must refuse (a layer ONNX cannot express, a GPT, no weights, a damaged model.onnx)."""
+ways it must refuse (a layer ONNX cannot express, no weights, a damaged model.onnx). The GPT: test_gpt_onnx.py."""
 
 from __future__ import annotations
 
@@ -126,17 +126,6 @@ def test_a_layer_onnx_cannot_express_is_named_and_nothing_is_written(tmp_path, c
         from forgeml.export.onnx import export_onnx
 
         export_onnx(run)
-
-
-def test_a_gpt_bundle_is_refused_for_now(tmp_path):
-    run = forgeml.train("examples/shakespeare-gpt.yaml", {
-        "runs_dir": str(tmp_path), "train.max_steps": 1, "train.eval_batches": 1, "train.progress": False,
-        "train.tensorboard": False, "model.n_layer": 1, "model.n_embd": 16, "model.n_head": 2})
-    from forgeml.export.onnx import export_onnx
-
-    with pytest.raises(ExportError, match=r"language model \(GPT\) cannot be exported to ONNX yet"):
-        export_onnx(run)
-    assert not (run / "model.onnx").exists()
 
 
 def test_a_bundle_without_weights_or_with_a_damaged_onnx_file(exported, tmp_path):

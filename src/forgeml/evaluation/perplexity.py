@@ -30,7 +30,8 @@ class Perplexity:
 
 @torch.no_grad()
 def evaluate_tokens(network, features, tokens: np.ndarray | None, batch_size: int, device: torch.device) -> dict[str, float]:
-    """Loss and perplexity of a language-model network over a whole token stream, in non-overlapping windows."""
+    """Loss and perplexity of a language-model network over a whole token stream, in non-overlapping windows.
+    `network`: the Network, or any callable from an input dict to its output dict (the ONNX Runtime graph's)."""
     from forgeml.data.windows import WindowBatcher
 
     corpus, target = features.inputs[0], features.outputs[0]

@@ -79,16 +79,24 @@ def dynamic_axes(features, input_names: list[str]) -> dict[str, dict[int, str]]:
     return axes
 
 
-def refuse_unsupported(features, run: Path) -> None:
-    """The GPT's export carries a KV cache as inputs and outputs; until it does, say so instead of a half-useful graph."""
-    if any(f.kind == "corpus" for f in features.inputs) or any(o.kind == "next_token" for o in features.outputs):
-        raise ExportError(f"{run}: a language model (GPT) cannot be exported to ONNX yet (its KV-cache export is still "
-                          "to come); export a classification, regression or multi-output run")
+def is_language_model(features) -> bool:
+    """A GPT run (a corpus input, a next_token output): its graph carries a KV cache (export/gpt_onnx.py)."""
+    return any(f.kind == "corpus" for f in features.inputs) or any(o.kind == "next_token" for o in features.outputs)
 
 
 # -------------------------------------------------------------------------------------------- held-out rows
-def held_out_inputs(config, features, rows: int = VERIFY_ROWS) -> tuple[dict[str, torch.Tensor], str]:
-    """The first `rows` rows of the run's test split (else validation), prepared with the run's features.json."""
+def held_out_inputs(config, features, rows: int = VERIFY_ROWS, run: Path | None = None,
+                    network: nn.Module | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """The first `rows` rows of the run's test split (else validation), prepared with the run's features.json.
+
+    A language model's rows are windows of RUN/data/val.bin with an empty past (its KV-cache graph's inputs):
+    give `run` and `network` for it."""
+    if is_language_model(features):
+        from forgeml.export.gpt_onnx import held_out_kv_inputs
+
+        if run is None or network is None:
+            raise ValueError("a language model's held-out rows need its run folder and network")
+        return held_out_kv_inputs(Path(run), network, features, rows), "val"
     from forgeml.data.prepare import load_columns
 
     splits = load_columns(config.data)
@@ -160,27 +168,29 @@ def open_session(path: str | Path, threads: int | None = None):
                           f"Write it again with: forgeml export {path.parent} --format onnx") from None
 
 
+def compare(name: str, got: np.ndarray, ref: torch.Tensor, bounds: dict | None = None) -> Check:
+    """One output of ONNX Runtime against PyTorch's: the largest differences, and whether every element is in bound."""
+    atol, rtol = (bounds or BOUNDS).get(ref.dtype, (0.0, 0.0))  # integer outputs: exact
+    dtype = str(ref.dtype).replace("torch.", "")
+    ref64 = ref.detach().double().numpy()
+    out = got.astype(np.float64)
+    if out.shape != ref64.shape:
+        return Check(name, dtype, math.inf, math.inf, atol, rtol, False)
+    diff = np.abs(out - ref64)
+    passed = bool(np.all(diff <= atol + rtol * np.abs(ref64)))  # NaN anywhere fails
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(ref64), max(atol, 1e-12))).max()) if diff.size else 0.0
+    return Check(name, dtype, max_abs, max_rel, atol, rtol, passed)
+
+
 def verify(session, network: nn.Module, inputs: dict[str, torch.Tensor], bounds: dict | None = None) -> Verified:
     """Run ONNX Runtime and PyTorch on the same inputs; per output, the largest differences and whether they pass."""
-    bounds = bounds or BOUNDS
     start = time.perf_counter()
     got = run_session(session, inputs)
     network.eval()
     with torch.no_grad():
         want = network(inputs)
-    checks = []
-    for name, ref in want.items():
-        atol, rtol = bounds.get(ref.dtype, (0.0, 0.0))  # integer outputs: exact
-        ref64 = ref.detach().double().numpy()
-        out = got[name].astype(np.float64)
-        if out.shape != ref64.shape:
-            checks.append(Check(name, str(ref.dtype), math.inf, math.inf, atol, rtol, False))
-            continue
-        diff = np.abs(out - ref64)
-        passed = bool(np.all(diff <= atol + rtol * np.abs(ref64)))  # NaN anywhere fails
-        max_abs = float(diff.max()) if diff.size else 0.0
-        max_rel = float((diff / np.maximum(np.abs(ref64), max(atol, 1e-12))).max()) if diff.size else 0.0
-        checks.append(Check(name, str(ref.dtype).replace("torch.", ""), max_abs, max_rel, atol, rtol, passed))
+    checks = [compare(name, got[name], ref, bounds) for name, ref in want.items()]
     return Verified(checks, len(next(iter(inputs.values()))), seconds=time.perf_counter() - start)
 
 
@@ -325,35 +335,63 @@ def export_onnx(run: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_
     return done
 
 
+@dataclass
+class Graph:
+    """What one kind of bundle exports and how it is checked; write_onnx's frame does the rest for every kind."""
+
+    module: nn.Module  # a dict of named tensors in, a dict out (the contract's names)
+    sample: dict[str, torch.Tensor]  # what the exporter traces
+    axes: dict[str, dict[int, str]]  # input -> {axis: name} of its dynamic axes
+    output_names: list[str]
+    check: Callable[[Any], Verified]  # the written graph's ONNX Runtime session -> how it compares with PyTorch
+    culprit: Callable[[Path], str | None] = lambda tmp: None  # which part the exporter chokes on, for the error
+
+
+def _network_graph(predictor, rows: int, opset: int) -> Graph:
+    """A classification, regression or multi-output Network: its held-out rows in, its outputs out."""
+    network = _keyword_safe(predictor.model)
+    inputs, split = held_out_inputs(predictor.config, predictor.features, rows)
+    sample = {k: v[:SAMPLE_ROWS] for k, v in inputs.items()}
+
+    def check(session) -> Verified:
+        verified = verify(session, network, inputs)
+        verified.split = split
+        return verified
+
+    return Graph(network, sample, dynamic_axes(predictor.features, list(inputs)), list(network.output_names), check,
+                 lambda tmp: _culprit(network, sample, opset, tmp))
+
+
 def write_onnx(predictor, path: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_ROWS,
                say: Callable[[str], None] | None = None) -> Exported:
     """Export a loaded (torch) Predictor's Network to `path`, verified on the run's held-out rows; nothing is
-    written if it does not verify. What `forgeml export` and `forgeml compress` (into a staging folder) share."""
+    written if it does not verify. What `forgeml export` and `forgeml compress` (into a staging folder) share.
+    A GPT is exported with its KV cache as inputs and outputs (export/gpt_onnx.py)."""
     require_onnx()
     say = say or (lambda line: None)
-    bundle, features, network = predictor.bundle, predictor.features, _keyword_safe(predictor.model)
-    refuse_unsupported(features, bundle.path)
+    bundle = predictor.bundle
     if not 7 <= opset <= 23:
         raise ExportError(f"--opset {opset}: choose an ONNX opset from 7 to 23 (default {DEFAULT_OPSET})")
-    inputs, split = held_out_inputs(predictor.config, features, rows)
-    sample = {k: v[:SAMPLE_ROWS] for k, v in inputs.items()}
-    output_names = list(network.output_names)
-    axes = dynamic_axes(features, list(inputs))
+    if is_language_model(predictor.features):
+        from forgeml.export.gpt_onnx import kv_graph
+
+        graph = kv_graph(predictor, rows)
+    else:
+        graph = _network_graph(predictor, rows, opset)
     result: dict[str, Any] = {}
 
     def write(tmp: Path) -> None:
         try:
-            _export_graph(network, sample, axes, output_names, tmp, opset)
+            _export_graph(graph.module, graph.sample, graph.axes, graph.output_names, tmp, opset)
         except Exception as exc:
             reason = _reason(exc)
-            where = _culprit(network, sample, opset, tmp.with_name(tmp.name + "-part"))
+            where = graph.culprit(tmp.with_name(tmp.name + "-part"))
             tmp.with_name(tmp.name + "-part").unlink(missing_ok=True)
             layer = f"{where} cannot be expressed in ONNX" if where else "the network cannot be expressed in ONNX"
             raise ExportError(f"{bundle.path}: {layer} ({type(exc).__name__}: {reason}); "
                               "choose another architecture for this input to export it") from None
-        session = open_session(tmp)
-        verified = verify(session, network, inputs)
-        verified.split = split
+        verified = graph.check(open_session(tmp))
+        split = verified.split
         for c in verified.checks:
             say(f"{c.name} ({c.dtype}): max abs diff {c.max_abs_diff:.3g}, max rel diff {c.max_rel_diff:.3g} "
                 f"(bound {c.atol:g} + {c.rtol:g}*|torch|) on {verified.rows} {split} rows: {'ok' if c.passed else 'FAILED'}")
@@ -365,4 +403,4 @@ def write_onnx(predictor, path: str | Path, opset: int = DEFAULT_OPSET, rows: in
         result["verified"] = verified
 
     written = atomic_write(path, write)
-    return Exported(written, opset, result["verified"], list(inputs), output_names)
+    return Exported(written, opset, result["verified"], list(graph.sample), graph.output_names)

@@ -8,6 +8,7 @@ windows, so the same text for one seed. Sampling: greedy at temperature 0, else 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
 
@@ -26,19 +27,48 @@ def next_token_parts(network) -> tuple[torch.nn.Module, str, torch.nn.Module]:
     return encoders[0], encoders[0].key, heads[0]
 
 
+class Decoder(Protocol):
+    """What generation needs of a language model: logits at the last of some token ids fed after a cache. The
+    PyTorch network (TorchDecoder, below) or the GPT's KV-cache graph in ONNX Runtime (export/gpt_onnx.py)."""
+
+    block_size: int  # the context length: positions 0 .. block_size - 1
+
+    def new_cache(self) -> Any:
+        """An empty cache: no positions yet."""
+        ...
+
+    def logits(self, ids: list[int], cache: Any | None) -> tuple[torch.Tensor, Any]:
+        """(logits (1, vocab) at the last of `ids` fed after `cache`, the cache that now holds them too);
+        cache None: no cache at all, `ids` from position 0."""
+        ...
+
+
+class TorchDecoder:
+    """A language-model Network as a Decoder; its cache is models/gpt.py's KVCache, filled in place."""
+
+    def __init__(self, network, device: torch.device):
+        self.network, self.device = network, device
+        self.encoder, self.key, self.head = next_token_parts(network)
+        self.block_size = self.encoder.cfg.block_size
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.encoder.cfg, 1, self.device, self.encoder.wte.weight.dtype)
+
+    def logits(self, ids: list[int], cache: KVCache | None) -> tuple[torch.Tensor, KVCache | None]:
+        h = self.encoder({self.key: torch.tensor([ids], device=self.device)}, cache)  # (1, t, C)
+        return self.head(self.network.combiner([h[:, -1:, :]]))[:, -1, :], cache  # the combiner of one input passes it through
+
+
 @torch.inference_mode()
-def generate(network, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> Iterator[int]:
-    """Yield new token ids one at a time after the prompt `idx` (1, T)."""
-    encoder, key, head = next_token_parts(network)
-    T_max = encoder.cfg.block_size
+    """Yield new token ids one at a time after the prompt `idx` (1, T). `model`: a language-model Network, or a
+    Decoder (the ONNX Runtime one); either way the same windows and the same sampling."""
+    decoder = model if hasattr(model, "logits") else TorchDecoder(model, idx.device)
+    T_max = decoder.block_size
     tokens = idx[0].tolist()
     start = max(0, len(tokens) - T_max)  # the window: tokens[start:] is the context
     cache, fed = None, 0  # fed: tokens of the window already in the cache
-
-    def last_logits(ids: list[int], kv: KVCache | None) -> torch.Tensor:  # (1, vocab) at the last position
-        h = encoder({key: torch.tensor([ids], device=idx.device)}, kv)  # (1, t, C)
-        return head(network.combiner([h[:, -1:, :]]))[:, -1, :]  # the combiner of one input passes it through
 
     for _ in range(max_new_tokens):
         if len(tokens) - start > T_max:  # full: slide, keeping the newest half of the context
@@ -47,11 +77,11 @@ def generate(network, idx: torch.Tensor, max_new_tokens: int, temperature: float
         context = tokens[start:]
         if use_cache:
             if cache is None:
-                cache, fed = KVCache(encoder.cfg, 1, idx.device, encoder.wte.weight.dtype), 0
-            logits = last_logits(context[fed:], cache)
+                cache, fed = decoder.new_cache(), 0
+            logits, cache = decoder.logits(context[fed:], cache)
             fed = len(context)
         else:
-            logits = last_logits(context, None)  # the whole prefix again
+            logits, _ = decoder.logits(context, None)  # the whole prefix again
         next_id = sample(logits, temperature, top_k, top_p, generator)
         tokens.append(next_id)
         yield next_id
