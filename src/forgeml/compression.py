@@ -71,10 +71,7 @@ def make_int8(run: str | Path, method: str = "auto", *, name: str | None = None,
             f"{done.fp32_bytes / 1e6:.2f} MB -> {done.int8_bytes / 1e6:.2f} MB")
         variant = {"kind": "int8", "source": str(source.path), "method": done.method, "reduce_range": done.reduce_range,
                    "calibration_rows": done.calibration_rows, "fp32_bytes": done.fp32_bytes, "int8_bytes": done.int8_bytes}
-        if lm:
-            _finish_lm_variant(source, stage, dest, variant)
-        else:
-            _finish_variant(source, stage, dest, data, variant, runtime=ONNX_RUNTIME)
+        _finish_variant(source, stage, dest, data, variant, runtime=ONNX_RUNTIME)
     return dest
 
 
@@ -93,50 +90,38 @@ def _torch_source(run: str | Path, trust_code: bool, what: str) -> Predictor:
 
 
 def _finish_variant(source: Predictor, stage: Path, dest: Path, data, variant: dict[str, Any], runtime: str | None = None) -> None:
-    """meta.json, config name, metrics.json and report.html of a staged variant, measured through forgeml.load's path."""
-    from forgeml.pipeline import evaluate_splits
+    """meta.json, config name, metrics.json and report.html of a staged variant, measured through forgeml.load's path:
+    on the run's held-out splits, or for a GPT (data None) by perplexity on its held-out text, whose tokens
+    (RUN/data/val.bin) travel with the variant so that `forgeml evaluate` measures it as it measures the source."""
     from forgeml.report.build import report_split, write_report
 
     cfg = source.config.model_copy(deep=True)
     cfg.name = dest.name
     (stage / "config.yaml").write_text(cfg.to_yaml())
+    val = source.path / "data" / "val.bin"
+    if data is None and val.is_file():
+        (stage / "data").mkdir()
+        shutil.copy2(val, stage / "data" / "val.bin")
     meta = source.bundle.meta()
     fields = {k: meta[k] for k in ("task", "data", "parameters", "precision", "hardware", "weights") if k in meta}
     Bundle(stage).update_meta(format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__,
                               status="complete", created=time.strftime("%Y-%m-%dT%H:%M:%S"), python=platform.python_version(),
                               **fields, **({"runtime": runtime} if runtime else {}), variant=variant)
     predictor = Predictor(stage, trust_code=True)  # the source's config, already past require_trust
-    shown: list[dict[str, torch.Tensor]] = []
     step = (meta.get("weights") or {}).get("step") or meta.get("steps")
-    metrics = evaluate_splits(predictor, data, source.config.eval.splits, step, keep={report_split(data.splits): shown})
-    Bundle(stage).write_json("metrics.json", metrics)
-    write_report(stage, data, predictor, outputs=shown, title=dest.name)
+    shown: list[dict[str, torch.Tensor]] = []
+    if data is None:
+        from forgeml.data.corpus import open_tokens
 
+        if val.is_file():
+            tokens = open_tokens(stage / "data" / "val.bin", predictor.tokenizer.vocab_size)
+            Bundle(stage).write_json("metrics.json", {"val": {"step": step, **predictor.evaluate_tokens(tokens)}})
+    else:
+        from forgeml.pipeline import evaluate_splits
 
-def _finish_lm_variant(source: Predictor, stage: Path, dest: Path, variant: dict[str, Any]) -> None:
-    """A GPT variant: its held-out tokens (RUN/data/val.bin) travel with it, so that `forgeml evaluate` measures it
-    as it measures the source; meta.json, metrics.json (loss, perplexity) and report.html as for every variant."""
-    from forgeml.data.corpus import open_tokens
-    from forgeml.report.build import write_report
-
-    cfg = source.config.model_copy(deep=True)
-    cfg.name = dest.name
-    (stage / "config.yaml").write_text(cfg.to_yaml())
-    val = source.path / "data" / "val.bin"
-    (stage / "data").mkdir()
-    if val.is_file():
-        shutil.copy2(val, stage / "data" / "val.bin")
-    meta = source.bundle.meta()
-    fields = {k: meta[k] for k in ("task", "data", "parameters", "precision", "hardware", "weights") if k in meta}
-    Bundle(stage).update_meta(format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__,
-                              status="complete", created=time.strftime("%Y-%m-%dT%H:%M:%S"), python=platform.python_version(),
-                              **fields, runtime=ONNX_RUNTIME, variant=variant)
-    predictor = Predictor(stage, trust_code=True)  # the source's config, already past require_trust
-    if val.is_file():
-        step = (meta.get("weights") or {}).get("step") or meta.get("steps")
-        tokens = open_tokens(stage / "data" / "val.bin", predictor.tokenizer.vocab_size)
-        Bundle(stage).write_json("metrics.json", {"val": {"step": step, **predictor.evaluate_tokens(tokens)}})
-    write_report(stage, predictor=predictor, title=dest.name)
+        metrics = evaluate_splits(predictor, data, source.config.eval.splits, step, keep={report_split(data.splits): shown})
+        Bundle(stage).write_json("metrics.json", metrics)
+    write_report(stage, data, predictor, outputs=shown if data is not None else None, title=dest.name)
 
 
 # ------------------------------------------------------------------------------------------------ the table

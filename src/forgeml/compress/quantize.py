@@ -24,7 +24,8 @@ import torch
 from forgeml.errors import ForgeError
 
 METHODS = ("auto", "dynamic", "static")
-DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU"]  # never Conv: dynamic ConvInteger is slower than fp32 on CPUs
+# never Conv: dynamic ConvInteger is slower than fp32 on CPUs; Gather: the token embeddings, most of a text model's bytes
+DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather"]
 CALIBRATION_ROWS = 512  # training rows whose activations fix the static ranges: every class seen, seconds to run
 CALIBRATION_BATCH = 64
 
@@ -92,8 +93,10 @@ def quantize_int8(fp32: Path, out: Path, method: str = "auto", calibration: Call
 
         if method == "dynamic":
             def write(path: Path) -> None:
+                # MatMulConstBOnly: weights only; attention's activation x activation products stay fp32 (quantizing
+                # both sides per batch costs more than it saves, and loses precision)
                 quantize_dynamic(str(pre), str(path), op_types_to_quantize=DYNAMIC_OPS, weight_type=QuantType.QInt8,
-                                 reduce_range=reduce_range)
+                                 reduce_range=reduce_range, extra_options={"MatMulConstBOnly": True})
         else:
             batches = calibration() if calibration is not None else []
             if not batches:
