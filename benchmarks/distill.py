@@ -55,7 +55,7 @@ def main() -> None:
             teacher = Path(args.teacher) if args.teacher else pipeline.train(load_config(TEACHER, sets), name=f"teacher-s{seed}")
             alone = pipeline.train(load_config(STUDENT, sets), name=f"alone-s{seed}")
             distilled = pipeline.distill(teacher, load_config(STUDENT, sets), temperature=args.temperature, alpha=args.alpha,
-                                         name=f"distilled-s{seed}")
+                                         name=f"distilled-s{seed}", overwrite=True)
             variant = Bundle(distilled).meta()["variant"]
             params = {"teacher": variant["params_teacher"], "student": variant["params_student"]}
             rows.append((seed, accuracy(teacher), accuracy(alone), accuracy(distilled), time.perf_counter() - started))

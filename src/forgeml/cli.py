@@ -289,7 +289,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     The table (metric per output on the held-out split, parameters, file size, latency at batch 1 and 64 as the
     median of repeated runs, speed-up against PyTorch fp32 eager) is printed, saved as RUN/compression.json and
     drawn in RUN/report.html. Every variant is an ordinary run folder: predict, evaluate, report and export take it.
-    int8 needs pip install 'forgeml[onnx]'.
+    int8 needs pip install 'forgeml[onnx]'. A language model (GPT) takes --quantize only (its KV-cache graph,
+    measured by perplexity); RNN/LSTM/GRU models cannot be pruned.
 
     examples:
       forgeml compress runs/mnist-cnn --quantize int8
