@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.requests import Request  # a real class, not a string: FastAPI reads the annotation to inject it
+# a real class, not a string annotation: FastAPI reads it to inject the request (unannotated, it became a query parameter)
+from starlette.requests import Request
 
 
 def key_matches(expected: str | None, authorization: str | None, x_api_key: str | None) -> bool:
