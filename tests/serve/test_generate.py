@@ -64,7 +64,7 @@ def test_a_client_that_leaves_mid_stream_stops_generation(gpt):
     app, url = gpt
     body = {"prompt": "KING:", "max_new_tokens": 1024, "seed": 5, "stream": True}
     with httpx.stream("POST", url + "/v1/generate", json=body, timeout=60) as response:
-        for i, line in enumerate(line for line in response.iter_lines() if line.startswith("data: ")):
+        for i, _ in enumerate(line for line in response.iter_lines() if line.startswith("data: ")):
             if i == 0:
                 [generation] = app.state.generations
             if i == 2:
