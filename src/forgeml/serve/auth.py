@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hmac
 
+# FastAPI reads the annotation: unannotated, `request` would be taken for a required query parameter (a 422 everywhere)
+from starlette.requests import Request
+
 
 def key_matches(expected: str | None, authorization: str | None, x_api_key: str | None) -> bool:
     """True when no key is set, or the request carries it (compared in constant time)."""
@@ -17,7 +20,7 @@ def key_matches(expected: str | None, authorization: str | None, x_api_key: str 
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def require_api_key(request) -> None:
+async def require_api_key(request: Request) -> None:
     """FastAPI dependency for the /v1/ routes: 401 with a JSON error naming the header when the key is wrong or missing.
     The key is `request.app.state.api_key` (None: no key asked)."""
     from fastapi import HTTPException
