@@ -360,3 +360,30 @@ def describe_model(predictor, name: str, version: str) -> dict[str, Any]:
     metrics = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
     return {"name": name, "task": predictor.task, "inputs": inputs, "outputs": outputs, "metrics": metrics,
             "version": version, "backend": predictor.backend}
+
+
+# `forgeml serve --workers N`: uvicorn starts N processes, each calling this factory; the settings travel in the
+# environment (the API key stays in its own variable: only that variable's name is passed on).
+ENV_PREFIX = "FORGEML_SERVE_"
+ENV_SETTINGS = {"RUN": str, "BACKEND": str, "MAX_BATCH_SIZE": int, "MAX_WAIT_MS": float, "MAX_QUEUE": int,
+                "MAX_BODY_BYTES": int, "MAX_INSTANCES": int, "API_KEY_ENV": str, "TRUST_CODE": str}
+
+
+def settings_to_env(run: str, **settings: Any) -> dict[str, str]:
+    """create_app's arguments as FORGEML_SERVE_* variables (None left out)."""
+    env = {f"{ENV_PREFIX}RUN": str(run)}
+    for key, value in settings.items():
+        if value is not None:
+            env[f"{ENV_PREFIX}{key.upper()}"] = "1" if value is True else "0" if value is False else str(value)
+    return env
+
+
+def app_from_env():
+    """The uvicorn factory for worker processes: create_app from FORGEML_SERVE_* variables."""
+    import os
+
+    values = {k.lower(): ENV_SETTINGS[k](os.environ[ENV_PREFIX + k]) for k in ENV_SETTINGS if ENV_PREFIX + k in os.environ}
+    run = values.pop("run")
+    key_env = values.pop("api_key_env", None)
+    values["trust_code"] = values.get("trust_code") == "1"
+    return create_app(run, api_key=os.environ.get(key_env) if key_env else None, **values)
