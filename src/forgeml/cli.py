@@ -327,10 +327,59 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a trained run over HTTP: predictions with dynamic batching, metrics, and a page to try it.
+
+    Routes: POST /v1/predict (one row or {"instances": [...]}), GET /v1/model, GET /health, GET /ready,
+    GET /metrics (Prometheus), GET /docs (the request schema, built from the run's features), and, for a
+    language model, POST /v1/generate. Requests that arrive within --max-wait-ms share one forward pass of
+    up to --max-batch-size rows; more than --max-queue waiting rows get 503 with Retry-After. The server
+    binds 127.0.0.1 unless --host says otherwise. Ctrl-C or SIGTERM finishes the requests in flight first.
+    Needs pip install 'forgeml[serve]'.
+
+    examples:
+      forgeml serve runs/digits-cnn --port 8000
+      forgeml serve runs/digits-cnn --backend onnx --max-batch-size 32 --workers 2
+      FORGEML_KEY=s3cret forgeml serve runs/adult-mlp --api-key-env FORGEML_KEY
+      curl -s localhost:8000/v1/model
+      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' -d '{"instances": [{"age": 39, ...}]}'
+      curl -s localhost:8000/v1/predict -F image=@digit.png         # an image model trained on 8-bit images
+    """
+    try:
+        import uvicorn
+
+        import forgeml.serve.app as serve_app
+    except ImportError as exc:
+        raise ForgeError(f"forgeml serve needs the serve extra ({exc.name} is missing): pip install 'forgeml[serve]'") from None
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise ForgeError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty; "
+                             f"set it first: export {args.api_key_env}=YOUR_KEY")
+    if args.workers < 1 or args.max_batch_size < 1 or args.max_queue < 1 or args.max_body_mb <= 0:
+        raise ForgeError("--workers, --max-batch-size, --max-queue and --max-body-mb must be positive")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        errors.print(f"[yellow]warning:[/] binding {args.host}: the model is reachable from the network"
+                     + ("" if api_key else " by anyone (consider --api-key-env)"), highlight=False, soft_wrap=True)
+    settings = {"backend": args.backend, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
+                "max_queue": args.max_queue, "max_body_bytes": int(args.max_body_mb * 1_000_000), "trust_code": args.trust_code}
+    if args.workers > 1:  # each worker process builds its own app from the environment (uvicorn's factory mode)
+        serve_app.create_app(args.run, **settings, api_key=api_key)  # fail here, once, on a bad run folder
+        os.environ.update(serve_app.settings_to_env(args.run, **settings, api_key_env=args.api_key_env))
+        uvicorn.run("forgeml.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    log_level="info")
+        return 0
+    app = serve_app.create_app(args.run, **settings, api_key=api_key)
+    console.print(f"serving [bold]{args.run}[/] on http://{args.host}:{args.port} (docs: /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
     "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "compress": cmd_compress,
-    "upgrade": cmd_upgrade,
+    "upgrade": cmd_upgrade, "serve": cmd_serve,
 }
 
 
@@ -413,6 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: generate through RUN/model.onnx (its KV cache) with ONNX Runtime (write it with forgeml export "
                         "RUN --format onnx); default: torch, or onnx for a bundle that holds only model.onnx (an int8 variant)")
     p.add_argument("--quiet-prompt", action="store_true", help="print only the generated text, not the prompt before it")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
+    p = parsers["serve"]
+    p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                   help="onnx: RUN/model.onnx through ONNX Runtime (forgeml export RUN --format onnx first); default: torch")
+    p.add_argument("--max-batch-size", type=int, default=64, help="most rows in one forward pass; 1 = a pass per request (default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (default 5)")
+    p.add_argument("--max-queue", type=int, default=1024, help="most rows waiting; beyond, 503 with Retry-After (default 1024)")
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="larger request bodies get 413 before they are read (default 10)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)")
+    p.add_argument("--api-key-env", metavar="NAME", help="require the API key held in this environment variable on /v1/ routes")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["report"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")

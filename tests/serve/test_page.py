@@ -1,7 +1,5 @@
-"""GET /: the try-it page, as HTML and in headless Chromium driven over the DevTools protocol (a real server, real HTTP).
-
-Engineer A's /v1/model and /v1/predict are not on this branch yet: `with_model_routes` adds test-only stand-ins that
-answer from the real Predictor, as THE CONTRACT describes them. The GPT half needs only /v1/generate (this branch)."""
+"""GET /: the try-it page, as HTML and in headless Chromium driven over the DevTools protocol (a real server, real HTTP):
+forgeml serve's own app, its /v1/model, /v1/predict and /v1/generate."""
 
 import json
 import os
@@ -22,35 +20,6 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not in
                                                              "(make test and .ci/run do it)")
 
 
-def with_model_routes(app):
-    """Stand-ins for A's GET /v1/model and POST /v1/predict (JSON only), answering from app.state.predictor."""
-    from fastapi import Depends, Request
-    from fastapi.responses import JSONResponse
-
-    from forgeml.errors import ForgeError
-    from forgeml.serve.auth import require_api_key
-
-    @app.get("/v1/model", dependencies=[Depends(require_api_key)])
-    def model(request: Request):
-        p = request.app.state.predictor
-        inputs = [{"name": f.name, "kind": f.kind, **({"allowed": f.vocab} if f.kind == "category" else {})} for f in p.features.inputs]
-        outputs = [{"name": o.name, "kind": o.kind, **({"classes": o.classes} if hasattr(o, "classes") else {})} for o in p.features.outputs]
-        metrics = json.loads((p.path / "metrics.json").read_text())
-        return {"name": request.app.state.name, "task": p.task, "inputs": inputs, "outputs": outputs, "metrics": metrics,
-                "version": "test", "backend": p.backend}
-
-    @app.post("/v1/predict", dependencies=[Depends(require_api_key)])
-    async def predict(request: Request):
-        body = await request.json()
-        try:
-            return {"model": request.app.state.name, "predictions": request.app.state.predictor.predict(body["instances"])}
-        except ForgeError as exc:
-            named = re.search(r"unknown key '([^']+)'", str(exc))  # the one error the page test provokes
-            return JSONResponse({"error": str(exc), "field": named and f"instances[0].{named.group(1)}"}, status_code=400)
-
-    return app
-
-
 @pytest.fixture(scope="module")
 def gpt(tmp_path_factory):
     app = app_for(trained("shakespeare-gpt", tmp_path_factory.getbasetemp()))
@@ -60,7 +29,7 @@ def gpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    app = with_model_routes(app_for(trained("clothing-mixed", tmp_path_factory.getbasetemp())))
+    app = app_for(trained("clothing-mixed", tmp_path_factory.getbasetemp()))
     with serving(app) as url:
         yield app, url
 

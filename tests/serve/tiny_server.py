@@ -33,21 +33,10 @@ def trained(example: str, root: Path) -> Path:
 
 
 def app_for(run: Path, api_key: str | None = None):
-    """The app under test (until create_app is merged: the predictor, its name, and B's routers)."""
-    from fastapi import FastAPI
+    """The app under test: forgeml serve's own create_app."""
+    from forgeml.serve.app import create_app
 
-    from forgeml.serve import generate, page
-
-    app = FastAPI()
-    app.state.predictor, app.state.api_key, app.state.name = forgeml.load(run), api_key, run.name
-    app.include_router(generate.router)
-    app.include_router(page.router)
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok"}
-
-    return app
+    return create_app(run, api_key=api_key)
 
 
 def free_port() -> int:
