@@ -10,29 +10,17 @@ alternating them, and prints the median per call and the ratio. Threads are set 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 import forgeml
+from forgeml.compress.measure import median_ms  # the same timing forgeml compress's table uses
 from forgeml.export.onnx import export_onnx, held_out_inputs, open_session
 from forgeml.training.runtime import describe_cpu
 
 MODELS = {"mnist-cnn": ["data.limit=2000"], "adult-mlp": []}
-
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(10):  # warm up: first calls allocate and pick kernels
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -64,7 +52,7 @@ def main() -> None:
                 def ort(feed=feed, session=session):
                     session.run(None, feed)
 
-                t_torch, t_ort = median_ms(eager, args.repeats), median_ms(ort, args.repeats)
+                t_torch, t_ort = median_ms(eager, args.repeats, warmup=10), median_ms(ort, args.repeats, warmup=10)
                 print(f"{name:<10} {batch:>5} {t_torch:>15.3f} {t_ort:>12.3f} {t_ort / t_torch:>12.2f}")
 
 
