@@ -140,3 +140,18 @@ def test_generation_threads_do_not_pile_up(gpt):
             assert events(response)[-1]["done"]
     after = {t for t in threading.enumerate() if t.name == "forgeml-generate" and t.is_alive()}
     assert len(after - before) <= 1  # each thread ends with its generation (the last may be finishing its put)
+
+
+def test_a_language_model_server_becomes_ready_and_predicts_after_any_prompt(gpt):
+    """A bug fixed: the warm-up row of a character GPT was the prompt '\\n', which the text schema refused
+    (whitespace only), so /ready stayed 503 for every language model."""
+    import time
+
+    _, url = gpt
+    for _ in range(300):
+        if httpx.get(url + "/ready", timeout=10).status_code == 200:
+            break
+        time.sleep(0.1)
+    assert httpx.get(url + "/ready", timeout=10).status_code == 200
+    answer = httpx.post(url + "/v1/predict", json={"text": "\n"}, timeout=30)
+    assert answer.status_code == 200 and "token" in answer.json()["predictions"][0]

@@ -278,9 +278,11 @@ class FeatureSet:
         for f in self.inputs:
             values = [r[f.name] for r in rows]
             if f.kind in ("text", "corpus"):  # corpus: a language model's prompt
-                bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
+                # a prompt may be a new line or a space (a GPT continues it); a text to classify needs some word
+                bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not (v if f.kind == "corpus" else v.strip())]
                 if bad:
-                    raise RequestError(f"{origin}: row {bad[0]}: {f.name!r} must be a non-empty string")
+                    raise RequestError(f"{origin}: row {bad[0]}: {f.name!r} must be a non-empty string"
+                                       + ("" if f.kind == "corpus" else " with some non-space character"))
                 data[f.name] = np.array(values, dtype=object)
             elif f.kind == "image":
                 try:

@@ -49,8 +49,10 @@ def _field(feature) -> tuple[Any, dict[str, Any]]:
         if not feature.vocab:
             return str | None, dict(description="no value was frequent enough in training: any value predicts as unknown")
         return Literal[tuple(feature.vocab)] | None, dict(description="one of the values seen in training; null for missing")
-    if kind in ("text", "corpus"):
+    if kind == "text":
         return str, dict(min_length=1, pattern=r"\S", description="text")
+    if kind == "corpus":  # a language model's prompt: a new line or a space is a prompt like any other
+        return str, dict(min_length=1, description="a prompt: the next token after it is predicted")
     if kind == "image":
         return str | list[Any], dict(description=f"an image: base64 PNG/JPEG, or nested number lists of shape "
                                                              f"{feature.shape} (C, H, W)")
