@@ -99,7 +99,9 @@ class Server:
 
     def __init__(self, cmd: list[str], env: dict[str, str], ready_path: str, port: int):
         self.url, self.ready_path = f"http://127.0.0.1:{port}", ready_path
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # a session of its own: LitServe forks workers that outlive a plain terminate() of their parent
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         for _ in range(1200):
             try:
                 if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
@@ -112,7 +114,9 @@ class Server:
         raise SystemExit(f"{self.url}{ready_path} never answered")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the server and every process it started
         self.proc.wait(30)
 
 
