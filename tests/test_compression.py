@@ -11,13 +11,13 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip 
 
 import forgeml  # noqa: E402
 from forgeml.cli import main  # noqa: E402
+from tests.conftest import quick  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def test_auto_measures_every_variant_and_keeps_the_best_within_the_drop(runs, capsys):
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", "data.limit=3000", "train.epochs=3"]
-    assert main(["train", "examples/adult-mlp.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", "examples/adult-mlp.yaml", *quick(runs, "data.limit=3000", "train.epochs=3")]) == 0
     run = runs / "adult-mlp"
     capsys.readouterr()
     assert main(["compress", str(run), "--auto", "--max-drop", "100", "--target", "size", "--repeats", "2"]) == 0
@@ -48,8 +48,7 @@ def test_auto_measures_every_variant_and_keeps_the_best_within_the_drop(runs, ca
 
 
 def test_distill_through_the_cli_passes_temperature_and_alpha(runs, tmp_path, capsys):
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", "data.limit=3000", "train.epochs=1"]
-    assert main(["train", "examples/adult-mlp.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", "examples/adult-mlp.yaml", *quick(runs, "data.limit=3000", "train.epochs=1")]) == 0
     run = runs / "adult-mlp"
     student = tmp_path / "student.yaml"
     student.write_text("model: {name: mlp, hidden: [8]}\ntrain: {epochs: 1, progress: false}\n")

@@ -435,6 +435,20 @@ class Config(Section):
 
 
 # -------------------------------------------------------------------------------------------- loading
+def read_config_file(path: Path, what: str, example: str, top: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (a run's config, a distillation student's), or a ConfigError that says
+    which file and what is wrong: missing, not YAML, or not a mapping."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found. Give the path to a YAML file, e.g. {example}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping {top}")
+    return raw
+
+
 def load_config(source: str | Path | dict[str, Any], overrides: list[str] | dict[str, Any] | None = None) -> Config:
     """Read a YAML file (or a dict), apply overrides, validate, and fill every default.
 
@@ -448,14 +462,7 @@ def load_config(source: str | Path | dict[str, Any], overrides: list[str] | dict
         default_name = None
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found. Give the path to a YAML file, e.g. examples/digits-cnn.yaml")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, eval)")
+        raw = read_config_file(path, "config", "examples/digits-cnn.yaml", "of sections (data, model, train, eval)")
         where = str(path)
         default_name = path.stem
     for key, value in _parse_overrides(overrides):

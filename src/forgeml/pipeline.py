@@ -386,7 +386,7 @@ def _load_teacher(run: str | Path, temperature: float, alpha: float) -> Teacher:
     source = predictor.path.resolve()
     if predictor.config.model.name == "gpt" or predictor.tokenizer is not None:
         raise ConfigError(f"{source}: a language model (next-token output) cannot be distilled yet; "
-                          "compress it with --quantize or --prune instead")
+                          "compress it with --quantize int8 instead")
     return Teacher(predictor.model, source, predictor.bundle.read_json("features.json"), temperature, alpha, predictor.config)
 
 
@@ -400,18 +400,9 @@ def _student_config(teacher: Config, student: str | Path | dict[str, Any] | Conf
     elif isinstance(student, dict):
         raw = dict(student)
     else:
-        path = Path(student)
-        if not path.is_file():
-            raise ConfigError(f"{path}: student config file not found. Give a YAML file with a model section, "
-                              "e.g. examples/adult-mlp-student.yaml")
-        import yaml
+        from forgeml.config import read_config_file
 
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping with a model section")
+        raw = read_config_file(Path(student), "student config", "examples/adult-mlp-student.yaml", "with a model section")
     if "model" not in raw:
         raise ConfigError(f"{where}: no model section; a student config names the smaller model, e.g. model: {{name: mlp, hidden: [32]}}")
     merged = teacher.to_dict()

@@ -19,14 +19,13 @@ from forgeml.cli import main  # noqa: E402
 from forgeml.compress.quantize import calibration_batches, has_convolutions, needs_reduce_range, quantize_int8  # noqa: E402
 from forgeml.errors import ForgeError, RequestError  # noqa: E402
 from forgeml.export.onnx import held_out_inputs, open_session, write_onnx  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, quick  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 def _train(runs: Path, example: str, *extra: str) -> Path:
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", *extra]
-    assert main(["train", f"examples/{example}.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", f"examples/{example}.yaml", *quick(runs, *extra)]) == 0
     return runs / example
 
 

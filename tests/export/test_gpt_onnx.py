@@ -18,7 +18,7 @@ from forgeml.cli import main  # noqa: E402
 from forgeml.errors import BundleError  # noqa: E402
 from forgeml.export.gpt_onnx import CachedGPT, past_names, present_names  # noqa: E402
 from forgeml.export.onnx import ExportError, export_onnx, held_out_inputs, open_session  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, quick  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,7 @@ def gpt(tmp_path_factory) -> Path:
     os.chdir(ROOT)  # a module fixture runs before the per-test chdir; the example's data path is relative
     torch.manual_seed(0)
     runs = tmp_path_factory.mktemp("runs")
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", *TINY]
-    assert main(["train", "examples/shakespeare-gpt.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", "examples/shakespeare-gpt.yaml", *quick(runs, *TINY)]) == 0
     run = runs / "shakespeare-gpt"
     weights = Bundle(run).load_weights()
     noise = torch.Generator().manual_seed(0)

@@ -18,7 +18,7 @@ import forgeml  # noqa: E402
 from forgeml.cli import main  # noqa: E402
 from forgeml.errors import BundleError  # noqa: E402
 from forgeml.export.onnx import ExportError, held_out_inputs, open_session, verify  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, quick  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,7 @@ RUNS = {
 
 
 def _train(runs: Path, example: str, extra: list[str]) -> Path:
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", "train.max_steps=3", *extra]
-    assert main(["train", f"examples/{example}.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", f"examples/{example}.yaml", *quick(runs, "train.max_steps=3", *extra)]) == 0
     return runs / example
 
 

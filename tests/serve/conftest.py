@@ -18,7 +18,7 @@ httpx = pytest.importorskip("httpx")
 import uvicorn  # noqa: E402
 
 from forgeml.cli import main  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, quick  # noqa: E402
 
 # one tiny run per kind of input the server core is tested on: (example, overrides)
 RUNS = {
@@ -28,8 +28,7 @@ RUNS = {
 
 
 def train_tiny(runs: Path, example: str, extra: list[str]) -> Path:
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", *extra]
-    assert main(["train", f"examples/{example}.yaml", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", f"examples/{example}.yaml", *quick(runs, *extra)]) == 0
     return runs / example
 
 

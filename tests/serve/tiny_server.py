@@ -1,17 +1,9 @@
-"""Helpers the serve tests share: tiny trained runs (once per session) and a real uvicorn server on 127.0.0.1.
-
-Engineer B's half keeps them here, beside engineer A's conftest.py, to stay out of its way; `app_for` is the one place
-that builds the app, so switching to `forgeml.serve.app.create_app` is a one-line change."""
+"""Helpers of the generate and page tests: tiny trained runs (once per session), the app, a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 import forgeml
 
@@ -39,33 +31,10 @@ def app_for(run: Path, api_key: str | None = None):
     return create_app(run, api_key=api_key)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(app):
-    """Run `app` under a real uvicorn server in a thread; yields its base URL once /health answers."""
-    import uvicorn
+    """Run `app` under a real uvicorn server in a thread (conftest.running); yields its base URL once /health answers."""
+    from tests.serve.conftest import running
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):  # up to 30 s for the server to start on a busy machine
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError(f"the test server on {url} did not start")
-    try:
+    with running(app, ready=False) as (url, _):
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
