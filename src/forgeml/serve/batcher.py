@@ -32,6 +32,7 @@ class Job:
     inputs: Any  # this request's rows, transformed: a dict of (n, ...) tensors
     n: int
     future: asyncio.Future = field(repr=False)
+    arrived: float = 0.0  # loop.time() at submit: a batch's wait is counted from its first request's arrival
 
 
 def stack_tensors(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -76,7 +77,8 @@ class Batcher:
             raise ShuttingDown("the server is shutting down")
         if self.waiting + n > self.max_queue:
             raise QueueFull(f"{self.waiting} rows are already waiting (the queue holds {self.max_queue})")
-        job = Job(inputs, n, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        job = Job(inputs, n, loop.create_future(), loop.time())
         self.waiting += n
         self._gauge()
         self.queue.put_nowait(job)
@@ -95,10 +97,14 @@ class Batcher:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
     async def _collect(self) -> list[Job]:
-        """The first waiting job, and those that come within max_wait of it, up to max_batch_size rows."""
+        """The first waiting job, and those that arrive within max_wait of it, up to max_batch_size rows.
+
+        The wait counts from the first job's arrival, not from when this worker gets to it: requests that come in one
+        burst are all handled (each to its submit) before the worker runs, and waiting another max_wait after that
+        only idled the forward thread (about a tenth of the throughput at concurrency 32)."""
         loop = asyncio.get_running_loop()
         jobs = [await self._next(None)]
-        rows, deadline = jobs[0].n, loop.time() + self.max_wait
+        rows, deadline = jobs[0].n, jobs[0].arrived + self.max_wait
         while rows < self.max_batch_size:
             try:
                 # what is already queued is taken without waiting; only an empty queue waits out the deadline
