@@ -31,13 +31,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     run of that name is never overwritten: the new one gets name-2, unless --overwrite. Ctrl-C saves
     a checkpoint; `forgeml train --resume RUN` continues exactly where it stopped.
 
+    --nproc N starts N training processes on this machine through torchrun (DDP, or FSDP: train.strategy);
+    train.batch_size stays the global batch. Across machines run torchrun yourself:
+      torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m forgeml train CONFIG
+
     examples:
       forgeml train examples/digits-cnn.yaml
       forgeml train examples/mnist-cnn.yaml --set train.epochs=3 --set train.precision=bf16
+      forgeml train examples/mnist-cnn.yaml --nproc 2
       forgeml train --resume runs/mnist-cnn
     """
     from forgeml import pipeline
+    from forgeml.training import distributed
 
+    if args.nproc is not None and not distributed.launched():
+        from forgeml.launch import launch
+
+        return launch(args.nproc, args.argv, resume=args.resume)
     try:
         if args.resume:
             path = pipeline.resume(Path(args.resume), args.config, args.set, trust_code=args.trust_code)
@@ -54,6 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             errors.print(f"\n[yellow]interrupted[/]: a checkpoint was saved; continue with  forgeml train --resume {run}")
         return 130
+    finally:
+        distributed.shutdown()
+    if not distributed.is_main():  # torchrun's other ranks: rank 0 reports
+        return 0
     _print_run(path)
     return 0
 
@@ -411,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     p.add_argument("--trust-code", action="store_true", help="with --resume: allow the run's custom model's Python code to be imported")
+    p.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine (torchrun; DDP or FSDP as "
+                                                         "train.strategy says); also with --resume, on any N")
     p = parsers["export"]
     p.add_argument("run", help="run folder, e.g. runs/digits-cnn")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="the file format to write (default: onnx)")
@@ -506,7 +522,8 @@ def _show_notes() -> None:
     logger = logging.getLogger("forgeml")
     if not any(isinstance(h, _NotesToStderr) for h in logger.handlers):
         logger.addHandler(_NotesToStderr())
-    logger.setLevel(logging.INFO)
+    # torchrun's other ranks would repeat every note of rank 0: they only speak up for an error
+    logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.ERROR)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -542,6 +559,7 @@ def _error(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])  # what --nproc hands on to torchrun
     if not args.command:
         parser.print_help()
         return 2

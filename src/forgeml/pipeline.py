@@ -36,6 +36,7 @@ from forgeml.notes import note, warn
 from forgeml.predictor import Predictor
 from forgeml.report.build import report_diverged, report_split, write_report
 from forgeml.run_folder import claim_run_dir, recover_replaced, replacing, run_lock
+from forgeml.training import distributed
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
@@ -105,8 +106,34 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
-    with claim_run_dir(cfg, name, overwrite) as run_dir:  # held to the end: no second process trains into it
-        return _train_into(cfg, run_dir, callbacks)
+    if _joined(cfg) and not distributed.is_main():  # torchrun's other ranks: rank 0 names the folder; they write nothing
+        return _train_into(cfg, _folder_from_rank0(), callbacks)
+    told = False
+    try:
+        with claim_run_dir(cfg, name, overwrite) as run_dir:  # held to the end: no second process trains into it
+            distributed.broadcast(str(run_dir))
+            told = True
+            distributed.tell_launcher(run_dir)
+            return _train_into(cfg, run_dir, callbacks)
+    finally:
+        if not told:  # rank 0 could not start the run: the others must not wait for a folder
+            distributed.broadcast(None)
+
+
+def _joined(cfg: Config) -> bool:
+    """Under torchrun with several processes: join the process group (before any folder is chosen)."""
+    if distributed.world_size() == 1:
+        return False
+    from forgeml.training.runtime import resolve_device
+
+    return distributed.init(resolve_device(cfg.train.device))
+
+
+def _folder_from_rank0() -> Path:
+    folder = distributed.broadcast(None)
+    if folder is None:
+        raise BundleError(f"rank {distributed.rank()}: rank 0 could not start the run (its error says why)")
+    return Path(folder)
 
 
 def _prepare(cfg: Config, run_dir: Path) -> PreparedData | CorpusData:
@@ -137,6 +164,8 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
             note(data.features.summary)  # after every check that can refuse the run: an error comes alone
         for message in data.features.warnings:  # fitted again by evaluate, report and resume, which stay quiet
             warn(message)
+        if not trainer.strategy.is_main:  # another rank of a torchrun job: it trains its share and writes nothing
+            return _fit(cfg, data, trainer, Bundle(run_dir), resume=False)
         with replacing(run_dir):
             cfg.name = run_dir.name
             bundle = Bundle(run_dir)
@@ -195,7 +224,13 @@ def resume(run: str | Path, config: str | Path | None = None, overrides: list[st
     missing = BundleError(f"{run}: no such run folder to resume")
     if not run_dir.parent.is_dir() or not run_dir.name:  # before locking: a typo creates no folder
         raise missing
+    if distributed.world_size() > 1 and distributed.launched() and distributed.rank() != 0:
+        # torchrun's other ranks read the run (on storage every rank sees) and write nothing; rank 0 holds the lock
+        if not run_dir.is_dir():
+            raise missing
+        return _resume(run_dir, config, overrides, callbacks, trust_code)
     with run_lock(run_dir):  # held to the end: no second process resumes or overwrites it meanwhile
+        distributed.tell_launcher(run_dir)
         recover_replaced(run_dir)  # a killed --overwrite may have set the run aside: it comes back first
         if not run_dir.is_dir():
             raise missing
@@ -244,7 +279,8 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
             raise BundleError(f"{bundle.path}: distilled from {variant['source']}, which cannot be loaded ({exc}); "
                               "put the teacher back, or distil again with --overwrite") from None
     trainer = _trainer(saved, data.features, bundle.path, callbacks, teacher=teacher)
-    bundle.update_meta(status="running")
+    if trainer.strategy.is_main:
+        bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
 
 
@@ -277,11 +313,17 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
     val = None if corpus else data.splits.get("val")
     train_batches, val_batches = _corpus_batches(cfg, data, trainer) if corpus else (
         _train_batches(cfg, data, trainer), (val.x, val.y) if val is not None else None)
+    if not trainer.strategy.is_main:  # its share of the training; rank 0 saves, measures and reports
+        trainer.fit(train_batches, val_batches, resume=resume)
+        distributed.shutdown()
+        return bundle.path
     try:
         result, weights_step = fit_into_bundle(trainer, bundle, train_batches, val_batches, resume)
     except TrainingDiverged:
         report_diverged(bundle.path)
         raise
+    # the rest is rank 0's alone: out of the process group, its metrics no longer wait for the others
+    distributed.shutdown()
     predictor = Predictor(bundle.path, device=str(trainer.device), trust_code=True)  # the config just trained, or resumed past require_trust
     shown: list[dict[str, torch.Tensor]] = []  # the report draws from the outputs measured here: one pass over its split
     if corpus:  # the whole held-out text, in non-overlapping windows

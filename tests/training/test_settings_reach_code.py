@@ -143,5 +143,6 @@ def test_every_training_setting_is_covered():
     covered = {c.split("=")[0].removeprefix("train.").split(".")[0] for case in CASES + REGRESSION for c in case[2]}
     not_here = {"compile": "its own test (test_trainer.py)", "device": "one device here", "progress": "display only",
                 "tensorboard": "test_trainer.py",
+                "strategy": "tests/training/test_distributed.py (real 2-process torchrun jobs)",
                 "checkpoint_every_minutes": "test_killed_runs.py (a real run killed after a timed checkpoint)"}
     assert set(TrainConfig.model_fields) - covered - set(not_here) == set()

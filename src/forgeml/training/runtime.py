@@ -93,7 +93,8 @@ def physical_cores() -> int:
 class Runtime:
     def __init__(self, device: str = "auto", precision: str = "fp32", threads: int | None = None):
         self.device = resolve_device(device)
-        self.threads = threads or physical_cores()  # applied by Trainer.fit, for the fit only
+        # applied by Trainer.fit, for the fit only; processes started together on one machine share its cores
+        self.threads = threads or max(1, physical_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             warnings.warn("train.precision=bf16 on a CPU without AVX512-BF16 or AMX: autocast emulates bf16 and runs "
                           "several times slower than fp32 (8x on the MNIST CNN here, see BENCHMARKS.md); use fp32",

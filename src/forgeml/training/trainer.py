@@ -36,13 +36,13 @@ from forgeml.config import TrainConfig
 from forgeml.data.batcher import as_batches
 from forgeml.data.tensor_dict import n_rows, numel
 from forgeml.notes import note
+from forgeml.training import distributed
+from forgeml.training import strategy as strategies
 from forgeml.training.callbacks import Callback, HistoryWriter, ProgressBar, TensorBoard
 from forgeml.training.checkpoint import (
     capture_rng,
     kept_torch_rng,
-    load_checkpoint,
     restore_rng,
-    save_checkpoint,
 )
 from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
 from forgeml.training.loss_watch import LossWatch
@@ -169,12 +169,15 @@ class Trainer:
             weights) when loss_fn is a name or None, else loss_fn itself.
         metrics: optional factory of an object with update(outputs, targets) and compute() -> dict,
             measured on validation data at every evaluation.
-        callbacks: extra Callback objects.
+        callbacks: extra Callback objects (they run on rank 0 only, as the progress bar and the history do).
         run_dir: where history.jsonl, checkpoints/ and tensorboard/ go (None: nothing written).
         config: a TrainConfig; or give its fields as keyword arguments (epochs=5, lr=3e-4, precision="bf16").
 
     Another objective: subclass and override `compute_loss(x, y)` (the loss of one micro-batch); the loop,
     accumulation, clipping, logging and checkpoints stay as they are.
+
+    Several processes (torchrun, or `forgeml train --nproc N`): train.strategy picks DDP or FSDP (training/strategy.py);
+    train.batch_size stays the global batch, each rank takes its slice, and only rank 0 logs and writes files.
 
     Example:
         >>> model = torch.nn.Linear(4, 3)
@@ -191,7 +194,11 @@ class Trainer:
         self.cfg = _train_config(config, settings)
         self.runtime = Runtime(self.cfg.device, self.cfg.precision, self.cfg.threads)
         self.device = self.runtime.device
-        self.model = model.to(self.device)
+        distributed.init(self.device)  # joins torchrun's process group, when there is one
+        model = model.to(self.device)
+        self.strategy = strategies.build(self.cfg.strategy, model, self.device)
+        self._check_batch_split()
+        self.model = self.strategy.prepare(model)  # FSDP shards the parameters before the optimizer takes them
         if loss_fn is None or isinstance(loss_fn, str):  # by name: train.loss (auto = cross entropy), smoothing, weights
             name = loss_fn or (self.cfg.loss if self.cfg.loss != "auto" else "cross_entropy")
             weights = self.cfg.class_weights if isinstance(self.cfg.class_weights, list) else None
@@ -204,15 +211,20 @@ class Trainer:
         self.metrics = metrics
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks: list[Callback] = []
-        if self.cfg.progress:
-            self.callbacks.append(ProgressBar())
-        if self.run_dir is not None:
-            self.callbacks.append(HistoryWriter(self.run_dir))
-            if self.cfg.tensorboard:
-                self.callbacks.append(TensorBoard(self.run_dir))
-        self.callbacks += list(callbacks)
-        # the compiled module shares parameters with self.model; state dicts always come from self.model
-        self.step_model = torch.compile(self.model) if self.cfg.compile else self.model
+        if self.strategy.is_main:  # one rank logs, shows progress and writes files
+            if self.cfg.progress:
+                self.callbacks.append(ProgressBar())
+            if self.run_dir is not None:
+                self.callbacks.append(HistoryWriter(self.run_dir))
+                if self.cfg.tensorboard:
+                    self.callbacks.append(TensorBoard(self.run_dir))
+            self.callbacks += list(callbacks)
+        # the wrapped and compiled modules share parameters with self.model; state dicts always come from self.model
+        wrapped = self.strategy.wrap(self.model)
+        self.step_model = torch.compile(wrapped) if self.cfg.compile else wrapped
+        # evaluation calls the model itself under DDP: ranks get uneven numbers of batches there, and DDP's forward
+        # would wait for the others to sync buffers
+        self.eval_model = self.step_model if wrapped is self.model else self.model
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.batch = 0  # micro-batches consumed in the current epoch
@@ -225,6 +237,22 @@ class Trainer:
         self._wall_before = 0.0  # seconds trained before this fit() (earlier calls, or sessions before a resume)
         self._running = torch.zeros((), device=self.device)  # the train loss summed since the last log, on the device
         self._last_finite: tuple[int, float] | None = None  # (step, mean train loss) at the last divergence check
+
+    def _check_batch_split(self) -> None:
+        world, micro = self.strategy.world, self.cfg.micro_batch_size()
+        if micro % world:
+            from forgeml.errors import ConfigError
+
+            raise ConfigError(f"train.batch_size: {self.cfg.batch_size} rows per step in {self.cfg.grad_accum} micro-step(s) "
+                              f"({micro} rows each) do not split across {world} processes; choose a batch size divisible by "
+                              f"{world * self.cfg.grad_accum} (train.batch_size is the global batch: every process takes a slice)")
+
+    def describe_batch(self) -> str:
+        """'global batch 64 = 2 processes x 32 rows x 1 micro-step': how the batch is made, said at the start of a fit."""
+        world, accum = self.strategy.world, self.cfg.grad_accum
+        per = self.cfg.batch_size // (world * accum)
+        return (f"global batch {self.cfg.batch_size} = {world} process{'es' if world > 1 else ''} x {per} rows x "
+                f"{accum} micro-step{'s' if accum > 1 else ''} ({self.strategy.describe()})")
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, train_data, val_data=None, resume: bool = False) -> FitResult:
@@ -243,7 +271,7 @@ class Trainer:
         left as found. A loss that becomes NaN or infinite raises TrainingDiverged within 2 x 10 steps (or at
         the next log, when that comes first); checkpoints never hold non-finite weights."""
         cfg = self.cfg
-        train = as_batches(train_data, cfg.micro_batch_size(), shuffle=True, seed=cfg.seed, device=self.device)
+        train = self.strategy.train_batches(as_batches(train_data, cfg.micro_batch_size(), shuffle=True, seed=cfg.seed, device=self.device))
         val = as_batches(val_data, cfg.micro_batch_size() * 4, shuffle=False, device=self.device) if val_data is not None else None
         self.micro_per_epoch = len(train)
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
@@ -257,7 +285,11 @@ class Trainer:
             self.monitor = Monitor(cfg.monitor, cfg.early_stopping.min_delta)
             self.stop, self.last_eval = False, {}
         self.train_batches = train  # its data position (a shuffled DataLoader's order) goes into checkpoints
-        note(f"device: {self.runtime.describe()}")
+        if self.strategy.is_main:
+            note(f"device: {self.runtime.describe()}; {self.describe_batch()}")
+            if getattr(train, "drops_short", False):
+                note(f"the short batch of each epoch ({train.short_rows} rows, different ones each epoch as the shuffle "
+                     f"differs) does not split across {self.strategy.world} processes and is left out")
         with own_global_state(self.runtime):
             if self.fits:
                 restore_rng(self._rng)
@@ -291,10 +323,9 @@ class Trainer:
             weights["why"] += "; train.restore_best is false"
         elif self.run_dir is None:
             weights["why"] += "; no run_dir to keep the best in"
-        elif (self.run_dir / "checkpoints" / "best.safetensors").is_file() and self.monitor.best_step is not None:
-            from forgeml.bundle import load_safetensors
-
-            self.model.load_state_dict(load_safetensors(self.run_dir / "checkpoints" / "best.safetensors"))
+        elif self.monitor.best_step is not None and self.strategy.broadcast_flag(
+                (self.run_dir / "checkpoints" / "best.safetensors").is_file()):
+            self.strategy.restore_weights(self.model, self.run_dir / "checkpoints" / "best.safetensors")
             weights = {"step": self.monitor.best_step, "why": f"best {self.monitor.name} {self.monitor.best:.4g}"}
         return FitResult(
             steps=self.step, epochs=self.step / self.steps_per_epoch, wall_time=wall,
@@ -302,6 +333,14 @@ class Trainer:
             best={"metric": self.monitor.name, "value": self.monitor.best, "step": self.monitor.best_step} if self.has_val else {},
             last_eval=self.last_eval, stopped_early=self.stop and self.step < self.total_steps, weights=weights,
         )
+
+    def _call(self, event: str, *args) -> None:
+        """Every callback's `event`; a StopTraining stops the run after this step, on every rank alike."""
+        for cb in self.callbacks:
+            try:
+                getattr(cb, event)(self, *args)
+            except StopTraining:
+                self.stop = True
 
     def compute_loss(self, x, y) -> torch.Tensor:
         """The training loss of one micro-batch, under autocast: the seam to override for another objective
@@ -313,8 +352,9 @@ class Trainer:
         return self._wall_before + (time.perf_counter() - self._started)
 
     def _loop(self, train, val) -> None:
-        cfg, model, opt, runtime = self.cfg, self.step_model, self.optimizer, self.runtime
+        cfg, model, opt, runtime, strategy = self.cfg, self.step_model, self.optimizer, self.runtime, self.strategy
         scaler = runtime.scaler
+        world = strategy.world
         accum = cfg.grad_accum
         # decided once: what each step must do beyond the hand-written minimum
         scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
@@ -329,15 +369,17 @@ class Trainer:
         self._checkpointed_at = time.monotonic()
         while self.step < self.total_steps and not self.stop:
             for x, y in train.epoch(self.epoch, start=self.batch):
-                with runtime.autocast():
-                    loss = self.compute_loss(x, y)
-                scaled = loss / accum if accum > 1 else loss
-                (scaler.scale(scaled) if scaler else scaled).backward()
+                last_micro = (self.batch + 1) % accum == 0 or self.batch + 1 == self.micro_per_epoch
+                with strategy.accumulating(model, last_micro):  # DDP all-reduces the gradients on the last one only
+                    with runtime.autocast():
+                        loss = self.compute_loss(x, y)
+                    scaled = loss / accum if accum > 1 else loss
+                    (scaler.scale(scaled) if scaler else scaled).backward()
                 running += loss.detach()
                 running_n += 1
-                rows = n_rows(y)  # a tensor or a dict of them: shapes are on the host, no sync
+                rows = n_rows(y) * world  # a tensor or a dict of them: shapes are on the host, no sync; every rank's rows
                 log_samples += rows
-                log_tokens += numel(y)
+                log_tokens += numel(y) * world
                 self.samples += rows
                 self.batch += 1
                 if self.batch % accum and self.batch != self.micro_per_epoch:
@@ -360,7 +402,7 @@ class Trainer:
                 # also at each epoch's end: per-epoch lines and history show that epoch, not a record from epochs ago
                 log_now = self.step % cfg.log_every_steps == 0 or self.step == self.total_steps or self.batch == 0
                 if log_now:
-                    mean = (running / running_n).item()  # host sync, on this interval only
+                    mean = (strategy.reduce_sum(running.clone()) / (running_n * world)).item()  # host sync, on this interval only
                     self._loss_seen(self.step, mean)
                 elif self.step % LOSS_WATCH_EVERY == 0 and (seen := watch.check(running / running_n, self.step)):
                     self._loss_seen(*seen)
@@ -375,10 +417,8 @@ class Trainer:
                             record["mfu"] = record["tokens_per_s"] * flops_per_token / peak_flops
                     running.zero_()
                     running_n, log_samples, log_tokens, log_time = 0, 0, 0, now
-                    for cb in self.callbacks:
-                        cb.on_log(self, record)
-                for cb in self.callbacks:
-                    cb.on_step_end(self)
+                    self._call("on_log", record)
+                self._call("on_step_end")
                 at_epoch_end = self.batch == 0
                 last_step = self.step >= self.total_steps  # always evaluated: the last weights compete for the best
                 paused = time.perf_counter()
@@ -386,8 +426,9 @@ class Trainer:
                         or last_step:
                     self._evaluate_and_monitor(val)
                 if at_epoch_end:
-                    for cb in self.callbacks:
-                        cb.on_epoch_end(self)
+                    self._call("on_epoch_end")
+                if world > 1:  # a Ctrl-C or a callback's stop on one rank stops every rank at this same step
+                    self.interrupted, self.stop = strategy.any_flag(self.interrupted, self.stop)
                 if ((cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0) or at_epoch_end
                         or (checkpoint_every_s and time.monotonic() - self._checkpointed_at >= checkpoint_every_s)):
                     self._save_last()
@@ -413,8 +454,7 @@ class Trainer:
         shown = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in result.items()}
         record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "split": "val", **shown, "time": time.time()}
         self.last_eval = record
-        for cb in self.callbacks:
-            cb.on_eval(self, record)
+        self._call("on_eval", record)
         key = self.monitor.name.split(".", 1)[-1]
         if key not in result:
             from forgeml.errors import ConfigError
@@ -424,33 +464,39 @@ class Trainer:
         if self.monitor.update(result[key], self.step) and self.run_dir is not None:  # weights checked finite above
             from forgeml.bundle import save_safetensors
 
-            save_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self.model.state_dict())
+            weights = self.strategy.full_state_dict(self.model)  # every rank: a collective under FSDP
+            if self.strategy.is_main:
+                save_safetensors(self.run_dir / "checkpoints" / "best.safetensors", weights)
         patience = self.cfg.early_stopping.patience
         if patience and self.monitor.bad_evals >= patience:
             self.stop = True
 
     @torch.no_grad()
     def evaluate(self, data) -> dict[str, float]:
-        """Mean eval_loss_fn (and metrics, when the Trainer has them) over `data`, in eval mode."""
+        """Mean eval_loss_fn (and metrics, when the Trainer has them) over `data`, in eval mode. train.eval_batches: the
+        first that many batches only (a fixed set, the same at every evaluation). Several processes share the batches
+        out and their sums are reduced: every rank gets the figure of the whole set."""
         batches = as_batches(data, self.cfg.micro_batch_size() * 4, shuffle=False, device=self.device)
+        batches = self.strategy.eval_batches(batches, self.cfg.eval_batches)
         was_training = self.model.training
         self.model.eval()
         total, count = torch.zeros((), device=self.device), 0
         metrics = self.metrics() if self.metrics is not None else None
-        for i, (x, y) in enumerate(batches.epoch(0)):
-            if self.cfg.eval_batches and i >= self.cfg.eval_batches:
-                break  # a fixed set: the first eval_batches batches, the same at every evaluation
+        for x, y in batches.epoch(0):
             with self.runtime.autocast():
-                out = self.step_model(x)
+                out = self.eval_model(x)
                 loss = self.eval_loss_fn(out, y)
             total += loss.float() * numel(y)
             count += numel(y)
             if metrics is not None:
                 metrics.update(out.float() if isinstance(out, torch.Tensor) else out, y)
         self.model.train(was_training)
+        if self.strategy.world > 1:
+            sums = self.strategy.reduce_sum(torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64, device=self.device)]))
+            total, count = sums[0].float(), int(sums[1].item())
         result = {"loss": (total / max(count, 1)).item()}
         if metrics is not None:
-            result.update(metrics.compute())
+            result.update(metrics.compute())  # torchmetrics gathers every rank's state itself under a process group
         return result
 
     # ------------------------------------------------------------------------------------ divergence
@@ -482,30 +528,21 @@ class Trainer:
         if self.run_dir is None:
             return
         self._check_finite()
-        state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        state = {  # the model and the optimizer: the strategy writes them (whole, or sharded under FSDP)
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.runtime.scaler.state_dict() if self.runtime.scaler is not None else {},
             "step": self.step, "epoch": self.epoch, "batch": self.batch, "samples": self.samples,
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": self._wall_time(), "interrupted": interrupted,
             "data": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else {},
         }
-        save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+        self.strategy.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state, self.model, self.optimizer)
         self._checkpointed_at = time.monotonic()
 
     def _resume(self) -> None:
         if self.run_dir is None:
             raise ValueError("resume needs run_dir, where checkpoints/last.pt was written")
-        path = self.run_dir / "checkpoints" / "last.pt"
-        state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU; load_state_dict moves the rest
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            from forgeml.errors import BundleError
-
-            raise BundleError(f"{path}: the checkpoint does not fit this model ({str(exc).splitlines()[0]}); "
-                              "was the model config changed?") from None
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = self.strategy.load_checkpoint(self.run_dir / "checkpoints" / "last.pt", self.model, self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.runtime.scaler is not None and state["scaler"]:
             self.runtime.scaler.load_state_dict(state["scaler"])
@@ -516,6 +553,7 @@ class Trainer:
         restore_rng(state["rng"])
         if hasattr(self.train_batches, "load_state_dict"):
             self.train_batches.load_state_dict(state.get("data", {}))
-        from forgeml.bundle import Bundle
+        if self.strategy.is_main:
+            from forgeml.bundle import Bundle
 
-        Bundle(self.run_dir).truncate_history(self.step)
+            Bundle(self.run_dir).truncate_history(self.step)
