@@ -208,7 +208,7 @@ def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData | CorpusData, 
     bundle.update_meta(
         format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=data.features.task, parameters=count_parameters(trainer.model),
-        hardware=trainer.runtime.describe(), precision=cfg.train.precision, python=platform.python_version(),
+        hardware=trainer.runtime.describe(), precision=cfg.train.precision, processes=trainer.describe_batch(), python=platform.python_version(),
         data=data.sizes() if isinstance(data, CorpusData) else {k: len(v) for k, v in data.splits.items()},
         config_digest=config_digest(cfg),
     )

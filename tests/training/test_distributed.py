@@ -1,0 +1,160 @@
+"""Real 2-process jobs (torchrun, gloo, on this CPU): DDP equals one process, a killed rank stops the job, runs resume
+on another number of processes.
+
+Each job is `forgeml train ... --nproc 2`, as a user types it. Models are small and runs a few steps: the point is
+the arithmetic, not the learning. Dropout, augmentation and batch norm are off where two runs are compared: each
+rank draws its own dropout masks on its slice and batch norm normalises per slice (as PyTorch's DDP does on a CPU),
+so those would differ from one process by design, not by error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgeml.bundle import load_safetensors
+from tests.conftest import quick
+
+FORGEML = [sys.executable, "-m", "forgeml"]
+GUARD_S = 600  # a guard against a hung job, not a timing assertion
+
+# (example, --set overrides): small, deterministic given the data order (no dropout, augmentation or batch norm)
+CASES = {
+    "cnn": ("examples/digits-cnn.yaml", ["data.augment.translate=0", "model.dropout=0",
+                                         "model.blocks=[{channels: 8, kernel: 3, padding: 1}, {channels: 8, kernel: 3, pool: 2}]",
+                                         "model.hidden=[32]", "train.max_steps=12", "train.batch_size=32", "train.label_smoothing=0"]),
+    "multi-input": ("examples/adult-mlp.yaml", ["data.limit=1200", "data.test_path=null", "data.split.test=0.1", "model.dropout=0",
+                                                "model.norm=layer", "model.hidden=[32]", "train.max_steps=12", "train.batch_size=64"]),
+    "gpt": ("examples/shakespeare-gpt.yaml", ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=16",
+                                              "train.max_steps=12", "train.warmup_steps=2", "train.batch_size=8",
+                                              "train.eval_every_steps=6", "train.eval_batches=4"]),
+}
+
+
+def _env() -> dict[str, str]:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def train(runs: Path, case: str, name: str, *extra: str, nproc: int | None = None) -> subprocess.CompletedProcess:
+    config, sets = CASES[case]
+    cmd = [*FORGEML, "train", config, "--name", name, *quick(runs, *sets, "train.restore_best=false", *extra)]
+    cmd += ["--nproc", str(nproc)] if nproc else []
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_S, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_safetensors(run / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=2e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ddp_on_two_processes_ends_with_the_weights_of_one_process_taking_the_whole_batch(runs, case):
+    train(runs, case, "one")
+    two = train(runs, case, "two", nproc=2)
+    assert "global batch" in two.stderr and "2 processes" in two.stderr and "DDP" in two.stderr
+    assert two.stderr.count("note: device:") == 1, "only rank 0 speaks"
+    assert_same_weights(runs / "one", runs / "two")
+    # the losses logged (train: the mean over both ranks; val: reduced over both ranks' batches) are one process's
+    import json
+
+    def losses(run):
+        return [(r["split"], r["step"], r["loss"]) for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())]
+
+    for (s1, t1, l1), (s2, t2, l2) in zip(losses(runs / "one"), losses(runs / "two"), strict=True):
+        assert (s1, t1) == (s2, t2) and l1 == pytest.approx(l2, rel=1e-4)
+    meta = json.loads((runs / "two" / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["steps"] == 12
+
+
+def test_a_batch_that_does_not_split_across_the_processes_is_refused_before_any_folder(runs):
+    config, sets = CASES["cnn"]
+    done = subprocess.run([*FORGEML, "train", config, "--nproc", "2", *quick(runs, *sets, "train.batch_size=33")],
+                          capture_output=True, text=True, timeout=GUARD_S, env=_env())
+    assert done.returncode != 0
+    assert "train.batch_size: 33" in done.stderr and "divisible by 2" in done.stderr
+    assert not any(runs.iterdir()), "nothing written"
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: str) -> int | None:
+    """The worker process of torchrun with RANK=rank (a descendant of the launcher)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if f"RANK={rank}".encode() in environ and b"FORGEML_RUN_FILE" in b"".join(environ) and \
+                    b"forgeml" in (entry / "cmdline").read_bytes():
+                status = (entry / "status").read_text()
+                if "torch.distributed.run" not in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name) if "State:\tZ" not in status else None
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_one_process_exactly(runs):
+    sets = ["train.max_steps=160", "train.checkpoint_every_steps=10", "train.batch_size=16", "train.eval_every_steps=1000"]
+    reference = train(runs, "cnn", "reference", *sets)  # one process, never stopped
+    assert reference.returncode == 0
+    config, case_sets = CASES["cnn"]
+    cmd = [*FORGEML, "train", config, "--name", "killed", "--nproc", "2",
+           *quick(runs, *case_sets, "train.restore_best=false", *sets)]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    last = runs / "killed" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + GUARD_S
+    while not last.exists():
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid = _rank_pid(job, "1")
+    assert pid is not None, "rank 1's process"
+    os.kill(pid, signal.SIGKILL)
+    _, err = job.communicate(timeout=GUARD_S)  # torchrun notices the dead worker and stops rank 0: no hang
+    assert job.returncode != 0
+    assert "the 2-process training job stopped" in err
+    assert f"forgeml train --resume {runs / 'killed'} --nproc 2" in err
+    state = torch.load(last, weights_only=True)
+    assert 0 < state["step"] < 160
+    # the same run, resumed by one process, ends where the uninterrupted one did
+    resumed = subprocess.run([*FORGEML, "train", "--resume", str(runs / "killed")], capture_output=True, text=True,
+                             timeout=GUARD_S, env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(runs / "reference", runs / "killed")
+
+
+def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs):
+    sets = ["train.max_steps=160", "train.checkpoint_every_steps=10", "train.batch_size=16", "train.eval_every_steps=1000"]
+    train(runs, "cnn", "reference", *sets)
+    config, case_sets = CASES["cnn"]
+    cmd = [*FORGEML, "train", config, "--name", "killed", *quick(runs, *case_sets, "train.restore_best=false", *sets)]
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    last = runs / "killed" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + GUARD_S
+    while not last.exists():
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert 0 < torch.load(last, weights_only=True)["step"] < 160
+    resumed = subprocess.run([*FORGEML, "train", "--resume", str(runs / "killed"), "--nproc", "2"], capture_output=True,
+                             text=True, timeout=GUARD_S, env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "2 processes" in resumed.stderr
+    assert_same_weights(runs / "reference", runs / "killed")
