@@ -315,6 +315,7 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
         _train_batches(cfg, data, trainer), (val.x, val.y) if val is not None else None)
     if not trainer.strategy.is_main:  # its share of the training; rank 0 saves, measures and reports
         trainer.fit(train_batches, val_batches, resume=resume)
+        trainer.full_state_dict()  # rank 0 gathers the weights it saves: under FSDP every rank takes part
         distributed.shutdown()
         return bundle.path
     try:

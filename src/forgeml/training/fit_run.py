@@ -25,6 +25,6 @@ def fit_into_bundle(trainer: Trainer, bundle: Bundle, train, val, resume: bool) 
     except BaseException as exc:
         bundle.update_meta(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    bundle.save_weights(trainer.model.state_dict())
+    bundle.save_weights(trainer.full_state_dict())
     bundle.update_meta(weights=result.weights)
     return result, result.weights["step"]

@@ -342,6 +342,11 @@ class Trainer:
             except StopTraining:
                 self.stop = True
 
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights, as the bundle saves them. Under several processes every rank calls it (FSDP gathers
+        the shards: a collective); rank 0 gets them all."""
+        return self.strategy.full_state_dict(self.model)
+
     def compute_loss(self, x, y) -> torch.Tensor:
         """The training loss of one micro-batch, under autocast: the seam to override for another objective
         (distillation runs a teacher on the same x here). Must return a scalar with a graph back to the model."""
