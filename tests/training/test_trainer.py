@@ -82,6 +82,26 @@ def test_overriding_compute_loss_changes_what_is_trained():
     assert not torch.allclose(ours[2].weight, plain[2].weight, atol=1e-3)
 
 
+def test_overriding_train_step_changes_the_step():
+    """train_step is the seam for a step of another shape: here two backward passes per micro-batch (the gradient of
+    the loss counted twice), which is plain SGD with twice the learning rate."""
+
+    class Twice(Trainer):
+        def train_step(self, x, y):
+            for _ in range(2):
+                loss = self.compute_loss(x, y)
+                loss.backward()
+            return loss.detach()
+
+    x, y = data()
+    doubled, ours = model(), model()
+    doubled.load_state_dict(ours.state_dict())
+    Twice(ours, "cross_entropy", optimizer="sgd", momentum=0.0, lr=1e-2, epochs=1, batch_size=16, seed=2, progress=False).fit((x, y))
+    Trainer(doubled, "cross_entropy", optimizer="sgd", momentum=0.0, lr=2e-2, epochs=1, batch_size=16, seed=2, progress=False).fit((x, y))
+    for a, b in zip(ours.parameters(), doubled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_learns_with_every_optimizer_and_schedule():
     x, y = data(n=256)
     for opt, sched in [("sgd", "step"), ("adam", "cosine"), ("adamw", "onecycle"), ("rmsprop", "constant")]:

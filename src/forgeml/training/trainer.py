@@ -173,8 +173,8 @@ class Trainer:
         run_dir: where history.jsonl, checkpoints/ and tensorboard/ go (None: nothing written).
         config: a TrainConfig; or give its fields as keyword arguments (epochs=5, lr=3e-4, precision="bf16").
 
-    Another objective: subclass and override `compute_loss(x, y)` (the loss of one micro-batch); the loop,
-    accumulation, clipping, logging and checkpoints stay as they are.
+    Another objective: subclass and override `compute_loss(x, y)` (the loss of one micro-batch), or `train_step(x, y)`
+    (its forward and backward); the loop, accumulation, clipping, logging and checkpoints stay as they are.
 
     Several processes (torchrun, or `forgeml train --nproc N`): train.strategy picks DDP or FSDP (training/strategy.py);
     train.batch_size stays the global batch, each rank takes its slice, and only rank 0 logs and writes files.
@@ -347,6 +347,16 @@ class Trainer:
         the shards: a collective); rank 0 gets them all."""
         return self.strategy.full_state_dict(self.model)
 
+    def train_step(self, x, y) -> torch.Tensor:
+        """Forward and backward of one micro-batch (gradients accumulate; the optimizer steps in the loop): the seam to
+        override for a step of another shape (two backward passes, a gradient penalty). Returns the loss, detached."""
+        with self.runtime.autocast():
+            loss = self.compute_loss(x, y)
+        accum, scaler = self.cfg.grad_accum, self.runtime.scaler
+        scaled = loss / accum if accum > 1 else loss
+        (scaler.scale(scaled) if scaler else scaled).backward()
+        return loss.detach()
+
     def compute_loss(self, x, y) -> torch.Tensor:
         """The training loss of one micro-batch, under autocast: the seam to override for another objective
         (distillation runs a teacher on the same x here). Must return a scalar with a graph back to the model."""
@@ -376,11 +386,8 @@ class Trainer:
             for x, y in train.epoch(self.epoch, start=self.batch):
                 last_micro = (self.batch + 1) % accum == 0 or self.batch + 1 == self.micro_per_epoch
                 with strategy.accumulating(model, last_micro):  # DDP all-reduces the gradients on the last one only
-                    with runtime.autocast():
-                        loss = self.compute_loss(x, y)
-                    scaled = loss / accum if accum > 1 else loss
-                    (scaler.scale(scaled) if scaler else scaled).backward()
-                running += loss.detach()
+                    loss = self.train_step(x, y)
+                running += loss
                 running_n += 1
                 rows = n_rows(y) * world  # a tensor or a dict of them: shapes are on the host, no sync; every rank's rows
                 log_samples += rows
