@@ -60,10 +60,15 @@ def choose(name: str, model: nn.Module, device: torch.device) -> str:
                           "use train.strategy=ddp, fsdp or auto (or start one process)")
     if name != "auto":
         return name
+    return auto_strategy(world, state_bytes(model), device_memory(device))
+
+
+def auto_strategy(world: int, needed_bytes: int, memory_bytes: int | None) -> str:
+    """train.strategy=auto: single for one process; under torchrun ddp, or fsdp when the weights, gradients and AdamW
+    state (`needed_bytes`) would take more than FSDP_SHARE of one device's memory."""
     if world == 1:
         return "single"
-    memory = device_memory(device)
-    return "fsdp" if memory and state_bytes(model) > FSDP_SHARE * memory else "ddp"
+    return "fsdp" if memory_bytes and needed_bytes > FSDP_SHARE * memory_bytes else "ddp"
 
 
 class Single:
