@@ -53,7 +53,7 @@ def choose(name: str, model: nn.Module, device: torch.device) -> str:
 
     world = distributed.world_size()
     if name == "ddp" and world == 1 and not distributed.launched():  # fsdp there: a group of one (a sharded run resumes)
-        raise ConfigError(f"train.strategy: ddp needs several processes; start them with  forgeml train CONFIG --nproc 2  "
+        raise ConfigError("train.strategy: ddp needs several processes; start them with  forgeml train CONFIG --nproc 2  "
                           "(or torchrun), or use train.strategy=auto")
     if name == "single" and world > 1:
         raise ConfigError(f"train.strategy: single under torchrun with {world} processes would train {world} separate copies; "
