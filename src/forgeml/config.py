@@ -383,9 +383,11 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype (fp16 adds a gradient scaler)")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this; None = off")
     compile: bool = Field(False, description="torch.compile the model")
+    activation_checkpointing: bool = Field(False, description="recompute each Transformer block's activations in the backward "
+                                                                 "instead of keeping them (less memory, about one more forward per step)")
     strategy: Literal["auto", "single", "ddp", "fsdp"] = Field(
-        "auto", description="how several processes (torchrun, --nproc) train: ddp copies the model, fsdp shards it; auto: ddp "
-                            "under torchrun (fsdp when weights + AdamW state would not fit a quarter of one device), else single")
+        "auto", description="how several processes (torchrun, --nproc) train: ddp copies the model, fsdp shards it; fsdp on one process shards "
+                            "over a group of one (resumes a sharded run); auto: ddp under torchrun (fsdp when weights + AdamW state would not fit a quarter of one device), else single")
     monitor: str = Field("val.loss", description="metric that picks the best checkpoint and drives early stopping")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig, description="early stopping on train.monitor")
     eval_batches: int | None = Field(None, ge=1, description="evaluate on this many validation batches (a fixed set); None = all")

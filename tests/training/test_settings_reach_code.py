@@ -143,6 +143,8 @@ def test_every_training_setting_is_covered():
     covered = {c.split("=")[0].removeprefix("train.").split(".")[0] for case in CASES + REGRESSION for c in case[2]}
     not_here = {"compile": "its own test (test_trainer.py)", "device": "one device here", "progress": "display only",
                 "tensorboard": "test_trainer.py",
+                "activation_checkpointing": "test_activation_checkpointing.py (blocks recomputed, same gradients) and "
+                                            "test_fsdp.py (under FSDP on 2 processes)",
                 "strategy": "tests/training/test_distributed.py (real 2-process torchrun jobs)",
                 "checkpoint_every_minutes": "test_killed_runs.py (a real run killed after a timed checkpoint)"}
     assert set(TrainConfig.model_fields) - covered - set(not_here) == set()

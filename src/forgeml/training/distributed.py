@@ -62,6 +62,15 @@ def init(device: torch.device) -> bool:
     return True
 
 
+def init_alone(device: torch.device) -> None:
+    """A process group of this one process (FSDP without torchrun: a sharded run resumed on one process goes through
+    the same sharding and checkpoint code as on N). No network: the group's store lives in this process."""
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1,
+                                             timeout=TIMEOUT)
+
+
 def active() -> bool:
     """A process group of more than one process is up: collectives do something."""
     return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1

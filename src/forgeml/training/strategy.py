@@ -52,8 +52,8 @@ def choose(name: str, model: nn.Module, device: torch.device) -> str:
     from forgeml.errors import ConfigError
 
     world = distributed.world_size()
-    if name in ("ddp", "fsdp") and world == 1 and not distributed.launched():
-        raise ConfigError(f"train.strategy: {name} needs several processes; start them with  forgeml train CONFIG --nproc 2  "
+    if name == "ddp" and world == 1 and not distributed.launched():  # fsdp there: a group of one (a sharded run resumes)
+        raise ConfigError("train.strategy: ddp needs several processes; start them with  forgeml train CONFIG --nproc 2  "
                           "(or torchrun), or use train.strategy=auto")
     if name == "single" and world > 1:
         raise ConfigError(f"train.strategy: single under torchrun with {world} processes would train {world} separate copies; "
@@ -199,11 +199,11 @@ class _First:
             yield batch
 
 
-def build(name: str, model: nn.Module, device: torch.device) -> Single:
-    """The strategy object for `train.strategy` (after distributed.init)."""
+def build(name: str, model: nn.Module, device: torch.device, precision: str = "fp32") -> Single:
+    """The strategy object for `train.strategy` (after distributed.init); `precision`: FSDP's mixed-precision policy."""
     chosen = choose(name, model, device)
     if chosen == "fsdp":
         from forgeml.training.fsdp import FSDP
 
-        return FSDP(device)
+        return FSDP(device, precision)
     return {"single": Single, "ddp": DDP}[chosen](device)

@@ -196,7 +196,11 @@ class Trainer:
         self.device = self.runtime.device
         distributed.init(self.device)  # joins torchrun's process group, when there is one
         model = model.to(self.device)
-        self.strategy = strategies.build(self.cfg.strategy, model, self.device)
+        if self.cfg.activation_checkpointing:  # before FSDP: its hooks then run around each block's checkpointed forward
+            from forgeml.training import activation_checkpointing
+
+            activation_checkpointing.apply(model)
+        self.strategy = strategies.build(self.cfg.strategy, model, self.device, self.cfg.precision)
         self._check_batch_split()
         self.model = self.strategy.prepare(model)  # FSDP shards the parameters before the optimizer takes them
         if loss_fn is None or isinstance(loss_fn, str):  # by name: train.loss (auto = cross entropy), smoothing, weights
@@ -520,8 +524,10 @@ class Trainer:
     def _check_finite(self) -> None:
         """Before anything is saved or evaluated: the loss so far and every weight must be finite (one host sync;
         rare: evaluations and checkpoints only), so no checkpoint or best weights ever hold NaN."""
-        finite = torch.stack([torch.isfinite(self._running)] + [torch.isfinite(p).all() for p in self.model.parameters()]).all()
-        if not finite.item():
+        # FSDP's parameters are DTensors: each rank checks its own shard and one collective says whether all were finite
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.model.parameters()]
+        finite = torch.stack([torch.isfinite(self._running)] + [torch.isfinite(p).all() for p in local]).all().item()
+        if self.strategy.any_flag(not finite)[0]:
             raise self._diverged("the train loss or the weights became NaN or infinite")
 
     def _diverged(self, what: str):
