@@ -74,11 +74,15 @@ def test_ddp_on_two_processes_ends_with_the_weights_of_one_process_taking_the_wh
     # the losses logged (train: the mean over both ranks; val: reduced over both ranks' batches) are one process's
     import json
 
-    def losses(run):
-        return [(r["split"], r["step"], r["loss"]) for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())]
+    def records(run):
+        return [r for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())]
 
-    for (s1, t1, l1), (s2, t2, l2) in zip(losses(runs / "one"), losses(runs / "two"), strict=True):
-        assert (s1, t1) == (s2, t2) and l1 == pytest.approx(l2, rel=1e-4)
+    measured = ("loss", "accuracy", "f1_macro", "perplexity", "rmse")  # every figure a val record can hold here
+    for r1, r2 in zip(records(runs / "one"), records(runs / "two"), strict=True):
+        assert (r1["split"], r1["step"]) == (r2["split"], r2["step"])
+        for key in measured:
+            if key in r1:  # reduced over both ranks: the figure of the whole set (perplexity's own sums too)
+                assert r2[key] == pytest.approx(r1[key], rel=1e-4), (r1["split"], r1["step"], key)
     meta = json.loads((runs / "two" / "meta.json").read_text())
     assert meta["status"] == "complete" and meta["steps"] == 12
 

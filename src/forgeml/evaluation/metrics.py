@@ -107,6 +107,13 @@ class OutputMetrics:
         for name, metrics in self.per_output.items():
             metrics.update(out[name], y[name])
 
+    def sync(self, reduce_sum) -> None:
+        """Several processes: metrics that keep their own sums add every rank's up (torchmetrics' own gather their
+        states in compute(), under a process group)."""
+        for metrics in self.per_output.values():
+            if hasattr(metrics, "sync"):
+                metrics.sync(reduce_sum)
+
     def compute(self) -> dict[str, Any]:
         return {self._key(name, k): v for name, metrics in self.per_output.items() for k, v in metrics.compute().items()}
 

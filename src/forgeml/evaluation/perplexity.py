@@ -24,6 +24,11 @@ class Perplexity:
         self.total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum"))
         self.count += targets.numel()
 
+    def sync(self, reduce_sum) -> None:
+        """Several processes: every rank's sums added up (`reduce_sum`: a tensor -> its sum over the ranks)."""
+        both = reduce_sum(torch.tensor([self.total, float(self.count)], dtype=torch.float64))
+        self.total, self.count = float(both[0]), int(both[1])
+
     def compute(self) -> dict[str, float]:
         return {"perplexity": math.exp(self.total / max(self.count, 1))}
 

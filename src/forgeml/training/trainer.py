@@ -512,6 +512,8 @@ class Trainer:
             total, count = sums[0].float(), int(sums[1].item())
         result = {"loss": (total / max(count, 1)).item()}
         if metrics is not None:
+            if self.strategy.world > 1 and hasattr(metrics, "sync"):
+                metrics.sync(self.strategy.reduce_sum)  # sums a metric keeps itself (perplexity's)
             result.update(metrics.compute())  # torchmetrics gathers every rank's state itself under a process group
         return result
 
