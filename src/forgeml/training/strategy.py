@@ -141,6 +141,11 @@ class Single:
         from forgeml.training.checkpoint import load_checkpoint
 
         state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU; load_state_dict moves the rest
+        if "sharded" in state:  # train.strategy=auto chose FSDP for this run on more processes than this resume has
+            from forgeml.errors import BundleError
+
+            raise BundleError(f"{path}: the run was trained sharded (FSDP) and its checkpoint is in {state['sharded']}/; "
+                              "resume it on several processes (--nproc 2 or more), where train.strategy=auto chooses FSDP again")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
