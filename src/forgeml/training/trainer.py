@@ -44,6 +44,7 @@ from forgeml.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from forgeml.training.compiling import CompileTimer, compile_pays
 from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
 from forgeml.training.loss_watch import LossWatch
 from forgeml.training.losses import build_loss
@@ -212,7 +213,11 @@ class Trainer:
                 self.callbacks.append(TensorBoard(self.run_dir))
         self.callbacks += list(callbacks)
         # the compiled module shares parameters with self.model; state dicts always come from self.model
-        self.step_model = torch.compile(self.model) if self.cfg.compile else self.model
+        self.compiled = compile_pays(self.cfg.compile, self.device, self.model)  # auto: decided (and said) there
+        self.step_model = torch.compile(self.model) if self.compiled else self.model
+        self.compile_seconds: float | None = None  # the first step's time, where torch.compile compiles (CompileTimer)
+        if self.compiled:
+            self.callbacks.append(CompileTimer())
         self.step = 0  # optimizer steps taken
         self.epoch = 0  # epochs completed
         self.batch = 0  # micro-batches consumed in the current epoch
