@@ -385,7 +385,7 @@ class TrainConfig(Section):
                             "(a GPU from Ampere on, a CPU with AVX512-BF16 or AMX), else fp32")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this; None = off")
     compile: Literal["auto"] | bool = Field(
-        "auto", description="torch.compile the model; auto: on a GPU, and on a CPU for the models measured to gain (the GPT)")
+        "auto", description="torch.compile the model; auto: only where it was measured to pay (a model's compile_pays_on: the GPT on a GPU)")
     monitor: str = Field("val.loss", description="metric that picks the best checkpoint and drives early stopping")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig, description="early stopping on train.monitor")
     eval_batches: int | None = Field(None, ge=1, description="evaluate on this many validation batches (a fixed set); None = all")

@@ -90,6 +90,10 @@ class GPT(nn.Module):
     """The decoder body: token + position embeddings, the blocks, a final LayerNorm. As an encoder it reads
     its token ids (B, T) from the input dict under `key` and returns (B, T, n_embd)."""
 
+    # where train.compile=auto compiles (training/compiling.py): on a GPU, where nanoGPT measured this model's step
+    # 250 -> 135 ms on an A100. Not on a CPU: see BENCHMARKS.md (compiled slower than eager on the 2-core AVX2 CPU)
+    compile_pays_on = ("cuda",)
+
     def __init__(self, cfg: GPTConfig, vocab_size: int, key: str = "text"):
         super().__init__()
         self.cfg, self.vocab_size, self.key = cfg, vocab_size, key
