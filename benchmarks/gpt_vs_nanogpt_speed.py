@@ -19,9 +19,10 @@ Equal loss: after the last round, each mode's models are measured on the whole h
 No nanoGPT code is copied here: bring a checkout (the search tool's `fetch karpathy/nanoGPT`, then
 `git clone /work/.mirror/karpathy+nanoGPT/repo /tmp/nanogpt`) and point --nanogpt at it.
 
-Run (from the repository root; about 12 minutes on 2 cores with the defaults):
-    .venv/bin/python benchmarks/gpt_vs_nanogpt_speed.py --nanogpt /tmp/nanogpt
-    .venv/bin/python benchmarks/gpt_vs_nanogpt_speed.py --nanogpt /tmp/nanogpt --modes fp32 --rounds 2 --iters 200
+Run (from the repository root; fp32 alone, 3 rounds of 150 steps: about 3 minutes on 2 quiet cores; compiled adds
+about a minute of compiling per run; bf16 is emulated, several times slower, on a CPU without AVX512-BF16 or AMX):
+    .venv/bin/python benchmarks/gpt_vs_nanogpt_speed.py --nanogpt /tmp/nanogpt --modes fp32 --rounds 3 --iters 150
+    .venv/bin/python benchmarks/gpt_vs_nanogpt_speed.py --nanogpt /tmp/nanogpt      # every mode, 3 rounds of 300 steps
 """
 
 from __future__ import annotations
