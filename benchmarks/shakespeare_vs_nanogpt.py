@@ -46,25 +46,35 @@ def full_loss(model_fn, tokens: np.ndarray, block: int = 64) -> float:
     return total / count
 
 
-def run_nanogpt(root: Path) -> dict:
+def prepare_nanogpt_data(root: Path) -> Path:
+    """nanoGPT's shakespeare_char train.bin/val.bin from our copy of the text (its prepare.py, never downloading)."""
     data = root / "data" / "shakespeare_char"
     shutil.copy("data/tinyshakespeare/input.txt", data / "input.txt")
     stub = "import runpy, sys, types; sys.modules['requests'] = types.ModuleType('requests'); runpy.run_path('prepare.py', run_name='__main__')"
     subprocess.run([sys.executable, "-c", stub], cwd=data, check=True, capture_output=True)
-    log = subprocess.run([sys.executable, "train.py", "config/train_shakespeare_char.py", *RECIPE], cwd=root, check=True,
-                         capture_output=True, text=True).stdout
-    estimates = {int(s): float(v) for s, v in re.findall(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", log)}
+    return data
+
+
+def nanogpt_full_loss(root: Path, out_dir: str = "out-shakespeare-char") -> float:
+    """nanoGPT's saved model measured like forgeml's: mean next-token loss over the whole held-out text."""
     sys.path.insert(0, str(root))
     from model import GPT, GPTConfig  # nanoGPT's own model class, from the checkout
 
-    ckpt = torch.load(root / "out-shakespeare-char" / "ckpt.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(root / out_dir / "ckpt.pt", map_location="cpu", weights_only=True)
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()})
     model.eval()
-    val = np.memmap(data / "val.bin", dtype=np.uint16, mode="r")
+    val = np.memmap(root / "data" / "shakespeare_char" / "val.bin", dtype=np.uint16, mode="r")
     # with targets nanoGPT returns logits for every position; its loss uses .view, so contiguous inputs
-    loss = full_loss(lambda x: model(x.contiguous(), x.contiguous())[0], val)
-    return {"estimate_2000": estimates.get(2000), "full": loss, "iter": ckpt["iter_num"]}
+    return full_loss(lambda x: model(x.contiguous(), x.contiguous())[0], val)
+
+
+def run_nanogpt(root: Path) -> dict:
+    prepare_nanogpt_data(root)
+    log = subprocess.run([sys.executable, "train.py", "config/train_shakespeare_char.py", *RECIPE], cwd=root, check=True,
+                         capture_output=True, text=True).stdout
+    estimates = {int(s): float(v) for s, v in re.findall(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", log)}
+    return {"estimate_2000": estimates.get(2000), "full": nanogpt_full_loss(root)}
 
 
 def run_forgeml() -> dict:

@@ -74,7 +74,7 @@ def test_predict_image_files_and_regression(runs, tmp_path, capsys):
 def test_config_show_prints_every_default(capsys):
     assert main(["config", "show", "examples/digits-cnn.yaml", "--set", "train.lr=0.01"]) == 0
     out = capsys.readouterr().out
-    assert "lr: 0.01" in out and "clip_grad_norm: null" in out and "precision: fp32" in out
+    assert "lr: 0.01" in out and "clip_grad_norm: null" in out and "precision: auto" in out
 
 
 def test_training_twice_never_overwrites_a_finished_run(runs):

@@ -380,9 +380,12 @@ class TrainConfig(Section):
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross entropy label smoothing")
     class_weights: Literal["none", "balanced"] | list[float] = Field("none", description="cross entropy class weights")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype (fp16 adds a gradient scaler)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast dtype (fp16 adds a gradient scaler); auto: bf16 where the hardware computes in bf16 "
+                            "(a GPU from Ampere on, a CPU with AVX512-BF16 or AMX), else fp32")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this; None = off")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: Literal["auto"] | bool = Field(
+        "auto", description="torch.compile the model; auto: only where it was measured to pay (a model's compile_pays_on: the GPT on a GPU)")
     activation_checkpointing: bool = Field(False, description="recompute each Transformer block's activations in the backward "
                                                                  "instead of keeping them (less memory, about one more forward per step)")
     strategy: Literal["auto", "single", "ddp", "fsdp"] = Field(

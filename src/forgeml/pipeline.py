@@ -208,7 +208,8 @@ def _start_bundle(bundle: Bundle, cfg: Config, data: PreparedData | CorpusData, 
     bundle.update_meta(
         format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), task=data.features.task, parameters=count_parameters(trainer.model),
-        hardware=trainer.runtime.describe(), precision=cfg.train.precision, processes=trainer.describe_batch(), python=platform.python_version(),
+        hardware=trainer.runtime.describe(), precision=trainer.runtime.precision, processes=trainer.describe_batch(),
+        python=platform.python_version(),
         data=data.sizes() if isinstance(data, CorpusData) else {k: len(v) for k, v in data.splits.items()},
         config_digest=config_digest(cfg),
     )
@@ -336,7 +337,8 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
     bundle.write_json("metrics.json", metrics)
     speed = {"tokens_per_s": round(result.samples_per_s * cfg.model.block_size, 1)} if corpus else {}
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
-                       samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed)
+                       samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed,
+                       **({"compile_seconds": round(trainer.compile_seconds, 2)} if trainer.compile_seconds is not None else {}))
     write_report(bundle.path, data, predictor, outputs=shown)
     return bundle.path
 

@@ -1,6 +1,7 @@
 """Device and precision, decided once before the loop starts (the loop never branches on them).
 
-fp32: plain; bf16: autocast to bfloat16; fp16: autocast to float16 plus a gradient scaler.
+fp32: plain; bf16: autocast to bfloat16; fp16: autocast to float16 plus a gradient scaler; auto: bf16 where the
+hardware computes in bf16, else fp32 (auto_precision), said in a note.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import platform
 import warnings
 
 import torch
+
+from forgeml.notes import note
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -66,12 +69,33 @@ def describe_cpu() -> str:
     return f"{platform.machine()}, flags: {' '.join(wanted) or 'none of avx/avx2/avx512/amx'}"
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU computes bf16 itself; without them autocast emulates it, slowly."""
-    flags = cpu_flags()
+def cpu_has_native_bf16(flags: set[str] | None = None, machine: str | None = None) -> bool:
+    """AVX512-BF16 or AMX: the CPU computes bf16 itself; without them autocast emulates it, slowly.
+    Reads this machine's flags unless given some (a test checks the rule with another CPU's flags)."""
+    if flags is None and machine is None:
+        flags, machine = cpu_flags(), platform.machine()
     if flags is None:
-        return platform.machine() in ("arm64", "aarch64")  # Apple silicon and recent Arm cores have bf16
+        return machine in ("arm64", "aarch64")  # Apple silicon and recent Arm cores have bf16
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision(device_type: str, cuda_bf16: bool = False, cpu_bf16: bool = False) -> tuple[str, str]:
+    """What train.precision=auto becomes, and why: bf16 only where the hardware computes in bf16 (where it is
+    emulated it is slower than fp32: 8x on the MNIST CNN on an AVX2-only CPU, BENCHMARKS.md), fp32 elsewhere."""
+    if device_type == "cuda":
+        return ("bf16", "this GPU computes in bf16") if cuda_bf16 else ("fp32", "this GPU has no bf16 (older than Ampere)")
+    if device_type == "cpu":
+        return ("bf16", "this CPU has AVX512-BF16 or AMX") if cpu_bf16 else (
+            "fp32", "this CPU has no AVX512-BF16 or AMX, so bf16 would be emulated, slower than fp32")
+    return "fp32", f"bf16 autocast on {device_type} is not measured to pay"
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str | None]:
+    """(the precision to train in, why it was picked): auto decided for this device; others as asked (why None)."""
+    if precision != "auto":
+        return precision, None
+    return auto_precision(device.type, cuda_bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+                          cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
 
 
 def physical_cores() -> int:
@@ -99,6 +123,9 @@ class Runtime:
             warnings.warn("train.precision=bf16 on a CPU without AVX512-BF16 or AMX: autocast emulates bf16 and runs "
                           "several times slower than fp32 (8x on the MNIST CNN here, see BENCHMARKS.md); use fp32",
                           stacklevel=2)
+        precision, why = resolve_precision(precision, self.device)
+        if why:
+            note(f"train.precision=auto: {precision} ({why})")
         self.precision = precision
         self.dtype = DTYPES.get(precision)
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None

@@ -44,6 +44,7 @@ from forgeml.training.checkpoint import (
     kept_torch_rng,
     restore_rng,
 )
+from forgeml.training.compiling import CompileTimer, compile_pays
 from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
 from forgeml.training.loss_watch import LossWatch
 from forgeml.training.losses import build_loss
@@ -225,7 +226,11 @@ class Trainer:
             self.callbacks += list(callbacks)
         # the wrapped and compiled modules share parameters with self.model; state dicts always come from self.model
         wrapped = self.strategy.wrap(self.model)
-        self.step_model = torch.compile(wrapped) if self.cfg.compile else wrapped
+        self.compiled = compile_pays(self.cfg.compile, self.device, self.model)  # auto: decided (and said) there
+        self.step_model = torch.compile(wrapped) if self.compiled else wrapped
+        self.compile_seconds: float | None = None  # the first step's time, where torch.compile compiles (CompileTimer)
+        if self.compiled:
+            self.callbacks.append(CompileTimer())
         # evaluation calls the model itself under DDP: ranks get uneven numbers of batches there, and DDP's forward
         # would wait for the others to sync buffers
         self.eval_model = self.step_model if wrapped is self.model else self.model
