@@ -96,6 +96,15 @@ def test_a_batch_that_does_not_split_across_the_processes_is_refused_before_any_
     assert not any(runs.iterdir()), "nothing written"
 
 
+def wait_for(job: subprocess.Popen, path: Path) -> None:
+    """Until `path` exists (the job still running)."""
+    deadline = time.monotonic() + GUARD_S
+    while not path.exists():
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
 def _parent(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
@@ -127,11 +136,7 @@ def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_one_process_exact
            *quick(runs, *case_sets, "train.restore_best=false", *sets)]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     last = runs / "killed" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + GUARD_S
-    while not last.exists():
-        assert job.poll() is None, job.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(job, last)
     pid = _rank_pid(job, "1")
     assert pid is not None, "rank 1's process"
     os.kill(pid, signal.SIGKILL)
@@ -155,11 +160,7 @@ def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs):
     cmd = [*FORGEML, "train", config, "--name", "killed", *quick(runs, *case_sets, "train.restore_best=false", *sets)]
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     last = runs / "killed" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + GUARD_S
-    while not last.exists():
-        assert job.poll() is None, job.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(job, last)
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert 0 < torch.load(last, weights_only=True)["step"] < 160

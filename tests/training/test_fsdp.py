@@ -12,14 +12,21 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 import torch
 
 from forgeml.training.fsdp import mixed_precision
 from tests.conftest import quick
-from tests.training.test_distributed import CASES, FORGEML, GUARD_S, _env, _rank_pid, assert_same_weights
+from tests.training.test_distributed import (
+    CASES,
+    FORGEML,
+    GUARD_S,
+    _env,
+    _rank_pid,
+    assert_same_weights,
+    wait_for,
+)
 from tests.training.test_distributed import train as train_run
 
 # long enough that a kill lands mid-run after the first checkpoint; evaluations (of 4 batches) at 30 and 60 only
@@ -64,11 +71,7 @@ def test_a_killed_fsdp_run_resumes_exactly_on_one_process_and_on_two(runs, refer
            *quick(runs, *case_sets, "train.restore_best=true", *SETS, "train.strategy=fsdp")]
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     last = runs / "killed" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + GUARD_S
-    while not last.exists():
-        assert job.poll() is None, job.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(job, last)
     pid = _rank_pid(job, "1")
     assert pid is not None, "rank 1's process"
     os.kill(pid, signal.SIGKILL)  # perhaps mid-save: last.pt still names a complete folder

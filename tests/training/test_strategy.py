@@ -22,12 +22,12 @@ def test_state_bytes_counts_weights_gradients_and_two_adam_moments():
     assert state_bytes(model) == 4 * 110 * 4
 
 
-def test_ddp_or_fsdp_without_torchrun_is_a_clear_error(monkeypatch):
+def test_ddp_without_torchrun_is_a_clear_error_and_fsdp_is_a_group_of_one(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
-    for name in ("ddp", "fsdp"):
-        with pytest.raises(ConfigError, match="--nproc 2"):
-            choose(name, torch.nn.Linear(2, 2), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="--nproc 2"):
+        choose("ddp", torch.nn.Linear(2, 2), torch.device("cpu"))
+    assert choose("fsdp", torch.nn.Linear(2, 2), torch.device("cpu")) == "fsdp"  # a sharded run resumes on one process
     assert choose("auto", torch.nn.Linear(2, 2), torch.device("cpu")) == "single"
 
 
