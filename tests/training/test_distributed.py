@@ -169,3 +169,37 @@ def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "2 processes" in resumed.stderr
     assert_same_weights(runs / "reference", runs / "killed")
+
+
+TRAINER_SCRIPT = """
+import sys, torch
+from forgeml import Trainer
+from forgeml.bundle import save_safetensors
+from forgeml.training import distributed
+torch.manual_seed(0)
+x, y = torch.randn(256, 6), torch.randint(0, 3, (256,))
+model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+trainer = Trainer(model, "cross_entropy", epochs=2, batch_size=32, lr=1e-2, progress=False, run_dir=sys.argv[1])
+trainer.fit((x, y))
+if distributed.is_main():
+    save_safetensors(sys.argv[1] + "/weights.safetensors", trainer.full_state_dict())
+print("strategy", trainer.strategy.name, "rank", distributed.rank())
+distributed.shutdown()
+"""
+
+
+def test_the_python_trainer_under_torchrun_is_ddp_with_the_global_batch(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TRAINER_SCRIPT)
+    one, two = tmp_path / "one", tmp_path / "two"
+    alone = subprocess.run([sys.executable, str(script), str(one)], capture_output=True, text=True, timeout=GUARD_S, env=_env())
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    job = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+                          str(two)], capture_output=True, text=True, timeout=GUARD_S, env=_env())
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "strategy single rank 0" in alone.stdout
+    assert "strategy ddp rank 0" in job.stdout and "strategy ddp rank 1" in job.stdout
+    a, b = load_safetensors(one / "weights.safetensors"), load_safetensors(two / "weights.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-5)
+    assert (two / "history.jsonl").is_file() and (two / "checkpoints" / "last.pt").is_file()  # rank 0 wrote them
