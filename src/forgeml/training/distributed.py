@@ -76,11 +76,6 @@ def active() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
 
 
-def barrier() -> None:
-    if active():
-        torch.distributed.barrier()
-
-
 def broadcast(value: Any, src: int = 0) -> Any:
     """`value` as rank `src` has it, on every rank (any picklable Python object made by forgeml itself)."""
     if not active():
@@ -95,15 +90,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if active():
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
     return tensor
-
-
-def all_true(flag: bool, device: torch.device) -> bool:
-    """True when `flag` is True on every rank (e.g. 'stop training': one rank's early stop must stop them all)."""
-    if not active():
-        return flag
-    t = torch.tensor([0.0 if flag else 1.0], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-    return t.item() == 0
 
 
 def shutdown() -> None:

@@ -96,14 +96,16 @@ class Single:
         return batches
 
     def eval_batches(self, batches: Any, limit: int | None) -> Any:
-        return batches if not limit else _First(batches, limit)
+        from forgeml.data.shard import DealtBatches
+
+        return batches if not limit else DealtBatches(batches, 0, 1, limit)  # the first `limit` batches
 
     def accumulating(self, step_model: nn.Module, last: bool):
         """Around one micro-batch's backward: gradient sync only on the last micro-step of an optimizer step."""
         return contextlib.nullcontext()
 
     def reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return distributed.all_reduce_sum(tensor) if self.world > 1 else tensor
+        return distributed.all_reduce_sum(tensor)  # itself the identity without a group of several
 
     def any_flag(self, *flags: bool) -> list[bool]:
         """Each flag, true on some rank (a stop or a Ctrl-C on one rank stops every rank at the same step)."""
@@ -186,22 +188,6 @@ class DDP(Single):
 
     def describe(self) -> str:
         return f"DDP over {self.world} processes ({'nccl' if self.device.type == 'cuda' else 'gloo'})"
-
-
-class _First:
-    """The first `limit` batches of a batcher (train.eval_batches: a fixed set)."""
-
-    def __init__(self, batches: Any, limit: int):
-        self.batches, self.limit = batches, limit
-
-    def __len__(self) -> int:
-        return min(len(self.batches), self.limit)
-
-    def epoch(self, epoch: int = 0, start: int = 0):
-        for k, batch in enumerate(self.batches.epoch(epoch, start), start):
-            if k >= self.limit:
-                return
-            yield batch
 
 
 def build(name: str, model: nn.Module, device: torch.device, precision: str = "fp32") -> Single:
