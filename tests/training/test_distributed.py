@@ -127,10 +127,19 @@ def _rank_pid(launcher: subprocess.Popen, rank: str) -> int | None:
     return None
 
 
-def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_one_process_exactly(runs):
-    sets = ["train.max_steps=160", "train.checkpoint_every_steps=10", "train.batch_size=16", "train.eval_every_steps=1000"]
-    reference = train(runs, "cnn", "reference", *sets)  # one process, never stopped
-    assert reference.returncode == 0
+KILL_SETS = ["train.max_steps=160", "train.checkpoint_every_steps=10", "train.batch_size=16", "train.eval_every_steps=1000"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """One process, never stopped: what both killed-and-resumed runs must end with (trained once for both)."""
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    train(runs, "cnn", "reference", *KILL_SETS)
+    return runs / "reference"
+
+
+def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_one_process_exactly(runs, uninterrupted):
+    sets = KILL_SETS
     config, case_sets = CASES["cnn"]
     cmd = [*FORGEML, "train", config, "--name", "killed", "--nproc", "2",
            *quick(runs, *case_sets, "train.restore_best=false", *sets)]
@@ -150,12 +159,11 @@ def test_killing_one_rank_stops_the_job_and_the_run_resumes_on_one_process_exact
     resumed = subprocess.run([*FORGEML, "train", "--resume", str(runs / "killed")], capture_output=True, text=True,
                              timeout=GUARD_S, env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_same_weights(runs / "reference", runs / "killed")
+    assert_same_weights(uninterrupted, runs / "killed")
 
 
-def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs):
-    sets = ["train.max_steps=160", "train.checkpoint_every_steps=10", "train.batch_size=16", "train.eval_every_steps=1000"]
-    train(runs, "cnn", "reference", *sets)
+def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs, uninterrupted):
+    sets = KILL_SETS
     config, case_sets = CASES["cnn"]
     cmd = [*FORGEML, "train", config, "--name", "killed", *quick(runs, *case_sets, "train.restore_best=false", *sets)]
     job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
@@ -168,7 +176,7 @@ def test_a_one_process_run_killed_resumes_on_two_processes_exactly(runs):
                              text=True, timeout=GUARD_S, env=_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "2 processes" in resumed.stderr
-    assert_same_weights(runs / "reference", runs / "killed")
+    assert_same_weights(uninterrupted, runs / "killed")
 
 
 TRAINER_SCRIPT = """
