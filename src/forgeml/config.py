@@ -485,7 +485,7 @@ class TuneConfig(Section):
                                 "None = sqlite:///<runs_dir>/<name>-tune/study.db")
     study: str | None = Field(None, description="study name in the storage; the same storage and name resume it; None = the config's name")
     seed: int = Field(0, description="seed of the sampler: the same seed gives the same values in a fresh study")
-    heartbeat: float = Field(10.0, gt=0, description="seconds between a running trial's heartbeats; a trial silent for 3 x this is "
+    heartbeat: int = Field(10, ge=1, description="seconds between a running trial's heartbeats; a trial silent for 3 x this is "
                              "taken as dead (its process was killed) and its values are tried again")
 
 

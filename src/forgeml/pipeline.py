@@ -618,3 +618,48 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
                                 "widths_after": pruned.widths_after, "params_before": params_before,
                                 "params_after": bundle.meta()["parameters"], "finetune_epochs": t["epochs"]})
     return run_dir
+
+
+# ------------------------------------------------------------------------------------------------ tune
+def tune(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | dict[str, Any] | None = None,
+         trials: int | None = None, timeout: float | None = None, storage: str | None = None, study: str | None = None,
+         jobs: int | None = None, say: Callable[[str], None] | None = None):
+    """Search the config's `tune.space` with Optuna; returns a forgeml.tune.study.TuneResult (study folder, best
+    values, best.yaml). Arguments given here replace the tune section's own. Everything the user can get wrong
+    (the space, the objective, the storage, the counts) is refused before any folder or database is made.
+
+    The wiring of the layers: forgeml/tune never imports this module; it gets `train` (this module's) as the
+    function that trains one trial's config into a bundle."""
+    from forgeml.tune import space as tune_space
+    from forgeml.tune import study as tune_study
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if isinstance(config, Config) and overrides:
+        cfg = load_config(cfg.to_dict(), overrides)
+    if cfg.tune is None:
+        raise ConfigError("tune: the config has no tune section; add one that names what to search, e.g.\n"
+                          "  tune: {space: {train.lr: {log_uniform: [1e-4, 1e-2]}}, trials: 20}")
+    given = {f"tune.{k}": v for k, v in dict(trials=trials, timeout=timeout, storage=storage, study=study, jobs=jobs).items()
+             if v is not None}
+    if given:
+        cfg = load_config(cfg.to_dict(), given)  # schema-checked like the file: --trials -1 names tune.trials
+    tune_study.require_optuna()
+    tune_space.check_space(cfg)
+    objective = cfg.tune.objective or cfg.train.monitor
+    names = _val_metric_names(cfg)
+    if objective not in names:
+        raise ConfigError(f"tune.objective: {objective!r} is not measured on the validation split of this run; choose one of "
+                          f"{', '.join(names)}{did_you_mean(objective, names)}")
+    return tune_study.run(cfg, objective, train, say=say)
+
+
+def _val_metric_names(cfg: Config) -> list[str]:
+    """What a run of this config measures on its validation split (as check_monitor lists them); the data is read
+    once for it. No validation split is an error: a study compares trials on it."""
+    if cfg.model.name == "gpt":
+        return ["val.loss"]
+    data = prepare(cfg.data)
+    if "val" not in data.splits:
+        raise ConfigError("data.split.val: tune compares trials on the validation split and this run has none; "
+                          "set data.split.val > 0 or data.val_path")
+    return ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names]
