@@ -62,8 +62,17 @@ def study_folder(cfg: Config) -> Path:
 
 
 def storage_url(cfg: Config) -> str:
-    """tune.storage, or the SQLite file in the study folder (an absolute path: every worker reads the same file)."""
-    return cfg.tune.storage or f"sqlite:///{(study_folder(cfg) / 'study.db').resolve()}"
+    """tune.storage, or the SQLite file in the study folder (an absolute path: every worker reads the same file).
+    A plain postgresql:// URL goes through psycopg2 where psycopg (SQLAlchemy 2.1's default) is not installed."""
+    if not cfg.tune.storage:
+        return f"sqlite:///{(study_folder(cfg) / 'study.db').resolve()}"
+    url = cfg.tune.storage
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def shown_url(url: str) -> str:
@@ -146,10 +155,12 @@ def open_storage(url: str, heartbeat: int):
 
     try:
         with _quiet():
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+            if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+                retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)}
+            else:
+                retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=2)}
             return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(make_url(url).get_backend_name()),
-                                              heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                                              heartbeat_stale_trial_callback=retry)
+                                              heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **retry)
     except Exception as exc:  # noqa: BLE001 - any driver's error: the storage did not open
         raise ConfigError(f"tune.storage: {shown_url(url)!r} cannot be opened: {str(exc).strip().splitlines()[0]}") from None
 
