@@ -11,14 +11,14 @@ import yaml
 pytest.importorskip("optuna", reason="forgeml tune needs optuna: pip install 'forgeml[tune]'")
 
 
-def wine_config(runs: Path, tmp: Path, space: dict[str, Any] | None = None, epochs: int = 3, **tune: Any) -> Path:
-    """A YAML file: wine, 3 epochs, a tune section with `space` (default: lr and width) and the given tune fields."""
+def wine_config(runs: Path, tmp: Path, space: dict[str, Any] | None = None, epochs: int = 2, **tune: Any) -> Path:
+    """A YAML file: wine, 2 epochs of 4 steps, a tune section with `space` (default: lr and width) and the given tune fields."""
     cfg = {
         "name": "wine",
         "runs_dir": str(runs),
         "data": {"source": "sklearn", "path": "wine", "split": {"val": 0.2, "test": 0.2, "seed": 0}},
         "model": {"name": "mlp", "hidden": [16]},
-        "train": {"epochs": epochs, "batch_size": 16, "monitor": "val.accuracy", "progress": False, "tensorboard": False,
+        "train": {"epochs": epochs, "batch_size": 32, "monitor": "val.accuracy", "progress": False, "tensorboard": False,
                   "checkpoint_every_minutes": None},
         "eval": {"splits": ["val"]},
         "tune": {"space": space or {"train.lr": {"log_uniform": [1e-3, 1e-1]}, "model.hidden": {"choice": [[8], [32, 16]]}},

@@ -20,6 +20,8 @@ def trial_rows(study, cfg: Config) -> list[dict[str, Any]]:
     """One plain dict per trial, in trial order."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("surplus"):  # stepped back before running anything (two workers took one place)
+            continue
         note = ""
         if t.state.name == "PRUNED":
             at = t.user_attrs.get("pruned_at") or {}

@@ -12,7 +12,8 @@ counted) and enqueues its values again. A worker starts a trial only while the f
 trials are below the total, and waits while others finish the last ones, so a study ends with exactly
 the total whatever the number of workers or machines.
 
-Folders. Each trial trains into <study folder>/trials/trial-NNNN, a complete bundle. A pruned or failed
+Folders. Each trial trains into <study folder>/trials/trial-NNNN, a complete bundle (without report.html:
+it would cost more than a small trial's training; `forgeml report RUN` writes it). A pruned or failed
 trial's folder is deleted as the trial ends; one left by a killed process (unlocked and not complete) is
 deleted by the next worker of the study. So every folder under trials/ is a finished bundle or a live run.
 
@@ -204,8 +205,13 @@ def counted(trial) -> bool:
     return state in ("COMPLETE", "PRUNED") or (state == "FAIL" and "fail_reason" in trial.user_attrs)
 
 
+def surplus(trial) -> bool:
+    """A trial that found the total already reached (or running) by trials numbered before it, and ran nothing."""
+    return bool(trial.user_attrs.get("surplus"))
+
+
 def counts(study) -> dict[str, int]:
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if not surplus(t)]
     out = {s: sum(t.state.name == s.upper() for t in trials) for s in ("complete", "pruned", "fail", "running")}
     out["finished"] = sum(counted(t) for t in trials)
     return out
@@ -230,6 +236,11 @@ def make_pruner(tune):
 # ---------------------------------------------------------------------------------------- one trial
 class _Pruned(Exception):
     """Raised from a trial's on_eval to end its run now (not a ForgeError: the run is abandoned, not wrong)."""
+
+
+class _Surplus(Exception):
+    """Two workers saw one free place at once: the trial with the higher number steps back (FAIL, user attr surplus,
+    left out of every count and table)."""
 
 
 class ReportToTrial(Callback):
@@ -310,6 +321,10 @@ class Job:
 
 def _objective(job: Job, cfg: Config, trial) -> float:
     optuna = require_optuna()
+    ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and not surplus(t)]
+    if sum(counted(t) or t.state.name == "RUNNING" for t in ahead) >= cfg.tune.trials:
+        trial.set_user_attr("surplus", True)
+        raise _Surplus()
     values = tune_space.suggest(trial, cfg.tune.space)
     name = f"trial-{trial.number:04d}"
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -320,7 +335,7 @@ def _objective(job: Job, cfg: Config, trial) -> float:
     reporter = ReportToTrial(trial, job.objective.removeprefix("val."), prune=cfg.tune.pruner != "none")
     try:
         trial_cfg = tune_space.apply(cfg, values, **settings)
-        run = job.train(trial_cfg, name=name, callbacks=[reporter])
+        run = job.train(trial_cfg, name=name, callbacks=[reporter], report=False)  # forgeml report RUN writes one later
     except _Pruned:
         clean_trials(trials_dir)
         raise optuna.TrialPruned() from None
@@ -349,6 +364,8 @@ def _say(job: Job, text: str) -> None:
 
 def _echo(job: Job, target: int, space) -> Callable:
     def after(study, trial) -> None:
+        if surplus(trial):
+            return
         shown = "  ".join(f"{k}={_short(v)}" for k, v in tune_space.decode(trial.params, space).items())
         done = counts(study)["finished"]
         secs = f"{trial.duration.total_seconds():.1f} s" if trial.duration else ""
@@ -395,18 +412,47 @@ def work(job: Job) -> None:
     clean_trials(trials_dir)
     try:
         while True:
-            with _quiet():
-                optuna.storages.fail_stale_trials(study)
+            fail_dead_trials(study, storage, 3 * cfg.tune.heartbeat)
             c = counts(study)
             if c["finished"] >= target or (job.deadline is not None and time.time() >= job.deadline):
                 break
             if c["finished"] + c["running"] >= target:  # the last trials are running elsewhere (or a dead one ages out)
                 time.sleep(min(1.0, cfg.tune.heartbeat))
                 continue
-            study.optimize(lambda trial: _objective(job, cfg, trial), n_trials=1, catch=(ForgeError,), callbacks=[echo])
+            study.optimize(lambda trial: _objective(job, cfg, trial), n_trials=1, catch=(ForgeError, _Surplus), callbacks=[echo])
     finally:
         log.setLevel(level)
         clean_trials(trials_dir)
+
+
+def fail_dead_trials(study, storage, grace: float) -> None:
+    """Fail the RUNNING trials whose process is gone, and queue their values again: those whose last heartbeat is
+    older than `grace` (Optuna's own check), and those with no heartbeat at all that started more than `grace` ago
+    (killed between the trial's start and its first heartbeat). Several workers may look at once: the storage lets
+    only one of them change a trial's state, and only that one queues the values again."""
+    import datetime
+
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+    from sqlalchemy import text
+
+    with _quiet():
+        require_optuna().storages.fail_stale_trials(study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return
+    with storage.engine.connect() as conn:
+        beating = {row[0] for row in conn.execute(text("select trial_id from trial_heartbeats"))}
+    now = datetime.datetime.now()  # Optuna stores trial times in local time
+    for t in running:
+        if t._trial_id in beating or t.datetime_start is None or (now - t.datetime_start).total_seconds() <= grace:
+            continue
+        try:
+            changed = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker got there first
+            continue
+        if changed and t.params:
+            study.enqueue_trial(t.params, skip_if_exists=False)
 
 
 def _worker_main(job: Job) -> None:
