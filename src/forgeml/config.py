@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from forgeml.errors import ConfigError, did_you_mean
 
@@ -460,6 +460,11 @@ class ParamSpace(Section):
         if kind == "int" and self.step is not None and self.step != int(self.step):
             raise ValueError(f"int: step {self.step} must be a whole number")
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_given(self, handler) -> dict[str, Any]:
+        """Dumped as written: {log_uniform: [0.0001, 0.01]}, not every unset distribution as null."""
+        return {k: v for k, v in handler(self).items() if v is not None and not (k == "log" and v is False)}
 
     @property
     def kind(self) -> str:

@@ -66,24 +66,42 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_two_processes_share_one_postgres_study(postgres_url, tmp_path):
+def test_a_process_and_this_one_share_one_postgres_study(postgres_url, tmp_path):
+    """A `forgeml tune` process and this test's own forgeml.tune, each with its own runs_dir (as two machines), work
+    on one study at once: the study ends with the total, trials from both."""
+    import time
+
     import optuna
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    procs = []
-    for machine in ("a", "b"):  # as two machines would: their own runs_dir, one study in the database
-        (tmp_path / machine).mkdir()
-        path = wine_config(tmp_path / machine / "runs", tmp_path / machine, trials=4, pruner="none")
-        procs.append(subprocess.Popen([sys.executable, "-m", "forgeml", "tune", str(path), "--storage", postgres_url,
-                                       "--study", "shared"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err
-        assert "study shared: value = val.accuracy" in out
+    import forgeml
+
     url = postgres_url.replace("postgresql://", "postgresql+psycopg2://")
+    paths = {}
+    for machine in ("a", "b"):
+        (tmp_path / machine).mkdir()
+        paths[machine] = wine_config(tmp_path / machine / "runs", tmp_path / machine, trials=5, pruner="none", epochs=3)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    other = subprocess.Popen([sys.executable, "-m", "forgeml", "tune", str(paths["a"]), "--storage", postgres_url, "--study", "shared"],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    from forgeml import pipeline
+    from forgeml.config import load_config
+
+    pipeline._val_metric_names(load_config(paths["b"]))  # while the other process starts: this one's imports and data, warm
+    deadline = time.time() + 120
+    while time.time() < deadline and other.poll() is None:  # until the other process has a trial running
+        try:
+            if optuna.load_study(study_name="shared", storage=url).get_trials(deepcopy=False):
+                break
+        except KeyError:  # no such study yet
+            pass
+        time.sleep(0.2)
+    here = forgeml.tune(str(paths["b"]), storage=postgres_url, study="shared")
+    out, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err
+    assert "study shared: value = val.accuracy" in out
     trials = optuna.load_study(study_name="shared", storage=url).get_trials(deepcopy=False)
     done = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(done) == 4  # the total, not 4 each
-    assert len({t.user_attrs["worker"] for t in done}) == 2  # both processes contributed trials
+    assert len(done) == 5 and here.counts["complete"] == 5  # the total, not 5 each
+    workers = {t.user_attrs["worker"].split(":")[1] for t in done}
+    assert workers == {str(other.pid), str(os.getpid())}  # both processes contributed trials
     assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.glob("*/runs/wine-tune/trials/trial-*")} == {"a", "b"}

@@ -95,7 +95,7 @@ def test_direction_auto_minimizes_losses_and_errors(objective, direction):
 def test_a_config_without_tune_reads_and_digests_as_before():
     from forgeml.pipeline import config_digest
 
-    cfg = load_config("src/forgeml/examples/adult-mlp.yaml")
+    cfg = load_config("src/forgeml/examples/wine-regression.yaml")
     assert "tune" not in cfg.to_dict() and "tune" not in cfg.to_yaml()
     assert config_digest(cfg) == config_digest(load_config(cfg.to_dict()))
 

@@ -31,26 +31,26 @@ def folders(study: Path) -> dict[str, str]:
 def test_cli_end_to_end_then_resume_then_train_the_best(runs, tmp_path, capsys):
     path = wine_config(runs, tmp_path, space={"train.lr": {"log_uniform": [1e-3, 1e-1]}, "model.hidden": {"choice": [[8], [32, 16]]},
                                               "model.dropout": {"uniform": [0, 0.3]}}, pruner="none")
-    assert main(["tune", str(path), "--trials", "3"]) == 0
+    assert main(["tune", str(path), "--trials", "2"]) == 0
     out, err = capsys.readouterr()
     study = runs / "wine-tune"
     assert sorted(p.name for p in study.iterdir()) == ["best.yaml", "study.db", "trials", "tune.json", "tune_report.html"]
-    assert [t.state.name for t in trials_of(study / "study.db")] == ["COMPLETE"] * 3
-    assert "trial   2 complete  val.accuracy" in err and "[3/3]" in err  # a line per finished trial, with the best so far
+    assert [t.state.name for t in trials_of(study / "study.db")] == ["COMPLETE"] * 2
+    assert "trial   1 complete  val.accuracy" in err and "[2/2]" in err  # a line per finished trial, with the best so far
     assert "study wine: value = val.accuracy (maximize)" in out and "best: trial" in out and "parameter importances: " in out
-    assert folders(study) == {f"trial-000{i}": "complete" for i in range(3)}
+    assert folders(study) == {f"trial-000{i}": "complete" for i in range(2)}
     html = (study / "tune_report.html").read_text()
     assert html.count('<img src="data:image/png;base64,') == 3  # history, importances, parallel coordinates: inline
     assert "http://" not in html and "https://" not in html and "<script" not in html  # self-contained
     summary = json.loads((study / "tune.json").read_text())
-    assert summary["counts"]["complete"] == 3 and set(summary["importances"]) == {"train.lr", "model.hidden", "model.dropout"}
+    assert summary["counts"]["complete"] == 2 and set(summary["importances"]) == {"train.lr", "model.hidden", "model.dropout"}
     first = {t.number: t.value for t in trials_of(study / "study.db")}
 
-    # the same command with a larger total resumes: the 3 trials stay, 2 more run
-    assert main(["tune", str(path), "--trials", "5"]) == 0
-    assert "3 finished trials already (3 complete, 0 pruned, 0 failed); 2 more to reach 5" in capsys.readouterr().err
+    # the same command with a larger total resumes: the 2 trials stay, 1 more runs
+    assert main(["tune", str(path), "--trials", "3"]) == 0
+    assert "2 finished trials already (2 complete, 0 pruned, 0 failed); 1 more to reach 3" in capsys.readouterr().err
     trials = trials_of(study / "study.db")
-    assert len(trials) == 5 and {t.number: t.value for t in trials[:3]} == first
+    assert len(trials) == 3 and {t.number: t.value for t in trials[:2]} == first
 
     # best.yaml is the whole config with the best values, no tune section, and trains as it is
     best = yaml.safe_load((study / "best.yaml").read_text())
@@ -113,7 +113,9 @@ def test_each_tune_field_changes_the_study(runs, tmp_path):
     path = wine_config(runs, tmp_path, sampler="random", trials=2, pruner="none", epochs=2)
     a = forgeml.tune(str(path), study="a")
     same = forgeml.tune(str(path), study="same")
-    other_seed = forgeml.tune(str(path), study="seed1", overrides={"tune.seed": 1})
+    db = tmp_path / "elsewhere.db"  # storage: the study goes into the database named, not the study folder's
+    other_seed = forgeml.tune(str(path), study="seed1", storage=f"sqlite:///{db}", overrides={"tune.seed": 1, "runs_dir": str(runs / "c")})
+    assert db.is_file() and not (other_seed.folder / "study.db").exists() and len(trials_of(db, "seed1")) == 2
     params = lambda r: [t["params"] for t in r.trials]  # noqa: E731
     assert params(a) == params(same) and params(a) != params(other_seed)  # seed: the sequence of values
     assert len(a.trials) == 2  # trials: the total
@@ -124,11 +126,6 @@ def test_each_tune_field_changes_the_study(runs, tmp_path):
     assert by_loss.best_value == min(t["value"] for t in by_loss.trials)
     worst = forgeml.tune(str(path), study="worst", overrides={"tune.objective": "val.loss", "tune.direction": "maximize"})
     assert worst.best_value == max(t["value"] for t in worst.trials) and worst.best_value > by_loss.best_value
-
-    # storage: the study goes into the database named, not the study folder's
-    db = tmp_path / "elsewhere.db"
-    elsewhere = forgeml.tune(str(path), study="s", storage=f"sqlite:///{db}", trials=1, overrides={"runs_dir": str(runs / "c")})
-    assert db.is_file() and not (elsewhere.folder / "study.db").exists() and len(trials_of(db, "s")) == 1
 
     # a study resumed with another space is refused, naming what changed
     with pytest.raises(ForgeError, match=r"tune.study: the study 'a' .* made from another config or search space \(changed: space\."):
@@ -150,7 +147,7 @@ def test_jobs_run_trials_at_once_in_worker_processes(runs, tmp_path):
 
 
 def test_a_killed_study_resumes_with_its_finished_trials(runs, tmp_path):
-    path = wine_config(runs, tmp_path, trials=3, pruner="none")
+    path = wine_config(runs, tmp_path, trials=2, pruner="none")
     db = runs / "wine-tune" / "study.db"
     cmd = [sys.executable, "-m", "forgeml", "tune", str(path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -180,10 +177,10 @@ def test_a_killed_study_resumes_with_its_finished_trials(runs, tmp_path):
     assert f"{len(before)} finished trials already ({len(before)} complete, 0 pruned, 0 failed, 1 running)" in again.stderr
     trials = trials_of(db)
     assert {t.number: t.value for t in trials if t.number in before} == before  # the earlier trials are kept as they were
-    assert sum(t.state.name == "COMPLETE" for t in trials) == 3  # the total asked for
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # the total asked for
     dead = trials[killed]
     assert dead.state.name == "FAIL" and "fail_reason" not in dead.user_attrs  # failed by its heartbeat, not counted
     retried = [t for t in trials if t.number > killed and t.params == dead.params]
     assert retried and retried[0].state.name == "COMPLETE"  # its values were tried again
     assert set(folders(runs / "wine-tune").values()) == {"complete"}  # the killed trial's half run is gone
-    assert "trial-%04d" % killed not in folders(runs / "wine-tune")
+    assert f"trial-{killed:04d}" not in folders(runs / "wine-tune")
