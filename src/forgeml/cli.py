@@ -427,8 +427,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 130
     console.print(table(result.trials, result.objective, title=f"study {result.study}: value = {result.objective} ({result.direction})"))
     c = result.counts
-    console.print(f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed"
+    console.print(f"{c['complete']} complete, {c['pruned']} pruned (@N: at evaluation N), {c['fail']} failed"
                   + (f", {c['running']} still running elsewhere" if c.get("running") else ""))
+    for row in result.trials:
+        if row["state"] == "fail":
+            console.print(f"  trial {row['number']} failed: {row['note']}", highlight=False)
     shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     console.print(f"best: trial {result.best_trial}, {result.objective} [bold]{result.best_value:.4f}[/]  {shown}")
     console.print(importances_line(result.folder))

@@ -48,6 +48,8 @@ def importances(study) -> tuple[dict[str, float] | None, str]:
     try:
         found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     except (RuntimeError, ValueError) as exc:
+        if "zero total variance" in str(exc):
+            return None, "every complete trial has the same value"
         return None, str(exc).splitlines()[0]
     if not found:
         return None, "no field took more than one value"
@@ -63,13 +65,15 @@ def table(rows: list[dict[str, Any]], objective: str, title: str):
     t.add_column("trial", justify="right", no_wrap=True)
     t.add_column("state", no_wrap=True)
     t.add_column("value", justify="right", no_wrap=True)
-    t.add_column("s", justify="right", no_wrap=True)
+    t.add_column("seconds", justify="right", no_wrap=True)
     for k in keys:
         t.add_column(k, justify="right", no_wrap=True, overflow="fold")
-    t.add_column("note", overflow="ellipsis", max_width=48)
-    for r in rows:
-        t.add_row(str(r["number"]), r["state"], "-" if r["value"] is None else f"{r['value']:.4f}",
-                  "-" if r["duration"] is None else f"{r['duration']:.1f}", *[_cell(r["params"].get(k)) for k in keys], r["note"])
+    for r in rows:  # a failure's reason is long: the line printed as the trial ended, and tune_report.html, have it
+        state = r["state"]
+        if state == "pruned" and r["intermediate"]:
+            state = f"pruned @{max(r['intermediate'])}"
+        t.add_row(str(r["number"]), state, "-" if r["value"] is None else f"{r['value']:.4f}",
+                  "-" if r["duration"] is None else f"{r['duration']:.1f}", *[_cell(r["params"].get(k)) for k in keys])
     return t
 
 

@@ -341,7 +341,10 @@ def _objective(job: Job, cfg: Config, trial) -> float:
         raise optuna.TrialPruned() from None
     except ForgeError as exc:
         clean_trials(trials_dir)
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        message = str(exc)
+        if message.startswith(str(trials_dir)):  # the trial's folder, deleted just now: not a place to look
+            message = message.split(": ", 1)[-1]
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {message}")
         raise
     except Exception as exc:
         clean_trials(trials_dir)
