@@ -403,12 +403,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         objective: val.accuracy        # any metric measured on val; default: train.monitor
         pruner: median                 # stop hopeless trials early: median, hyperband or none
     (every field: forgeml config show CONFIG after adding `tune: {}`). The study lives in a database:
-    by default runs/<name>-tune/study.db (SQLite); --storage takes any SQLAlchemy URL, e.g.
-    postgresql://user:pw@host/db, so that several machines run one study (pip install psycopg2-binary).
-    The same command again resumes it: --trials is the total of finished trials wanted, those already
-    there count. Trials run in runs/<name>-tune/trials/trial-NNNN (pruned and failed ones are deleted);
-    at the end: a table of trials, best.yaml (forgeml train it), tune_report.html (history, parameter
-    importances, parallel coordinates) and tune.json. Needs pip install 'forgeml[tune]'.
+    by default runs/<study>-tune/study.db (SQLite; <study> is --study, or the config's name); --storage
+    takes any SQLAlchemy URL, e.g. postgresql://user:pw@host/db, so that several machines run one study
+    (pip install psycopg2-binary). The same command again resumes it: --trials is the total of finished
+    trials wanted, those already there count. Trials run in runs/<study>-tune/trials/trial-NNNN (pruned
+    and failed ones are deleted). At the end: a table of trials, best.yaml (forgeml train it),
+    tune_report.html (history, parameter importances, parallel coordinates) and tune.json.
+    Needs pip install 'forgeml[tune]'.
 
     examples:
       forgeml tune examples/adult-mlp.yaml --trials 30
@@ -429,6 +430,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     c = result.counts
     console.print(f"{c['complete']} complete, {c['pruned']} pruned (@N: at evaluation N), {c['fail']} failed"
                   + (f", {c['running']} still running elsewhere" if c.get("running") else ""))
+    finished = c["complete"] + c["pruned"] + sum(1 for r in result.trials if r["state"] == "fail" and not r["note"].startswith("its process"))
+    if finished < result.wanted:
+        console.print(f"[yellow]{finished} of {result.wanted} trials finished[/] (the timeout passed); the same command continues the study")
     for row in result.trials:
         if row["state"] == "fail":
             console.print(f"  trial {row['number']} failed: {row['note']}", highlight=False)
@@ -559,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default: tune.trials)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (default: tune.timeout)")
     p.add_argument("--storage", metavar="URL", help="SQLAlchemy database URL of the study, e.g. sqlite:///runs/study.db or "
-                                                    "postgresql://user:pw@host/db (default: runs/<name>-tune/study.db)")
+                                                    "postgresql://user:pw@host/db (default: runs/<study>-tune/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name in the storage (default: the config's name)")
     p.add_argument("--jobs", type=int, metavar="N", help="trials at once, as N worker processes on the study's storage, "
                                                          "each with cores/N torch threads (default: tune.jobs)")

@@ -487,8 +487,8 @@ class TuneConfig(Section):
     timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts; None = no limit")
     jobs: int = Field(1, ge=1, description="trials at once: worker processes on the study's storage, each with cores / jobs torch threads")
     storage: str | None = Field(None, description="SQLAlchemy URL of the study database (postgresql://user@host/db for several machines); "
-                                "None = sqlite:///<runs_dir>/<name>-tune/study.db")
-    study: str | None = Field(None, description="study name in the storage; the same storage and name resume it; None = the config's name")
+                                "None = sqlite:///<runs_dir>/<study>-tune/study.db")
+    study: str | None = Field(None, description="study name in the storage and of its folder runs_dir/<study>-tune; the same storage and name resume it; None = the config's name")
     seed: int = Field(0, description="seed of the sampler: the same seed gives the same values in a fresh study")
     heartbeat: int = Field(10, ge=1, description="seconds between a running trial's heartbeats; a trial silent for 3 x this is "
                              "taken as dead (its process was killed) and its values are tried again")

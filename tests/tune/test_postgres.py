@@ -104,4 +104,4 @@ def test_a_process_and_this_one_share_one_postgres_study(postgres_url, tmp_path)
     assert len(done) == 5 and here.counts["complete"] == 5  # the total, not 5 each
     workers = {t.user_attrs["worker"].split(":")[1] for t in done}
     assert workers == {str(other.pid), str(os.getpid())}  # both processes contributed trials
-    assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.glob("*/runs/wine-tune/trials/trial-*")} == {"a", "b"}
+    assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.glob("*/runs/shared-tune/trials/trial-*")} == {"a", "b"}

@@ -127,6 +127,10 @@ def test_each_tune_field_changes_the_study(runs, tmp_path):
     worst = forgeml.tune(str(path), study="worst", overrides={"tune.objective": "val.loss", "tune.direction": "maximize"})
     assert worst.best_value == max(t["value"] for t in worst.trials) and worst.best_value > by_loss.best_value
 
+    # timeout: no trial starts after it, however many are asked for
+    timed = forgeml.tune(str(path), study="timed", trials=500, timeout=0.5)
+    assert 1 <= len(timed.trials) < 500
+
     # a study resumed with another space is refused, naming what changed
     with pytest.raises(ForgeError, match=r"tune.study: the study 'a' .* made from another config or search space \(changed: space\."):
         forgeml.tune(str(path), study="a", overrides={"tune.space": {"train.lr": {"log_uniform": [1e-4, 1e-3]}}})

@@ -1,6 +1,6 @@
 """The study: its storage, creation or resume, the objective every trial runs, and the worker processes.
 
-Storage. Any SQLAlchemy URL; by default sqlite:///<runs_dir>/<name>-tune/study.db. A URL the user gives is
+Storage. Any SQLAlchemy URL; by default sqlite:///<runs_dir>/<study>-tune/study.db. A URL the user gives is
 opened (a test connection, nothing created; a SQLite file's folder must exist) before anything is written.
 The same storage and study name resume a study; one made from another config or space is refused.
 
@@ -59,7 +59,8 @@ def require_optuna():
 
 # ------------------------------------------------------------------------------------------- storage
 def study_folder(cfg: Config) -> Path:
-    return Path(cfg.runs_dir) / f"{cfg.name or 'run'}-tune"
+    """runs_dir/<study name>-tune: the study's trials, report and best.yaml (and its SQLite file by default)."""
+    return Path(cfg.runs_dir) / f"{cfg.tune.study or cfg.name or 'run'}-tune"
 
 
 def storage_url(cfg: Config) -> str:
@@ -517,6 +518,7 @@ class TuneResult:
     report: Path
     counts: dict[str, int]
     trials: list[dict[str, Any]]
+    wanted: int = 0
 
 
 def run(cfg: Config, objective: str, train: Callable[..., Path], say: Callable[[str], None] | None = None) -> TuneResult:
@@ -558,7 +560,7 @@ def run(cfg: Config, objective: str, train: Callable[..., Path], say: Callable[[
     result = TuneResult(folder=folder, study=name, storage=shown_url(url), objective=objective, direction=direction,
                         best_value=best["value"] if best else None, best_params=best["params"] if best else {},
                         best_trial=best["trial"] if best else None, best_config=folder / "best.yaml" if best else None,
-                        report=folder / "tune_report.html", counts=summary["counts"], trials=summary["trials"])
+                        report=folder / "tune_report.html", counts=summary["counts"], trials=summary["trials"], wanted=tune.trials)
     if best is None:
         reasons = [r["note"] for r in summary["trials"] if r["state"] == "fail" and r["note"]]
         pruned = summary["counts"]["pruned"]
