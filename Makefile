@@ -15,7 +15,7 @@ $(VENV)/.stamp-core: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-core
-	$(BIN)/pip install -q -e '.[dev,onnx,serve]'
+	$(BIN)/pip install -q -e '.[dev,onnx,serve,tune]'
 	touch $@
 
 setup: $(VENV)/.stamp-core

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 from forgeml.errors import ForgeError
 
 __version__ = "0.1.0"
-__all__ = ["train", "evaluate", "load", "Trainer", "ForgeError", "__version__"]
+__all__ = ["train", "evaluate", "load", "tune", "Trainer", "ForgeError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from forgeml.api import evaluate, load, train
+    from forgeml.api import evaluate, load, train, tune
     from forgeml.training.trainer import Trainer
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "evaluate", "load"):
+    if name in ("train", "evaluate", "load", "tune"):
         from forgeml import api
 
         return getattr(api, name)

@@ -58,3 +58,22 @@ def load(run: str | Path, device: str = "cpu", trust_code: bool = False, backend
     that holds only model.onnx (an int8 variant from `forgeml compress`) runs in ONNX Runtime by default.
     """
     return Predictor(run, device, trust_code, backend)
+
+
+def tune(config: str | Path | dict[str, Any], overrides: list[str] | dict[str, Any] | None = None, *, trials: int | None = None,
+         timeout: float | None = None, storage: str | None = None, study: str | None = None, jobs: int | None = None):
+    """Search the config's `tune.space` with Optuna (needs pip install 'forgeml[tune]'); returns a TuneResult:
+    .folder (runs/<name>-tune), .best_params, .best_value, .best_config (best.yaml), .report, .trials.
+
+    Arguments given here replace the tune section's own; the same storage and study name resume a study,
+    `trials` counting the finished trials already in it. A line per finished trial goes to stderr.
+
+    Example:
+        >>> result = forgeml.tune("examples/adult-mlp.yaml", trials=20)  # doctest: +SKIP
+        >>> result.best_params, result.best_value  # doctest: +SKIP
+        ({'train.lr': 0.0031, 'model.dropout': 0.12}, 0.8571)
+        >>> run = forgeml.train(result.best_config)  # doctest: +SKIP
+    """
+    from forgeml import pipeline
+
+    return pipeline.tune(config, overrides=overrides, trials=trials, timeout=timeout, storage=storage, study=study, jobs=jobs)

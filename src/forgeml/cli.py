@@ -390,10 +390,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search hyperparameters with Optuna: train trials of a config, keep the best as a YAML file.
+
+    The config's `tune` section says what to search and how, e.g.
+      tune:
+        space:
+          train.lr: {log_uniform: [1e-4, 1e-2]}
+          model.hidden: {choice: [[128], [256, 256]]}
+          train.batch_size: {int: [32, 256], step: 32}
+          model.dropout: {uniform: [0, 0.5]}
+        objective: val.accuracy        # any metric measured on val; default: train.monitor
+        pruner: median                 # stop hopeless trials early: median, hyperband or none
+    (every field: forgeml config show CONFIG after adding `tune: {}`). The study lives in a database:
+    by default runs/<study>-tune/study.db (SQLite; <study> is --study, or the config's name); --storage
+    takes any SQLAlchemy URL, e.g. postgresql://user:pw@host/db, so that several machines run one study
+    (pip install psycopg2-binary). The same command again resumes it: --trials is the total of finished
+    trials wanted, those already there count. Trials run in runs/<study>-tune/trials/trial-NNNN (pruned
+    and failed ones are deleted). At the end: a table of trials, best.yaml (forgeml train it),
+    tune_report.html (history, parameter importances, parallel coordinates) and tune.json.
+    Needs pip install 'forgeml[tune]'.
+
+    examples:
+      forgeml tune examples/adult-mlp.yaml --trials 30
+      forgeml tune examples/adult-mlp.yaml --trials 30 --jobs 2 --timeout 600
+      forgeml tune examples/adult-mlp.yaml --storage postgresql://me@db-host/studies --study adult
+      forgeml train runs/adult-mlp-tune/best.yaml
+    """
+    from forgeml import pipeline
+    from forgeml.tune.report import importances_line, table
+
+    try:
+        result = pipeline.tune(args.config, overrides=args.set, trials=args.trials, timeout=args.timeout, storage=args.storage,
+                               study=args.study, jobs=args.jobs, say=lambda text: errors.print(text, highlight=False, soft_wrap=True))
+    except KeyboardInterrupt:
+        errors.print("\n[yellow]interrupted[/]: every finished trial is kept in the study; run the same command again to continue")
+        return 130
+    console.print(table(result.trials, result.objective, title=f"study {result.study}: value = {result.objective} ({result.direction})"))
+    c = result.counts
+    console.print(f"{c['complete']} complete, {c['pruned']} pruned (@N: at evaluation N), {c['fail']} failed"
+                  + (f", {c['running']} still running elsewhere" if c.get("running") else ""))
+    finished = c["complete"] + c["pruned"] + sum(1 for r in result.trials if r["state"] == "fail" and not r["note"].startswith("its process"))
+    if finished < result.wanted:
+        console.print(f"[yellow]{finished} of {result.wanted} trials finished[/] (the timeout passed); the same command continues the study")
+    for row in result.trials:
+        if row["state"] == "fail":
+            console.print(f"  trial {row['number']} failed: {row['note']}", highlight=False)
+    shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    console.print(f"best: trial {result.best_trial}, {result.objective} [bold]{result.best_value:.4f}[/]  {shown}")
+    console.print(importances_line(result.folder))
+    console.print(f"best config: [bold]{result.best_config}[/]  (forgeml train {result.best_config})")
+    console.print(f"report: {result.report}   study: {result.storage}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
     "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "compress": cmd_compress,
-    "upgrade": cmd_upgrade, "serve": cmd_serve,
+    "upgrade": cmd_upgrade, "serve": cmd_serve, "tune": cmd_tune,
 }
 
 
@@ -502,6 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show"], help="show: print the resolved config")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p = parsers["tune"]
+    p.add_argument("config", help="YAML config file with a tune section")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--trials", type=int, help="finished trials wanted in the study in all, those already there included "
+                                              "(default: tune.trials)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (default: tune.timeout)")
+    p.add_argument("--storage", metavar="URL", help="SQLAlchemy database URL of the study, e.g. sqlite:///runs/study.db or "
+                                                    "postgresql://user:pw@host/db (default: runs/<study>-tune/study.db)")
+    p.add_argument("--study", metavar="NAME", help="study name in the storage (default: the config's name)")
+    p.add_argument("--jobs", type=int, metavar="N", help="trials at once, as N worker processes on the study's storage, "
+                                                         "each with cores/N torch threads (default: tune.jobs)")
     p = parsers["demo"]
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--runs-dir", default="runs", help="where the demo run folder goes (default: runs)")
@@ -542,7 +607,7 @@ def _show_warnings(verbose: bool) -> None:
 
 
 # what to tell a user whose folder cannot be written, per command
-WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
+WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "tune": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
              "compare": "choose a place you can write: --out FILE",
              "evaluate": "the metrics above are not saved; make the run folder writable, or copy the run to a folder you can write",
              "report": "make the run folder writable, or copy the run to a folder you can write",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from forgeml.errors import ConfigError, did_you_mean
 
@@ -426,6 +426,74 @@ class EvalConfig(Section):
     )
 
 
+# ----------------------------------------------------------------------------------------------- tune
+class ParamSpace(Section):
+    """One searched field: exactly one of uniform, log_uniform, int, choice (read by forgeml/tune/space.py)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    uniform: tuple[float, float] | None = Field(None, description="a float drawn evenly from [low, high]")
+    log_uniform: tuple[float, float] | None = Field(None, description="a float drawn evenly in log scale from [low, high] (low > 0): learning rates, weight decay")
+    int_: tuple[int, int] | None = Field(None, alias="int", description="an integer from [low, high], both included (layer widths, batch sizes)")
+    step: float | None = Field(None, gt=0, description="with uniform or int: only low, low + step, low + 2 step, ... up to high")
+    log: bool = Field(False, description="with int: drawn evenly in log scale (low > 0)")
+    choice: list[Any] | None = Field(None, min_length=1, description="one of these values (any YAML value: numbers, names, lists like [256, 128])")
+
+    @model_validator(mode="after")
+    def _one_distribution(self) -> ParamSpace:
+        given = [k for k in ("uniform", "log_uniform", "int_", "choice") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of uniform, log_uniform, int, choice (got {', '.join(k.rstrip('_') for k in given) or 'none'})")
+        kind = given[0].rstrip("_")
+        if kind != "choice":
+            low, high = getattr(self, given[0])
+            if not low < high:
+                raise ValueError(f"{kind}: [{low}, {high}]: low must be below high")
+            if (kind == "log_uniform" or self.log) and low <= 0:
+                raise ValueError(f"{kind}: [{low}, {high}]: a log scale needs low > 0")
+        if self.step is not None and kind not in ("uniform", "int"):
+            raise ValueError(f"step goes with uniform or int, not {kind}")
+        if self.log and kind != "int":
+            raise ValueError(f"log goes with int (for floats use log_uniform), not {kind}")
+        if self.log and self.step not in (None, 1):
+            raise ValueError("int with log: true takes no step")
+        if kind == "int" and self.step is not None and self.step != int(self.step):
+            raise ValueError(f"int: step {self.step} must be a whole number")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_given(self, handler) -> dict[str, Any]:
+        """Dumped as written: {log_uniform: [0.0001, 0.01]}, not every unset distribution as null."""
+        return {k: v for k, v in handler(self).items() if v is not None and not (k == "log" and v is False)}
+
+    @property
+    def kind(self) -> str:
+        return next(k.rstrip("_") for k in ("uniform", "log_uniform", "int_", "choice") if getattr(self, k) is not None)
+
+
+class TuneConfig(Section):
+    """`forgeml tune`: what to search, what to optimise, how, and where the study is kept."""
+
+    space: dict[str, ParamSpace] = Field(default_factory=dict, description="searched fields: a dotted config key (train.lr) -> one of "
+                                         "{uniform: [lo, hi]}, {log_uniform: [lo, hi]}, {int: [lo, hi], step: 1}, {choice: [...]}")
+    objective: str | None = Field(None, description="the validation metric to optimise (val.accuracy, val.loss, val.<output>.f1_macro); None = train.monitor")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="auto: minimize loss, mse, mae, rmse, perplexity and error; maximize anything else")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="how trials pick their values: Optuna's TPE, or independent random draws")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stop a trial early when its objective at an evaluation is worse than the median of earlier trials there (median), by Hyperband's brackets, or never (none)")
+    startup_trials: int = Field(5, ge=0, description="trials that run in full and draw at random before the pruner and TPE take over")
+    trials: int = Field(20, ge=1, description="finished trials wanted in the study in all (those already in a resumed study count)")
+    timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts; None = no limit")
+    jobs: int = Field(1, ge=1, description="trials at once: worker processes on the study's storage, each with cores / jobs torch threads")
+    storage: str | None = Field(None, description="SQLAlchemy URL of the study database (postgresql://user@host/db for several machines); "
+                                "None = sqlite:///<runs_dir>/<study>-tune/study.db")
+    study: str | None = Field(None, description="study name in the storage and of its folder runs_dir/<study>-tune; the same storage and name resume it; None = the config's name")
+    seed: int = Field(0, description="seed of the sampler: the same seed gives the same values in a fresh study")
+    heartbeat: int = Field(10, ge=1, description="seconds between a running trial's heartbeats; a trial silent for 3 x this is "
+                             "taken as dead (its process was killed) and its values are tried again")
+
+
 # ---------------------------------------------------------------------------------------------- whole
 class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
@@ -434,9 +502,13 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
+    tune: TuneConfig | None = Field(None, description="forgeml tune: the search space and study settings; training ignores it")
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json", by_alias=True)
+        if d.get("tune") is None:
+            d.pop("tune", None)  # a config without a tune section reads (and digests) as it did before there was one
+        return d
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -564,8 +636,10 @@ def _list_index(node: list, part: str, dotted: str) -> int:
 def _fields_at(loc: tuple, root: type[BaseModel]) -> list[str]:
     """Valid field names of the section at a pydantic error location."""
     model: Any = root
+    key_next = False
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:  # a list index, or a key of a dict of sections (tune.space's field names)
+            key_next = False
             continue
         if part in MODEL_CONFIGS:
             model = MODEL_CONFIGS[part]
@@ -579,9 +653,11 @@ def _fields_at(loc: tuple, root: type[BaseModel]) -> list[str]:
             model = ann
         elif inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
             model = inner[0]  # list[ConvBlockConfig]
+        elif getattr(ann, "__origin__", None) is dict and isinstance(inner[-1], type) and issubclass(inner[-1], BaseModel):
+            model, key_next = inner[-1], True  # dict[str, ParamSpace]
         else:
             return []
-    return list(getattr(model, "model_fields", {}))
+    return [f.alias or name for name, f in getattr(model, "model_fields", {}).items()]
 
 
 def _bad_name(err: dict, loc: tuple) -> str:

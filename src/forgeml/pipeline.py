@@ -101,8 +101,9 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
 
 # ----------------------------------------------------------------------------------------------- train
 def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] | None = None, name: str | None = None,
-          overwrite: bool = False, callbacks: Iterable[Callback] = ()) -> Path:
-    """Train a model from a config; returns the run folder (a complete bundle)."""
+          overwrite: bool = False, callbacks: Iterable[Callback] = (), report: bool = True) -> Path:
+    """Train a model from a config; returns the run folder (a complete bundle). report=False: no report.html
+    (forgeml report RUN writes it later; tune's trials skip it, it costs more than a small model's training)."""
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
@@ -114,7 +115,7 @@ def train(config: Config | str | Path, *, overrides: list[str] | dict[str, Any] 
             distributed.broadcast(str(run_dir))
             told = True
             distributed.tell_launcher(run_dir)
-            return _train_into(cfg, run_dir, callbacks)
+            return _train_into(cfg, run_dir, callbacks, report=report)
     finally:
         if not told:  # rank 0 could not start the run: the others must not wait for a folder
             distributed.broadcast(None)
@@ -152,7 +153,7 @@ def _has_val(data: PreparedData | CorpusData) -> bool:
 
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None,
-                teacher: Teacher | None = None) -> Path:
+                teacher: Teacher | None = None, report: bool = True) -> Path:
     data = _prepare(cfg, run_dir)
     try:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
@@ -175,7 +176,7 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
             _start_bundle(bundle, cfg, data, trainer)
             if teacher is not None:
                 bundle.update_meta(variant=teacher.variant(trainer.model))
-            return _fit(cfg, data, trainer, bundle, resume=False)
+            return _fit(cfg, data, trainer, bundle, resume=False, report=report)
     finally:
         if isinstance(data, CorpusData):
             data.discard()  # the staging folder, if it never moved into the run
@@ -309,7 +310,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle: Bundle, resume: bool) -> Path:
+def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle: Bundle, resume: bool, report: bool = True) -> Path:
     corpus = isinstance(data, CorpusData)
     val = None if corpus else data.splits.get("val")
     train_batches, val_batches = _corpus_batches(cfg, data, trainer) if corpus else (
@@ -339,7 +340,8 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed,
                        **({"compile_seconds": round(trainer.compile_seconds, 2)} if trainer.compile_seconds is not None else {}))
-    write_report(bundle.path, data, predictor, outputs=shown)
+    if report:
+        write_report(bundle.path, data, predictor, outputs=shown)
     return bundle.path
 
 
@@ -618,3 +620,48 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
                                 "widths_after": pruned.widths_after, "params_before": params_before,
                                 "params_after": bundle.meta()["parameters"], "finetune_epochs": t["epochs"]})
     return run_dir
+
+
+# ------------------------------------------------------------------------------------------------ tune
+def tune(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | dict[str, Any] | None = None,
+         trials: int | None = None, timeout: float | None = None, storage: str | None = None, study: str | None = None,
+         jobs: int | None = None, say: Callable[[str], None] | None = None):
+    """Search the config's `tune.space` with Optuna; returns a forgeml.tune.study.TuneResult (study folder, best
+    values, best.yaml). Arguments given here replace the tune section's own. Everything the user can get wrong
+    (the space, the objective, the storage, the counts) is refused before any folder or database is made.
+
+    The wiring of the layers: forgeml/tune never imports this module; it gets `train` (this module's) as the
+    function that trains one trial's config into a bundle."""
+    from forgeml.tune import space as tune_space
+    from forgeml.tune import study as tune_study
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if isinstance(config, Config) and overrides:
+        cfg = load_config(cfg.to_dict(), overrides)
+    if cfg.tune is None:
+        raise ConfigError("tune: the config has no tune section; add one that names what to search, e.g.\n"
+                          "  tune: {space: {train.lr: {log_uniform: [1e-4, 1e-2]}}, trials: 20}")
+    given = {f"tune.{k}": v for k, v in dict(trials=trials, timeout=timeout, storage=storage, study=study, jobs=jobs).items()
+             if v is not None}
+    if given:
+        cfg = load_config(cfg.to_dict(), given)  # schema-checked like the file: --trials -1 names tune.trials
+    tune_study.require_optuna()
+    tune_space.check_space(cfg)
+    objective = cfg.tune.objective or cfg.train.monitor
+    names = _val_metric_names(cfg)
+    if objective not in names:
+        raise ConfigError(f"tune.objective: {objective!r} is not measured on the validation split of this run; choose one of "
+                          f"{', '.join(names)}{did_you_mean(objective, names)}")
+    return tune_study.run(cfg, objective, train, say=say)
+
+
+def _val_metric_names(cfg: Config) -> list[str]:
+    """What a run of this config measures on its validation split (as check_monitor lists them); the data is read
+    once for it. No validation split is an error: a study compares trials on it."""
+    if cfg.model.name == "gpt":
+        return ["val.loss"]
+    data = prepare(cfg.data)
+    if "val" not in data.splits:
+        raise ConfigError("data.split.val: tune compares trials on the validation split and this run has none; "
+                          "set data.split.val > 0 or data.val_path")
+    return ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names]
