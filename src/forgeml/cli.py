@@ -426,7 +426,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         errors.print("\n[yellow]interrupted[/]: every finished trial is kept in the study; run the same command again to continue")
         return 130
-    console.print(table(result.trials, result.objective, title=f"study {result.study}: value = {result.objective} ({result.direction})"))
+    wide = console if console.is_terminal else Console(width=200, soft_wrap=True)  # a log keeps whole rows
+    wide.print(table(result.trials, result.objective, title=f"study {result.study}: value = {result.objective} ({result.direction})"))
     c = result.counts
     console.print(f"{c['complete']} complete, {c['pruned']} pruned (@N: at evaluation N), {c['fail']} failed"
                   + (f", {c['running']} still running elsewhere" if c.get("running") else ""))

@@ -435,7 +435,7 @@ class ParamSpace(Section):
     uniform: tuple[float, float] | None = Field(None, description="a float drawn evenly from [low, high]")
     log_uniform: tuple[float, float] | None = Field(None, description="a float drawn evenly in log scale from [low, high] (low > 0): learning rates, weight decay")
     int_: tuple[int, int] | None = Field(None, alias="int", description="an integer from [low, high], both included (layer widths, batch sizes)")
-    step: float | None = Field(None, gt=0, description="with uniform or int: only low, low + step, low + 2 step, ... up to high")
+    step: int | float | None = Field(None, gt=0, description="with uniform or int: only low, low + step, low + 2 step, ... up to high")
     log: bool = Field(False, description="with int: drawn evenly in log scale (low > 0)")
     choice: list[Any] | None = Field(None, min_length=1, description="one of these values (any YAML value: numbers, names, lists like [256, 128])")
 
