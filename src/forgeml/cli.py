@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--trials", type=int, help="finished trials wanted in the study in all, those already there included "
                                               "(default: tune.trials)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (default: tune.timeout)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this many seconds (each worker runs at least one; default: tune.timeout)")
     p.add_argument("--storage", metavar="URL", help="SQLAlchemy database URL of the study, e.g. sqlite:///runs/study.db or "
                                                     "postgresql://user:pw@host/db (default: runs/<study>-tune/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name in the storage (default: the config's name)")

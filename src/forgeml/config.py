@@ -484,7 +484,7 @@ class TuneConfig(Section):
         "median", description="stop a trial early when its objective at an evaluation is worse than the median of earlier trials there (median), by Hyperband's brackets, or never (none)")
     startup_trials: int = Field(5, ge=0, description="trials that run in full and draw at random before the pruner and TPE take over")
     trials: int = Field(20, ge=1, description="finished trials wanted in the study in all (those already in a resumed study count)")
-    timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts; None = no limit")
+    timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts (each worker runs at least one); None = no limit")
     jobs: int = Field(1, ge=1, description="trials at once: worker processes on the study's storage, each with cores / jobs torch threads")
     storage: str | None = Field(None, description="SQLAlchemy URL of the study database (postgresql://user@host/db for several machines); "
                                 "None = sqlite:///<runs_dir>/<study>-tune/study.db")

@@ -626,14 +626,15 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
 def tune(config: Config | str | Path | dict[str, Any], *, overrides: list[str] | dict[str, Any] | None = None,
          trials: int | None = None, timeout: float | None = None, storage: str | None = None, study: str | None = None,
          jobs: int | None = None, say: Callable[[str], None] | None = None):
-    """Search the config's `tune.space` with Optuna; returns a forgeml.tune.study.TuneResult (study folder, best
+    """Search the config's `tune.space` with Optuna; returns a forgeml.tune.search.TuneResult (study folder, best
     values, best.yaml). Arguments given here replace the tune section's own. Everything the user can get wrong
     (the space, the objective, the storage, the counts) is refused before any folder or database is made.
 
     The wiring of the layers: forgeml/tune never imports this module; it gets `train` (this module's) as the
     function that trains one trial's config into a bundle."""
+    from forgeml.tune import search as tune_search
     from forgeml.tune import space as tune_space
-    from forgeml.tune import study as tune_study
+    from forgeml.tune.storage import require_optuna
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
@@ -645,14 +646,14 @@ def tune(config: Config | str | Path | dict[str, Any], *, overrides: list[str] |
              if v is not None}
     if given:
         cfg = load_config(cfg.to_dict(), given)  # schema-checked like the file: --trials -1 names tune.trials
-    tune_study.require_optuna()
+    require_optuna()
     tune_space.check_space(cfg)
     objective = cfg.tune.objective or cfg.train.monitor
     names = _val_metric_names(cfg)
     if objective not in names:
         raise ConfigError(f"tune.objective: {objective!r} is not measured on the validation split of this run; choose one of "
                           f"{', '.join(names)}{did_you_mean(objective, names)}")
-    return tune_study.run(cfg, objective, train, say=say)
+    return tune_search.run(cfg, objective, train, say=say)
 
 
 def _val_metric_names(cfg: Config) -> list[str]:

@@ -1,7 +1,11 @@
 """Hyperparameter search with Optuna over a config's `tune` section (forgeml tune CONFIG).
 
     space.py   the search space: checked through load_config before anything starts, sampled per trial
-    study.py   storage, study creation and resume, the trial objective, stale trials, worker processes
+    storage.py where the study lives (any SQLAlchemy URL), opened and checked before anything is written
+    study.py   the Optuna study: created or resumed, what counts toward tune.trials, sampler and pruner
+    trial.py   one trial: values drawn, config trained into a bundle, objective reported, pruned or failed
+    workers.py the loop of trials, dead trials retried, tune.jobs worker processes
+    search.py  run(): a whole search from start to the report
     report.py  the trials table, parameter importances, plots, tune_report.html and best.yaml
 
 This package sits below pipeline.py: it never imports it. pipeline.tune hands it pipeline.train as
