@@ -5,7 +5,8 @@ The contract of every forgeml tokenizer holds where it can: id 0 is padding (the
 `ids != 0`), so a tokenizer whose pad token is not id 0 (RoBERTa's <pad> is 1) or that has none (GPT-2) is
 refused, not remapped: remapping would also mean permuting the model's embedding rows. Id 1 is not
 "unknown" here: the model's own [UNK] is used (BERT: 100). The model's special tokens are added by the
-tokenizer's post-processor ([CLS] text [SEP] for BERT), and texts are truncated to max_length tokens,
+tokenizer's post-processor ([CLS] text [SEP] for BERT; one is added when tokenizer.json has none and
+knows [CLS] and [SEP]), and texts are truncated to max_length tokens,
 special tokens included; padding is forgeml's (per batch), never the tokenizer's fixed length.
 """
 
@@ -47,6 +48,13 @@ class PretrainedTokenizer:
             tok = cls(state, max_length, str(folder))
         except Exception as exc:  # the Rust library's own message says what is wrong
             raise ConfigError(f"{path}: not a Hugging Face tokenizer file ({str(exc).splitlines()[0]})") from None
+        if tok._tok.post_processor is None:  # a bare tokenizer.json: BERT's [CLS] text [SEP], as the model was trained
+            cls_id, sep_id = tok._tok.token_to_id("[CLS]"), tok._tok.token_to_id("[SEP]")
+            if cls_id is not None and sep_id is not None:
+                from tokenizers import processors
+
+                tok._tok.post_processor = processors.TemplateProcessing(
+                    single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
         pad_name = _pad_token(folder, json.loads(state))
         pad_id = tok._tok.token_to_id(pad_name) if pad_name else None
         if pad_id is None:
