@@ -27,7 +27,7 @@ class FirstLoss(Callback):
 
 def gpt(runs: Path, text: Path, name: str, steps: int, **model) -> dict:
     return {"name": name, "runs_dir": str(runs),
-            "data": {"source": "text", "path": str(text), "split": {"val": 0.1}, "text": {"tokenizer": "char"}},
+            "data": {"source": "text", "path": str(text), "split": {"val": 0.05}, "text": {"tokenizer": "char"}},
             "model": {"name": "gpt", **model},
             "train": {"max_steps": steps, "batch_size": 16, "lr": 3e-3, "log_every_steps": 1, "eval_batches": 2,
                       "eval_every_steps": steps, "progress": False, "tensorboard": False}}
@@ -39,34 +39,31 @@ def texts(tmp_path_factory):
 
     text = (ROOT / SHAKESPEARE).read_text()
     folder = tmp_path_factory.mktemp("texts")
-    (folder / "a.txt").write_text(text[:150_000])
-    (folder / "b.txt").write_text(text[600_000:700_000])  # other plays, other speakers
+    (folder / "a.txt").write_text(text[:60_000])
+    (folder / "b.txt").write_text(text[600_000:630_000])  # other plays, other speakers
     return folder
 
 
 def test_a_gpt_trains_further_on_new_text_with_its_tokenizer(runs, texts):
     arch = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32}
-    base = forgeml.train(gpt(runs, texts / "a.txt", "base", 150, **arch))
+    base = forgeml.train(gpt(runs, texts / "a.txt", "base", 80, **arch))
     scratch, further = FirstLoss(), FirstLoss()
-    forgeml.train(gpt(runs, texts / "b.txt", "scratch", 3, **arch), callbacks=[scratch])
-    run = forgeml.train(gpt(runs, texts / "b.txt", "further", 3, init_from=str(base)), callbacks=[further])
+    forgeml.train(gpt(runs, texts / "b.txt", "scratch", 2, **arch), callbacks=[scratch])
+    run = forgeml.train(gpt(runs, texts / "b.txt", "further", 2, init_from=str(base)), callbacks=[further])
     assert further.losses[0] < scratch.losses[0] - 0.5  # starts where the base run ended, not at ln(vocab)
     tok = lambda r: json.loads((r / "features.json").read_text())["inputs"][0]["tokenizer"]  # noqa: E731
     assert tok(run) == tok(base)  # the new text was tokenized with the base run's tokenizer
-    saved = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())["model"]))
+    saved = __import__("yaml").safe_load((run / "config.yaml").read_text())["model"]
     assert saved["n_embd"] == 32 and saved["init_from"] == str(base)  # the architecture came from the bundle
     [pred] = forgeml.load(run).predict(["ROMEO:"])
     assert "token" in pred
 
-
-def test_a_gpt_architecture_mismatch_or_a_missing_run_is_a_clear_error(runs, texts):
-    base = forgeml.train(gpt(runs, texts / "a.txt", "base", 2, n_layer=1, n_head=2, n_embd=16, block_size=16))
     with pytest.raises(ConfigError, match=r"model.init_from: the architecture comes from .*base, but this config sets "
                                           r"model.n_layer to 2 \(the run's: 1\)"):
         forgeml.train(gpt(runs, texts / "b.txt", "x", 2, n_layer=2, init_from=str(base)))
     with pytest.raises(ConfigError, match=r"model.init_from: .*nowhere: no such run folder"):
         forgeml.train(gpt(runs, texts / "b.txt", "x", 2, init_from=str(runs / "nowhere")))
-    assert sorted(p.name for p in runs.iterdir()) == ["base"]  # nothing half-written
+    assert sorted(p.name for p in runs.iterdir()) == ["base", "further", "scratch"]  # nothing half-written
 
 
 def test_a_finetuned_pretrained_run_continues_without_its_source(runs, tiny_bert):

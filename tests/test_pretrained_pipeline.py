@@ -29,7 +29,7 @@ def finetuned(tiny_bert_master, tmp_path_factory):
     from tests.conftest import ROOT
 
     os.chdir(ROOT)
-    run = forgeml.train(sms_config(runs, source, limit=200, epochs=2, lr=3e-3))
+    run = forgeml.train(sms_config(runs, source, limit=200, lr=3e-3))
     shutil.rmtree(source)  # from here on the bundle alone
     return run
 
@@ -95,8 +95,12 @@ def test_composite_form_on_a_named_column_and_the_cli(runs, tiny_bert):
 
 
 def test_max_length_is_capped_at_the_model_positions(runs, tiny_bert):
-    run = forgeml.train(sms_config(runs, tiny_bert, max_length=500, max_steps=1))
-    assert json.loads((run / "features.json").read_text())["inputs"][0]["max_length"] == 64  # the tiny BERT's positions
+    from forgeml.config import load_config
+    from forgeml.pipeline import _pretrained_tokenizers
+
+    cfg = load_config(sms_config(runs, tiny_bert, max_length=500))
+    assert _pretrained_tokenizers(cfg)["text"].max_length == 64  # the tiny BERT's max_position_embeddings
+    assert cfg.model.hf_config["max_position_embeddings"] == 64  # filled in from the source
 
 
 @pytest.mark.parametrize("break_it, words", [
