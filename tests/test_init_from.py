@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import forgeml
 from forgeml.errors import ConfigError
 from forgeml.training.callbacks import Callback
-from tests.pretrained_fixtures import sms_config, tiny_bert, tiny_bert_master  # noqa: F401 (fixtures)
+from tests.pretrained_fixtures import sms_config
 
 SHAKESPEARE = Path("data/tinyshakespeare/input.txt")
 

@@ -14,7 +14,7 @@ import forgeml
 from forgeml.cli import main
 from forgeml.errors import ConfigError
 from tests.conftest import quick
-from tests.pretrained_fixtures import minilm_folder, needs_minilm, sms_config, tiny_bert, tiny_bert_master  # noqa: F401
+from tests.pretrained_fixtures import minilm_folder, needs_minilm, sms_config
 
 pytest.importorskip("transformers")
 

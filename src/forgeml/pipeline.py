@@ -29,7 +29,15 @@ from forgeml.data.featureset import FeatureSet, fitted_state
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
 from forgeml.data.tensor_dict import rows as take_rows
-from forgeml.errors import BundleError, ConfigError, DataError, Interrupted, TrainingDiverged, WriteError, did_you_mean
+from forgeml.errors import (
+    BundleError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    TrainingDiverged,
+    WriteError,
+    did_you_mean,
+)
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_network, count_parameters
 from forgeml.models.compose import head_settings
@@ -176,7 +184,12 @@ def _pretrained_tokenizers(cfg: Config) -> dict[str, Any]:
     """Each pretrained encoder's tokenizer, read from its source folder, by the text column (or kind) it reads; its
     config.json goes into the encoder's config (hf_config), so the bundle rebuilds the model without the folder."""
     from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
-    from forgeml.models.encoders.pretrained import check_folder, read_hf_config, require_transformers, resolve_source
+    from forgeml.models.encoders.pretrained import (
+        check_folder,
+        read_hf_config,
+        require_transformers,
+        resolve_source,
+    )
 
     found = {}
     for key, field, enc in _pretrained_encoders(cfg):

@@ -12,7 +12,7 @@ from forgeml.data.features.text import TextFeature, kept_tokenizers
 from forgeml.data.tokenizers import tokenizer_from_json
 from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
 from forgeml.errors import ConfigError
-from tests.pretrained_fixtures import make_tiny_bert, tiny_bert, tiny_bert_master  # noqa: F401 (fixtures)
+from tests.pretrained_fixtures import make_tiny_bert
 
 
 def test_special_tokens_truncation_and_no_fixed_padding(tiny_bert):

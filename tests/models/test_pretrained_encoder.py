@@ -13,9 +13,14 @@ from forgeml.config import PretrainedConfig
 from forgeml.data.features.text import TextFeature
 from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
 from forgeml.errors import ConfigError, ForgeError
-from forgeml.models.encoders.pretrained import (build, check_folder, load_pretrained_weights, read_hf_config,
-                                                resolve_source)
-from tests.pretrained_fixtures import minilm_folder, needs_minilm, tiny_bert, tiny_bert_master  # noqa: F401 (fixtures)
+from forgeml.models.encoders.pretrained import (
+    build,
+    check_folder,
+    load_pretrained_weights,
+    read_hf_config,
+    resolve_source,
+)
+from tests.pretrained_fixtures import minilm_folder, needs_minilm
 
 pytest.importorskip("transformers")
 

@@ -11,7 +11,7 @@ from forgeml import pipeline
 from forgeml.errors import ConfigError
 from forgeml.training.callbacks import Callback
 from forgeml.training.optim import param_groups
-from tests.pretrained_fixtures import sms_config, tiny_bert, tiny_bert_master  # noqa: F401 (fixtures)
+from tests.pretrained_fixtures import sms_config
 from tests.training.test_resume import InterruptAt
 
 pytest.importorskip("transformers")

@@ -45,10 +45,10 @@ from forgeml.training.checkpoint import (
     restore_rng,
 )
 from forgeml.training.compiling import CompileTimer, compile_pays
+from forgeml.training.freeze import GradualUnfreeze, apply_freeze
 from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
 from forgeml.training.loss_watch import LossWatch
 from forgeml.training.losses import build_loss
-from forgeml.training.freeze import GradualUnfreeze, apply_freeze
 from forgeml.training.optim import build_optimizer
 from forgeml.training.runtime import Runtime
 from forgeml.training.schedules import build_schedule
