@@ -315,7 +315,8 @@ class PretrainedConfig(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the pooled vector (the model's own dropout stays as its config.json says)")
     max_length: int | None = Field(None, ge=2, description="tokens kept per text, [CLS] and [SEP] included; None: data.text.max_length; "
                                    "always capped at the model's max_position_embeddings")
-    init: InitScheme = Field("default", description="initialisation of the layers forgeml adds (the pretrained weights are loaded as they are)")
+    init: InitScheme = Field("default", description="short form: initialisation of the new head; the body always starts from the "
+                             "source's weights (or init_from's), loaded after any scheme")
     init_from: str | None = Field(None, description="start from the weights of this trained run (a bundle folder) instead of the source's")
     hf_config: dict[str, Any] | None = Field(None, description="filled in when training starts: the source's config.json, so that "
                                              "the bundle rebuilds the model without the source folder")
