@@ -76,4 +76,4 @@ def sms_config(runs: Path, source: str | Path, limit: int = 120, max_length: int
             "data": {"path": "data/sms_spam/SMSSpamCollection", "sep": "\t", "quote_char": None, "columns": ["label", "text"],
                      "target": "label", "features": {"text": "text"}, "limit": limit, "text": {"max_length": max_length}},
             "model": model or {"name": "pretrained", "source": str(source)},
-            "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "progress": False, "tensorboard": False, **train}}
+            "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "progress": False, "tensorboard": False, "threads": 1, **train}}

