@@ -38,6 +38,17 @@ def make_tiny_bert(folder: Path, specials: list[str] = SPECIALS, layers: int = 2
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread is as fast, and much faster on a busy machine (evaluation, the report)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_master(tmp_path_factory) -> Path:
     pytest.importorskip("transformers", reason="the pretrained encoder needs transformers (pip install 'forgeml[pretrained]')")

@@ -29,7 +29,14 @@ def finetuned(tiny_bert_master, tmp_path_factory):
     from tests.conftest import ROOT
 
     os.chdir(ROOT)
-    run = forgeml.train(sms_config(runs, source, limit=200, lr=3e-3))
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and much faster on a busy machine
+    try:
+        run = forgeml.train(sms_config(runs, source, limit=200, lr=3e-3))
+    finally:
+        torch.set_num_threads(before)
     shutil.rmtree(source)  # from here on the bundle alone
     return run
 
@@ -42,6 +49,7 @@ def test_the_bundle_keeps_the_model_config_and_the_tokenizer(finetuned):
     assert text["kept"] and text["tokenizer"]["kind"] == "pretrained" and text["max_length"] == 16
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_load_predict_evaluate_without_the_source(finetuned, capsys):
     model = forgeml.load(finetuned)
     [pred] = model.predict([{"text": "WINNER!! claim your free prize now"}])
@@ -53,6 +61,8 @@ def test_load_predict_evaluate_without_the_source(finetuned, capsys):
     assert result["test"]["accuracy"] >= 0.8  # 86% of SMS are ham: the head learned at least the majority
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow
 def test_export_int8_and_serve_the_finetuned_bundle(finetuned, tmp_path):
     pytest.importorskip("onnxruntime")
     from forgeml.compression import make_int8
@@ -80,6 +90,7 @@ def test_export_int8_and_serve_the_finetuned_bundle(finetuned, tmp_path):
     assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in torch_preds]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_composite_form_on_a_named_column_and_the_cli(runs, tiny_bert):
     model = {"name": "composite", "encoders": {"text": {"name": "pretrained", "source": str(tiny_bert), "pooling": "cls",
                                                         "max_length": 12}},
@@ -126,6 +137,7 @@ def test_a_hub_name_is_never_downloaded_and_the_short_form_reads_one_text(runs, 
     assert list(runs.iterdir()) == []
 
 
+@pytest.mark.slow
 @needs_minilm
 def test_the_real_minilm_from_its_package_fine_tunes_a_few_steps(runs):
     seen = {}

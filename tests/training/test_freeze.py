@@ -15,6 +15,7 @@ from tests.pretrained_fixtures import sms_config
 from tests.training.test_resume import InterruptAt
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_frozen_parameters_stay_bit_identical_and_the_rest_train(runs, tiny_bert):
