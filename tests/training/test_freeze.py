@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -60,6 +62,13 @@ def test_lr_groups_carry_their_lr_and_change_training(runs, tiny_bert):
                            b["encoders.text.model.encoder.layer.1.output.dense.weight"])
 
 
+def test_unfreezing_needs_a_forgeml_network():
+    import forgeml as f
+
+    with pytest.raises(ConfigError, match="train.unfreeze: gradual unfreezing needs a forgeml network"):
+        f.Trainer(torch.nn.Linear(2, 2), "mse", unfreeze={"every_epochs": 1}, progress=False)
+
+
 def test_warmup_and_schedule_scale_every_group():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     from forgeml.config import TrainConfig
@@ -106,12 +115,13 @@ def test_unfreezing_and_freeze_together_and_on_resume(runs, tiny_bert):
     with pytest.raises(KeyboardInterrupt) as info:
         forgeml.train(cfg, callbacks=[InterruptAt(4)])  # 3 steps per epoch: stops in the second epoch
     seen = Trainable()
+    source = load_file(str(tiny_bert / "model.safetensors"))
+    shutil.rmtree(tiny_bert)  # a resume reads the checkpoint and features.json, never the source folder
     run = pipeline.resume(info.value.run, callbacks=[seen])
     state = load_file(str(run / "model.safetensors"))
     heads = sum(v.numel() for k, v in state.items() if not k.startswith("encoders."))
     layer0 = sum(v.numel() for k, v in state.items() if k.startswith("encoders.text.model.encoder.layer.0."))
     # resumed in epoch 1: the top layer is open by the schedule but frozen by train.freeze; epoch 2 opens layer 0
     assert seen.counts[:2] == [heads, heads + layer0]
-    source = load_file(str(tiny_bert / "model.safetensors"))
     assert all(torch.equal(v, source[k.removeprefix("encoders.text.model.")]) for k, v in state.items()
                if k.startswith("encoders.text.model.encoder.layer.1."))
