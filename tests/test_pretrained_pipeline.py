@@ -155,3 +155,11 @@ def test_the_real_minilm_from_its_package_fine_tunes_a_few_steps(runs):
     [pred] = forgeml.load(run).predict([{"text": "Free entry in 2 a wkly comp to win FA Cup final tkts"}])
     assert set(pred["probabilities"]) == {"ham", "spam"}
     assert minilm_folder() is not None
+
+
+def test_resuming_with_the_original_yaml_is_not_a_changed_config():
+    from forgeml.pipeline import _diff
+
+    saved = {"model": {"name": "pretrained", "source": "m", "hf_config": {"model_type": "bert"}}}
+    assert _diff(saved, {"model": {"name": "pretrained", "source": "m", "hf_config": None}}) == []  # filled in by the run
+    assert _diff(saved, {"model": {"name": "pretrained", "source": "other", "hf_config": None}}) == [("model.source", "m", "other")]
