@@ -470,7 +470,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, custom or composite (encoders + combiner)")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, pretrained (a Hugging Face model), custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
 
