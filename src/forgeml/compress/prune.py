@@ -45,7 +45,8 @@ from torch import nn
 from forgeml.errors import ConfigError
 
 NOT_PRUNABLE = {"rnn": "a recurrent text encoder", "gru": "a recurrent series encoder", "lstm": "a recurrent series encoder",
-                "gpt": "a GPT (every width is the shared token vector)", "custom": "a custom module (its layers are not forgeml's)"}
+                "gpt": "a GPT (every width is the shared token vector)", "custom": "a custom module (its layers are not forgeml's)",
+                "pretrained": "a pretrained Hugging Face model (its layers are not forgeml's)"}
 PRUNABLE = ("cnn (blocks[i].channels, hidden), mlp (hidden), conv1d (channels), transformer (the feed-forward width, ff_mult) "
             "and composite models of them with a concat combiner (combiner.hidden)")
 

@@ -122,13 +122,14 @@ class CorpusData:
         self.features = FeatureSet([CorpusText(INPUT, tokens.tokenizer, block_size)], [NextToken(OUTPUT, tokens.tokenizer)])
 
     @classmethod
-    def stage(cls, cfg: DataConfig, block_size: int, run_dir: Path) -> CorpusData:
+    def stage(cls, cfg: DataConfig, block_size: int, run_dir: Path, tokenizer=None) -> CorpusData:
         """Tokenize the corpus into a temporary folder beside the run: everything that can fail on bad input (an
-        empty or binary corpus, a block longer than the text) happens here, before any run folder exists."""
+        empty or binary corpus, a block longer than the text) happens here, before any run folder exists.
+        `tokenizer`: a given one (a run's, under model.init_from) instead of one fitted on this text."""
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tokens-", dir=run_dir.parent))
         try:
-            return cls(prepare_corpus(cfg, block_size, staging), block_size, staging)
+            return cls(prepare_corpus(cfg, block_size, staging, tokenizer), block_size, staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -156,8 +157,8 @@ class CorpusData:
         return {"train_tokens": len(self.tokens.train), "val_tokens": len(self.tokens.val) if self.tokens.val is not None else 0}
 
 
-def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path) -> TokenData:
-    """Fit the tokenizer on the training text, write token files under cache_dir, memory-map them.
+def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path, tokenizer=None) -> TokenData:
+    """Fit the tokenizer on the training text (or keep the one given), write token files under cache_dir, memory-map them.
 
     Streaming passes over the files (count, fit, encode train, encode val): a corpus larger than memory is
     never held whole. A held-out part too short to fill one window is not kept (the run has no val)."""
@@ -167,7 +168,8 @@ def prepare_corpus(cfg: DataConfig, block_size: int, cache_dir: Path) -> TokenDa
     if not any(chunk.strip() for chunk in corpus_chunks(cfg, "train", cut)):
         raise DataError(f"{cfg.path}: the corpus is empty")
     t = cfg.text
-    tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(corpus_chunks(cfg, "train", cut))
+    if tokenizer is None:
+        tokenizer = new_tokenizer(t.tokenizer, t.vocab_size, t.min_count, t.lowercase).fit(corpus_chunks(cfg, "train", cut))
     cache_dir.mkdir(parents=True, exist_ok=True)
     n_train = write_tokens(tokenizer, corpus_chunks(cfg, "train", cut), cache_dir / "train.bin")
     if n_train <= block_size:

@@ -143,7 +143,10 @@ class FeatureSet:
         return self.outputs[0]
 
     @classmethod
-    def fit(cls, train: Columns, cfg: DataConfig, target_name: str) -> FeatureSet:
+    def fit(cls, train: Columns, cfg: DataConfig, target_name: str, tokenizers: dict[str, Any] | None = None) -> FeatureSet:
+        """`tokenizers`: given tokenizers by text column name, or by the kind 'text' for every text column (a pretrained
+        model's, a run's kept one): those columns keep them instead of fitting one, truncating at their max_length."""
+        tokenizers = tokenizers or {}
         wanted = output_configs(cfg, target_name)
         for out in wanted:
             if out.name not in train.data:
@@ -174,6 +177,8 @@ class FeatureSet:
             cls_ = KINDS[kind]
             if kind == "category":
                 feat = cls_(name, min_count=cfg.category_min_count, max_vocab=cfg.category_max_vocab)
+            elif kind == "text" and (given := tokenizers.get(name, tokenizers.get("text"))) is not None:
+                feat = cls_(name, given, max_length=getattr(given, "max_length", cfg.text.max_length), kept=True)
             elif kind == "text":
                 feat = cls_(name, max_length=cfg.text.max_length, settings=cfg.text.model_dump())
             elif kind == "sequence":

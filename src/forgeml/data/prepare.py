@@ -151,10 +151,11 @@ def _looks_categorical(values: np.ndarray) -> bool:
     return infer_task(values) == "classification"
 
 
-def prepare(cfg: DataConfig) -> PreparedData:
+def prepare(cfg: DataConfig, tokenizers: dict | None = None) -> PreparedData:
+    """`tokenizers`: text columns (by name, or 'text' for all) that keep a given tokenizer (FeatureSet.fit)."""
     cols, grouped = _load_columns(cfg)
     train = cols["train"]
-    features = FeatureSet.fit(train, cfg, target_name(cfg, train))
+    features = FeatureSet.fit(train, cfg, target_name(cfg, train), tokenizers=tokenizers)
     if grouped:  # training notes the summary once; evaluate and the report prepare again quietly
         features.summary = f"{features.summary}; {grouped}"
     _check_augment(cfg, features, train.origin)

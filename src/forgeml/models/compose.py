@@ -2,7 +2,7 @@
 
 The short forms are today's configs: `mlp` is a tabular encoder + a concat combiner with the MLP's
 hidden layers; `cnn`, `rnn`, `transformer` are that encoder on the one image/text + a plain concat, and
-`conv1d`, `gru`, `lstm` the same on the one sequence.
+`conv1d`, `gru`, `lstm` the same on the one sequence, `pretrained` (a Hugging Face model) on the one text.
 `composite` names encoders per kind or per column, and a combiner. One head per output.
 """
 
@@ -73,6 +73,10 @@ SERIES_SHORT_FORMS = ("conv1d", "gru", "lstm")
 
 def _check_short_form(name: str, inputs: list) -> None:
     """`model.name: conv1d | gru | lstm` reads the one sequence input; anything else needs the composite form."""
+    if name == "pretrained" and (len(inputs) != 1 or inputs[0].kind != "text"):
+        seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
+        raise ConfigError(f"model.name: pretrained reads one text input, but the inputs are {seen}; use model.name: composite "
+                          "with model.encoders.text: {name: pretrained, source: ...} (the other columns get their kind's encoder)")
     if name in SERIES_SHORT_FORMS and (len(inputs) != 1 or inputs[0].kind != "sequence"):
         seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
         raise ConfigError(f"model.name: {name} reads one sequence input, but the inputs are {seen}; use model.name: composite "

@@ -301,13 +301,14 @@ def report_diverged(run: Path) -> None:
 
 def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], notes: list[str], trust_code: bool,
                    outputs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    from forgeml.data.features.text import kept_tokenizers
     from forgeml.data.prepare import prepare
     from forgeml.predictor import Predictor
 
     predictor = predictor or Predictor(bundle.path, trust_code=trust_code)
     if data is None:
         try:
-            data = prepare(predictor.config.data)
+            data = prepare(predictor.config.data, tokenizers=kept_tokenizers(predictor.features))
         except ForgeError as exc:  # a bundle moved to another machine: its training data may not be there
             notes.append(f"the run's data cannot be read here ({str(exc).splitlines()[0]}): no confusion matrix or mistakes")
             return {}

@@ -8,15 +8,29 @@ from torch import nn
 from forgeml.config import TrainConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices and kernels; not biases, norms, or what the model names (a tied embedding)."""
+def param_groups(model: nn.Module, weight_decay: float, lr_groups: dict[str, float] | None = None) -> list[dict]:
+    """Decay matrices and kernels; not biases, norms, or what the model names (a tied embedding).
+
+    `lr_groups` (train.lr_groups: name pattern -> peak lr) splits them further: each group then carries its own
+    "lr"; the groups without one take the optimizer's lr (train.lr) and come first."""
     exempt = model.no_decay_parameters() if hasattr(model, "no_decay_parameters") else set()
-    decay, no_decay = [], []
-    for p in model.parameters():  # a tied weight appears once: parameters() deduplicates
+    lrs: dict[str, float] = {}
+    if lr_groups:
+        from forgeml.training.freeze import lr_of
+
+        lrs = lr_of(model, lr_groups)
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():  # a tied weight appears once: named_parameters() deduplicates
         if p.requires_grad:
-            (decay if p.dim() >= 2 and id(p) not in exempt else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            decays = p.dim() >= 2 and id(p) not in exempt
+            groups.setdefault((name in lrs, lrs.get(name), decays), []).append(p)
+    out = []
+    for (own, lr, decays), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0, not kv[0][2])):
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if own:
+            group["lr"] = lr
+        out.append(group)
+    return out
 
 
 def adam_kernel(model: nn.Module) -> dict[str, bool]:
@@ -29,7 +43,7 @@ def adam_kernel(model: nn.Module) -> dict[str, bool]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr_groups)
     # foreach (multi-tensor) kernels: one launch for all parameters instead of one per tensor.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, foreach=True)

@@ -45,6 +45,7 @@ from forgeml.training.checkpoint import (
     restore_rng,
 )
 from forgeml.training.compiling import CompileTimer, compile_pays
+from forgeml.training.freeze import GradualUnfreeze, apply_freeze
 from forgeml.training.loss_watch import EVERY as LOSS_WATCH_EVERY
 from forgeml.training.loss_watch import LossWatch
 from forgeml.training.losses import build_loss
@@ -212,10 +213,19 @@ class Trainer:
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         eval_loss_fn = eval_loss_fn or loss_fn
         self.eval_loss_fn = eval_loss_fn.to(self.device) if isinstance(eval_loss_fn, nn.Module) else eval_loss_fn
+        apply_freeze(self.model, self.cfg.freeze)  # before the optimizer: frozen parameters are not in it at all
         self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else build_optimizer(self.model, self.cfg)
+        unfreeze = None
+        if self.cfg.unfreeze.every_epochs:  # after the optimizer: it holds every layer that will ever train
+            if self.strategy.world > 1:
+                from forgeml.errors import ConfigError
+
+                raise ConfigError("train.unfreeze: gradual unfreezing runs in one process only (DDP/FSDP fix the trainable "
+                                  "parameters when they wrap the model); use train.freeze, or train in one process")
+            unfreeze = GradualUnfreeze(self.model, self.cfg.unfreeze.every_epochs)
         self.metrics = metrics
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.callbacks: list[Callback] = []
+        self.callbacks: list[Callback] = [unfreeze] if unfreeze is not None else []  # on every rank: it sets requires_grad
         if self.strategy.is_main:  # one rank logs, shows progress and writes files
             if self.cfg.progress:
                 self.callbacks.append(ProgressBar())

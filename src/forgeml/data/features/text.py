@@ -20,9 +20,11 @@ def as_texts(values: np.ndarray) -> list[str]:
 class TextFeature:
     kind = "text"
 
-    def __init__(self, name: str, tokenizer=None, max_length: int = 128, settings: dict[str, Any] | None = None):
+    def __init__(self, name: str, tokenizer=None, max_length: int = 128, settings: dict[str, Any] | None = None,
+                 kept: bool = False):
         self.name, self.tokenizer, self.max_length = name, tokenizer, max_length
         self.settings = settings or {}
+        self.kept = kept  # the tokenizer was given (a pretrained model's, or a run's under model.init_from), never fitted here
 
     @property
     def width(self) -> int:
@@ -33,6 +35,8 @@ class TextFeature:
         return self.tokenizer.vocab_size
 
     def fit(self, values: np.ndarray, origin: str = "") -> TextFeature:
+        if self.kept:
+            return self
         s = self.settings
         self.tokenizer = new_tokenizer(s.get("tokenizer", "word"), s.get("vocab_size"), s.get("min_count", 1),
                                        s.get("lowercase", True)).fit(as_texts(values))
@@ -52,8 +56,15 @@ class TextFeature:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "max_length": self.max_length, "tokenizer": self.tokenizer.to_json()}
+        kept = {"kept": True} if self.kept else {}  # only when true: features.json of other runs is as before
+        return {"kind": self.kind, "name": self.name, "max_length": self.max_length, **kept, "tokenizer": self.tokenizer.to_json()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TextFeature:
-        return cls(d["name"], tokenizer_from_json(d["tokenizer"]), d["max_length"])
+        return cls(d["name"], tokenizer_from_json(d["tokenizer"]), d["max_length"], kept=bool(d.get("kept")))
+
+
+def kept_tokenizers(features) -> dict[str, Any]:
+    """Column name -> tokenizer of the text inputs whose tokenizer was given, not fitted: what a refit of the run's
+    data (evaluate, resume, report, compress) must be given again to reproduce features.json."""
+    return {f.name: f.tokenizer for f in features.inputs if f.kind == "text" and getattr(f, "kept", False)}

@@ -1,5 +1,6 @@
 """Tokenizers: character, word and byte-level BPE. Each is trained on the training split only and
-saves itself as JSON inside the bundle. Id 0 is padding and id 1 the unknown token everywhere."""
+saves itself as JSON inside the bundle. Id 0 is padding and id 1 the unknown token everywhere, except in
+`pretrained`: a model's own tokenizer, never fitted (id 0 is still padding; unknown is the model's own)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 from forgeml.data.tokenizers.bpe import BPETokenizer
 from forgeml.data.tokenizers.char import CharTokenizer
+from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
 from forgeml.data.tokenizers.word import WordTokenizer
 
-KINDS = {t.kind: t for t in (CharTokenizer, WordTokenizer, BPETokenizer)}
+KINDS = {t.kind: t for t in (CharTokenizer, WordTokenizer, BPETokenizer, PretrainedTokenizer)}
 
 
 def tokenizer_from_json(d: dict[str, Any]):

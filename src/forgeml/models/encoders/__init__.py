@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from forgeml.models.encoders import cnn, conv1d, gpt, recurrent_series, rnn, tabular, transformer
+from forgeml.models.encoders import cnn, conv1d, gpt, pretrained, recurrent_series, rnn, tabular, transformer
 
 EncoderBuilder = Callable[..., nn.Module]  # build(cfg_section, features: list[fitted feature]) -> Encoder
 
@@ -24,4 +24,5 @@ ENCODERS: dict[str, EncoderBuilder] = {
     "gru": recurrent_series.build_gru,
     "lstm": recurrent_series.build_lstm,
     "gpt": gpt.build,
+    "pretrained": pretrained.build,
 }
