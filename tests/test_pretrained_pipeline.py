@@ -107,10 +107,10 @@ def test_composite_form_on_a_named_column_and_the_cli(runs, tiny_bert):
 
 def test_max_length_is_capped_at_the_model_positions(runs, tiny_bert):
     from forgeml.config import load_config
-    from forgeml.pipeline import _pretrained_tokenizers
+    from forgeml.warm_start import pretrained_tokenizers
 
     cfg = load_config(sms_config(runs, tiny_bert, max_length=500))
-    assert _pretrained_tokenizers(cfg)["text"].max_length == 64  # the tiny BERT's max_position_embeddings
+    assert pretrained_tokenizers(cfg)["text"].max_length == 64  # the tiny BERT's max_position_embeddings
     assert cfg.model.hf_config["max_position_embeddings"] == 64  # filled in from the source
 
 

@@ -32,7 +32,6 @@ from forgeml.data.tensor_dict import rows as take_rows
 from forgeml.errors import (
     BundleError,
     ConfigError,
-    DataError,
     Interrupted,
     TrainingDiverged,
     WriteError,
@@ -50,6 +49,7 @@ from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.trainer import Trainer
 from forgeml.trust import require_trust
+from forgeml.warm_start import check_same_features, init_from, pretrained_tokenizers
 
 if TYPE_CHECKING:
     from forgeml.compress.distill import Teacher
@@ -163,93 +163,13 @@ def _prepare(cfg: Config, run_dir: Path, start: FeatureSet | None = None) -> Pre
     if cfg.model.name == "gpt":
         return CorpusData.stage(cfg.data, cfg.model.block_size, run_dir, tokenizer=start.inputs[0].tokenizer if start else None)
     given = ({f.name: f.tokenizer for f in start.inputs if f.kind == "text"} if start is not None
-             else _pretrained_tokenizers(cfg))
+             else pretrained_tokenizers(cfg))
     data = prepare(cfg.data, tokenizers=given)
     if "train" not in data.splits:
         raise ConfigError("data.split: no training rows")
     if start is not None:
-        _check_same_features(cfg.model.init_from, start, data.features)
+        check_same_features(cfg.model.init_from, start, data.features)
     return data
-
-
-def _pretrained_encoders(cfg: Config) -> list[tuple[str, str, Any]]:
-    """(key of the text column or kind, its config field, the pretrained encoder's config) of the model."""
-    if cfg.model.name == "pretrained":
-        return [("text", "model.source", cfg.model)]
-    if cfg.model.name == "composite":
-        return [(k, f"model.encoders.{k}.source", e) for k, e in cfg.model.encoders.items() if e.name == "pretrained"]
-    return []
-
-
-def _pretrained_tokenizers(cfg: Config) -> dict[str, Any]:
-    """Each pretrained encoder's tokenizer, read from its source folder, by the text column (or kind) it reads; its
-    config.json goes into the encoder's config (hf_config), so the bundle rebuilds the model without the folder."""
-    from forgeml.data.tokenizers.pretrained import PretrainedTokenizer
-    from forgeml.models.encoders.pretrained import (
-        check_folder,
-        read_hf_config,
-        require_transformers,
-        resolve_source,
-    )
-
-    found = {}
-    for key, field, enc in _pretrained_encoders(cfg):
-        require_transformers()
-        folder = resolve_source(enc.source, field)
-        check_folder(folder)
-        hf = read_hf_config(folder)
-        enc.hf_config = hf
-        limit = hf.get("max_position_embeddings") or 10**9
-        found[key] = PretrainedTokenizer.from_folder(folder, min(enc.max_length or cfg.data.text.max_length, limit))
-    return found
-
-
-ARCH_FREE = ("init_from", "dropout", "init", "hf_config")  # model fields that are not the architecture
-
-
-def _architecture(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _architecture(v) for k, v in d.items() if k not in ARCH_FREE}
-    return d
-
-
-def _init_from(cfg: Config) -> tuple[dict[str, torch.Tensor], FeatureSet]:
-    """model.init_from: the run's weights and fitted features; cfg.model becomes the run's architecture, with this
-    config's dropout/init. A field this config sets to something else than the run's is a ConfigError."""
-    where = cfg.model.init_from
-    try:
-        bundle = Bundle.open(where)
-        theirs = bundle.read_config_dict().get("model") or {}
-        features = FeatureSet.from_json(bundle.read_json("features.json"))
-        weights = bundle.load_weights()
-    except (BundleError, DataError) as exc:
-        raise ConfigError(f"model.init_from: {exc}") from None
-    if theirs.get("name") != cfg.model.name:
-        raise ConfigError(f"model.init_from: {where} is a {theirs.get('name')} run, but model.name is {cfg.model.name}; "
-                          f"init_from continues a run of the same model")
-    mine = cfg.model.model_dump(mode="json")
-    given = sorted(set(cfg.model.model_fields_set) - set(ARCH_FREE) - {"name"})
-    clash = [(k, mine[k], theirs.get(k)) for k in given if _architecture(mine[k]) != _architecture(theirs.get(k))]
-    if clash:
-        raise ConfigError(f"model.init_from: the architecture comes from {where}, but this config sets "
-                          + "; ".join(f"model.{k} to {a!r} (the run's: {b!r})" for k, a, b in clash)
-                          + "; remove those fields (or make them the run's)")
-    free = {k: mine[k] for k in ARCH_FREE if k in cfg.model.model_fields_set and k not in ("hf_config", "init_from")}
-    cfg.model = {**theirs, **free, "init_from": str(where)}
-    return weights, features
-
-
-def _check_same_features(where: str, start: FeatureSet, now: FeatureSet) -> None:
-    """model.init_from on a table: every input and output fitted on the new data must be the run's (its tokenizers are)."""
-    a, b = fitted_state(start.to_json()), fitted_state(now.to_json())
-    for part in ("inputs", "outputs"):
-        old, new = {f["name"]: f for f in a[part]}, {f["name"]: f for f in b[part]}
-        for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
-                what = ("is not in the run" if name not in old else "is missing here" if name not in new else
-                        f"fits differently on this data ({new[name].get('kind')}: e.g. other classes, values or statistics)")
-                raise ConfigError(f"model.init_from: {where}: the {part[:-1]} {name!r} {what}; init_from needs the run's "
-                                  "inputs and outputs with the same fitted preprocessing (text tokenizers are kept)")
 
 
 def _has_val(data: PreparedData | CorpusData) -> bool:
@@ -260,7 +180,7 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
                 teacher: Teacher | None = None, report: bool = True) -> Path:
     start = None
     if init is None and getattr(cfg.model, "init_from", None):  # the weights and tokenizers of a trained run
-        init, start = _init_from(cfg)
+        init, start = init_from(cfg)
     data = _prepare(cfg, run_dir, start)
     try:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
