@@ -32,7 +32,7 @@ browser:
 	  echo "chromium could not be installed here (apt-get needs root): the browser tests will be skipped"
 
 test: dev browser
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=30
 
 bench: dev
 	$(BIN)/pip install -q -e '.[bench]' 'torch==2.13.0'

@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--minilm-full-epochs", type=int, default=None,
                         help="epochs of MiniLM on all the rows and of the transformers.Trainer run (default: --epochs, else the "
                              "example's 3); the 10%% run keeps --epochs or its recipe. One epoch keeps a CPU run short")
+    parser.add_argument("--minilm-10pct-epochs", type=int, default=None,
+                        help="epochs of MiniLM on the 10%% rows (default: --epochs, else the example's 3: 36 steps, most of "
+                             "them its 30 warmup steps)")
     parser.add_argument("--skip-hf", action="store_true", help="no transformers.Trainer run (throughput figure left out)")
     args = parser.parse_args()
     minilm, scratch = "examples/sms-spam-minilm.yaml", "examples/sms-spam-transformer.yaml"
@@ -148,7 +151,11 @@ def main() -> None:
         runs = str(Path(tmp) / "runs")
         for key, example in (("minilm", minilm), ("scratch", scratch)):
             for part in ("train", "train10"):
-                epochs = args.minilm_full_epochs if key == "minilm" and part == "train" and args.minilm_full_epochs else args.epochs
+                epochs = args.epochs
+                if key == "minilm" and part == "train" and args.minilm_full_epochs:
+                    epochs = args.minilm_full_epochs
+                if key == "minilm" and part == "train10" and args.minilm_10pct_epochs:
+                    epochs = args.minilm_10pct_epochs
                 results[(key, part)] = forgeml_run(example, paths[part], paths, runs, f"{key}-{part}", epochs)
         full_epochs = args.minilm_full_epochs or args.epochs or cfg.train.epochs
         hf = None if args.skip_hf else hf_trainer_run(folder, paths["train"], paths["test"], cfg, full_epochs, str(Path(tmp) / "hf"))

@@ -5,8 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+
+def _one_share_of_the_cpus() -> None:
+    """Under pytest-xdist (`make test` runs 2 workers), each worker keeps to its own share of the CPUs, set before
+    torch loads: forgeml's default thread count is the CPUs a process may use, so two workers do not both start
+    one thread per CPU and wait on each other's threads (their subprocesses inherit the share)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= count:
+        os.sched_setaffinity(0, cpus[int(worker[2:]) % count::count])
+
+
+_one_share_of_the_cpus()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else torch.get_num_threads())
 
 ROOT = Path(__file__).resolve().parents[1]
 
