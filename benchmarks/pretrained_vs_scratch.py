@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -37,16 +36,9 @@ import torch
 from forgeml import pipeline
 from forgeml.config import load_config
 from forgeml.models.encoders.pretrained import resolve_source
+from forgeml.training.runtime import describe_cpu
 
 DATA = Path("data/sms_spam/SMSSpamCollection")
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "no AVX512"
 
 
 def write_splits(folder: Path, limit: int | None, eval_limit: int | None) -> dict[str, Path]:
@@ -159,8 +151,7 @@ def main() -> None:
                 results[(key, part)] = forgeml_run(example, paths[part], paths, runs, f"{key}-{part}", epochs)
         full_epochs = args.minilm_full_epochs or args.epochs or cfg.train.epochs
         hf = None if args.skip_hf else hf_trainer_run(folder, paths["train"], paths["test"], cfg, full_epochs, str(Path(tmp) / "hf"))
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()} "
-          f"({cpu_flags()}); model {folder}")
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, CPU {describe_cpu()}; model {folder}")
     print(f"epochs: {args.epochs or 'each example its own'} (MiniLM on all rows and transformers.Trainer: {full_epochs}); limit {args.limit or 'none'}; eval rows {args.eval_limit or 'all'}")
     print("\n| model | training rows | epochs | test macro-F1 | test accuracy | train samples/s | wall time (s) |\n|---|---|---:|---:|---:|---:|---:|")
     for (key, part), r in results.items():
