@@ -87,3 +87,16 @@ def test_a_finetuned_pretrained_run_continues_without_its_source(runs, tiny_bert
     other["data"]["label_aliases"] = {"spam": "junk"}  # other classes: the head would not mean the same
     with pytest.raises(ConfigError, match=r"model.init_from: .*the output 'label' fits differently on this data"):
         forgeml.train(other, name="other")
+
+
+def test_a_config_written_out_whole_continues_a_run_whose_settings_are_not_the_defaults(runs, tiny_bert):
+    # a study's trials and best.yaml write every field; those at their defaults (pooling: mean) are not choices
+    # that clash with the run's (pooling: cls): init_from used to refuse every such config
+    from forgeml.config import load_config
+
+    first = forgeml.train(sms_config(runs, tiny_bert, max_steps=1, model={"name": "pretrained", "source": str(tiny_bert),
+                                                                          "pooling": "cls"}))
+    written = load_config(sms_config(runs, tiny_bert, max_steps=1, model={"name": "pretrained", "source": str(tiny_bert),
+                                                                           "init_from": str(first)})).to_dict()
+    again = forgeml.train(written, name="again")
+    assert __import__("yaml").safe_load((again / "config.yaml").read_text())["model"]["pooling"] == "cls"

@@ -498,6 +498,12 @@ class ParamSpace(Section):
             raise ValueError("int with log: true takes no step")
         if kind == "int" and self.step is not None and self.step != int(self.step):
             raise ValueError(f"int: step {self.step} must be a whole number")
+        if self.step is not None and kind in ("uniform", "int"):
+            low, high = getattr(self, given[0])
+            steps = (high - low) / self.step
+            if abs(steps - round(steps)) > 1e-9:  # Optuna would quietly lower high to the last step below it
+                raise ValueError(f"{kind}: [{low}, {high}] is not a whole number of steps of {self.step:g}; make high - low "
+                                 f"a multiple of step (e.g. high {low + int(steps) * self.step:g})")
         return self
 
     @model_serializer(mode="wrap")

@@ -71,7 +71,11 @@ def init_from(cfg: Config) -> tuple[dict[str, torch.Tensor], FeatureSet]:
         raise ConfigError(f"model.init_from: {where} is a {theirs.get('name')} run, but model.name is {cfg.model.name}; "
                           f"init_from continues a run of the same model")
     mine = cfg.model.model_dump(mode="json")
-    given = sorted(set(cfg.model.model_fields_set) - set(ARCH_FREE) - {"name"})
+    # a field this config gives a value other than its default (a config written out whole, as a study's trials and
+    # best.yaml are, names every field: those at their defaults are not choices that clash)
+    defaults = _defaults(cfg.model)
+    given = sorted(k for k in set(cfg.model.model_fields_set) - set(ARCH_FREE) - {"name"}
+                   if k not in defaults or mine[k] != defaults[k])
     clash = [(k, mine[k], theirs.get(k)) for k in given if architecture(mine[k]) != architecture(theirs.get(k))]
     if clash:
         raise ConfigError(f"model.init_from: the architecture comes from {where}, but this config sets "
@@ -80,6 +84,17 @@ def init_from(cfg: Config) -> tuple[dict[str, torch.Tensor], FeatureSet]:
     free = {k: mine[k] for k in ARCH_FREE if k in cfg.model.model_fields_set and k not in ("hf_config", "init_from")}
     cfg.model = {**theirs, **free, "init_from": str(where)}
     return weights, features
+
+
+def _defaults(section: Any) -> dict[str, Any]:
+    """A config section's default values as model_dump(mode="json") writes values (the required fields left out)."""
+    out = {}
+    for name, field in type(section).model_fields.items():
+        if field.is_required():
+            continue
+        value = field.get_default(call_default_factory=True)
+        out[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def check_same_features(where: str, start: FeatureSet, now: FeatureSet) -> None:

@@ -141,3 +141,13 @@ def test_without_transformers_the_error_names_the_extra(tiny_bert, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ForgeError, match=r"pip install 'forgeml\[pretrained\]'"):
         encoder(tiny_bert)
+
+
+def test_a_folder_saved_in_half_precision_still_builds_a_float32_encoder(tiny_bert):
+    # config.json's torch_dtype decided the encoder's dtype: fp16 beside fp32 heads (a dtype clash in the forward)
+    from forgeml.models.encoders.pretrained import hf_model, read_hf_config
+
+    hf = read_hf_config(tiny_bert)
+    for key in ("torch_dtype", "dtype"):
+        model = hf_model({**hf, key: "float16"})
+        assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -29,6 +29,7 @@ def refused(runs, tmp_path, capsys, *extra, space=None, **tune) -> str:
     ({"train.lr": {"log_uniform": [1e-2, 1e-4]}}, "tune.space.train.lr: log_uniform: [0.01, 0.0001]: low must be below high"),
     ({"train.lr": {"log_uniform": [0, 1e-2]}}, "tune.space.train.lr: log_uniform: [0.0, 0.01]: a log scale needs low > 0"),
     ({"model.dropout": {"uniform": [0.5, 0.5]}}, "low must be below high"),
+    ({"train.batch_size": {"int": [32, 256], "step": 50}}, "int: [32, 256] is not a whole number of steps of 50"),  # Optuna cut it quietly
     ({"model.dropout": {"uniform": [0, 1.5]}}, "tune.space.model.dropout: its high end, 1.5, is refused"),
     ({"model.hidden": {"choice": [[128], "wide"]}}, "tune.space.model.hidden: its choice 2, 'wide', is refused"),
     ({"train.optimizer": {"choice": ["adamw", "adamm"]}}, "tune.space.train.optimizer: its choice 2, 'adamm', is refused"),

@@ -100,7 +100,10 @@ def run(cfg: Config, objective: str, train: Callable[..., Path], say: Callable[[
               train=train, seed=tune.seed, deadline=time.time() + tune.timeout if tune.timeout else None, threads=threads)
     run_workers(job, tune.jobs)
     study = create_or_load(storage, name, direction, fingerprint(cfg, objective, direction))
-    summary = report.write_outputs(folder, study, cfg, objective, direction, shown_url(url))
+    try:
+        summary = report.write_outputs(folder, study, cfg, objective, direction, shown_url(url))
+    finally:
+        storage.engine.dispose()  # this process's connections to the study's database
     best = summary["best"]
     result = TuneResult(folder=folder, study=name, storage=shown_url(url), objective=objective, direction=direction,
                         best_value=best["value"] if best else None, best_params=best["params"] if best else {},

@@ -52,6 +52,7 @@ def work(job: Job) -> None:
     finally:
         log.setLevel(level)
         clean_trials(trials_dir)
+        storage.engine.dispose()  # the database connections of this worker's storage
 
 
 def fail_dead_trials(study, storage, grace: float) -> None:
@@ -112,6 +113,9 @@ def run_workers(job: Job, jobs: int) -> None:
     except KeyboardInterrupt:
         for p in procs:
             p.join(timeout=30)  # they got the Ctrl-C too: each marks its trial failed and ends
+            if p.is_alive():  # only this process was interrupted (kill -INT PID): the workers would run on
+                p.terminate()
+                p.join(timeout=10)
         raise
     bad = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
     if bad:

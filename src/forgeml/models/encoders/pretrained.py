@@ -120,9 +120,10 @@ def hf_model(hf_config: dict[str, Any]) -> nn.Module:
     transformers.logging.set_verbosity_error()  # "some weights are newly initialised": they are, and loaded next
     try:
         try:
-            return transformers.AutoModel.from_config(config, add_pooling_layer=False)  # the pooler is unused: mean or [CLS]
+            # fp32 whatever config.json's torch_dtype says (a folder saved in fp16): train.precision decides autocast
+            return transformers.AutoModel.from_config(config, add_pooling_layer=False, torch_dtype=torch.float32)  # no pooler: mean or [CLS]
         except TypeError:
-            return transformers.AutoModel.from_config(config)
+            return transformers.AutoModel.from_config(config, torch_dtype=torch.float32)
     finally:
         transformers.logging.set_verbosity(verbosity)
 
