@@ -158,7 +158,7 @@ def test_the_real_minilm_from_its_package_fine_tunes_a_few_steps(runs):
 
 
 def test_resuming_with_the_original_yaml_is_not_a_changed_config():
-    from forgeml.pipeline import _diff
+    from forgeml.pipeline import config_changes as _diff
 
     saved = {"model": {"name": "pretrained", "source": "m", "hf_config": {"model_type": "bert"}}}
     assert _diff(saved, {"model": {"name": "pretrained", "source": "m", "hf_config": None}}) == []  # filled in by the run

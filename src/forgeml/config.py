@@ -739,3 +739,16 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] = None, 
             shown = f"got {bad!r}" if not isinstance(bad, dict) else "got a section"
             lines.append(f"  {dotted or '(top level)'}: {shown}; {err['msg'][0].lower() + err['msg'][1:]}")
     return "\n".join(lines)
+
+
+def diff_dicts(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted path, a's value, b's value) of every leaf where two nested dicts differ: a resumed run's config against
+    its bundle's, a study's stamp against the one stored."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_dicts(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append((f"{prefix}{key}", va, vb))
+    return out

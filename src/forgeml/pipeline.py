@@ -22,7 +22,7 @@ import torch
 
 from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
-from forgeml.config import Config, load_config
+from forgeml.config import Config, diff_dicts, load_config
 from forgeml.data.corpus import CorpusData, open_tokens
 from forgeml.data.features.text import kept_tokenizers
 from forgeml.data.featureset import FeatureSet, fitted_state
@@ -223,6 +223,12 @@ def check_monitor(cfg: Config, names: list[str], has_val: bool, task: str) -> No
              "set data.split.val > 0 or data.val_path to keep the best weights")
 
 
+def config_changes(saved: dict, wanted: dict) -> list[tuple[str, Any, Any]]:
+    """What a resume's config changes against the bundle's; a pretrained encoder's hf_config, filled in by the run
+    from its source, is not a change when the user's YAML leaves it out."""
+    return [d for d in diff_dicts(saved, wanted) if not (d[0].endswith("hf_config") and d[2] is None)]
+
+
 def config_digest(cfg: Config) -> str:
     """A fingerprint of the resolved config, to notice a config.yaml edited before a resume."""
     d = cfg.to_dict()
@@ -287,7 +293,7 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
     if config is not None or overrides:
         wanted = load_config(config if config is not None else saved.to_dict(), overrides)
         wanted.name, wanted.runs_dir = saved.name, saved.runs_dir
-        changed = _diff(saved.to_dict(), wanted.to_dict())
+        changed = config_changes(saved.to_dict(), wanted.to_dict())
         if changed:
             raise BundleError(f"{bundle.path}: cannot resume with a changed config; an exact resume needs the run's own config.\n"
                               + "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in changed)
@@ -324,17 +330,6 @@ def _checkpoint_times(cfg: Config) -> str:
 def _runs_dir_flag(cfg: Config, run_dir: Path) -> str:
     """' --set runs_dir=...' when the config's runs_dir (relative to where forgeml runs) is not the run's parent."""
     return "" if Path(cfg.runs_dir).resolve() == run_dir.parent.resolve() else f" --set runs_dir={run_dir.parent}"
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb and not (key == "hf_config" and vb is None):  # filled in by the run from its source: not a change
-            out.append((f"{prefix}{key}", va, vb))
-    return out
 
 
 def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle: Bundle, resume: bool, report: bool = True) -> Path:
@@ -488,7 +483,7 @@ def _student_config(teacher: Config, student: str | Path | dict[str, Any] | Conf
         raise ConfigError(f"{where}: {str(exc).removeprefix('config: ')}") from None
     if "data" in raw:  # the student learns from the teacher's data; another data section is a mistake, not a wish
         theirs = load_config({**merged, "data": raw["data"]}).to_dict()["data"]
-        changed = _diff(teacher.to_dict()["data"], theirs, "data.")
+        changed = diff_dicts(teacher.to_dict()["data"], theirs, "data.")
         if changed:
             shown = ", ".join(f"{key} is {b!r} (the teacher's: {a!r})" for key, a, b in changed[:3])
             raise ConfigError(f"{where}: {shown}{' ...' if len(changed) > 3 else ''}; a student always trains on the teacher's "

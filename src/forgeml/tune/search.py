@@ -33,6 +33,7 @@ from typing import Any
 
 from forgeml.config import Config
 from forgeml.errors import ForgeError
+from forgeml.training.runtime import physical_cores
 from forgeml.tune import space as tune_space
 from forgeml.tune.storage import (
     check_storage,
@@ -44,7 +45,7 @@ from forgeml.tune.storage import (
 )
 from forgeml.tune.study import counts, create_or_load, fingerprint
 from forgeml.tune.trial import Job
-from forgeml.tune.workers import cores, run_workers
+from forgeml.tune.workers import run_workers
 
 
 @dataclasses.dataclass
@@ -93,7 +94,7 @@ def run(cfg: Config, objective: str, train: Callable[..., Path], say: Callable[[
     else:
         say(f"study {name!r} ({shown_url(url)}): {tune.trials} trials, {objective} ({direction}), sampler {tune.sampler} "
             f"(seed {tune.seed}), pruner {tune.pruner}, {tune.jobs} at once; trial runs in {folder / 'trials'}")
-    threads = max(1, cores() // tune.jobs) if tune.jobs > 1 else None
+    threads = max(1, physical_cores() // tune.jobs) if tune.jobs > 1 else None
     if threads and cfg.train.threads:
         threads = min(threads, cfg.train.threads)
     job = Job(config=cfg.to_dict(), url=url, study=name, objective=objective, direction=direction, folder=str(folder.resolve()),

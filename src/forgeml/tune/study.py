@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgeml.config import Config
+from forgeml.config import Config, diff_dicts
 from forgeml.errors import ConfigError
 from forgeml.tune import space as tune_space
 from forgeml.tune.storage import require_optuna
@@ -21,12 +21,6 @@ def fingerprint(cfg: Config, objective: str, direction: str) -> dict[str, Any]:
     return {"config": base, "space": tune["space"], "objective": objective, "direction": direction}
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [prefix.rstrip(".")] if a != b else []
-
-
 def create_or_load(storage, name: str, direction: str, stamp: dict[str, Any]):
     """The study of that name in the storage, made when missing; a ConfigError when it was made from another
     config, space or objective."""
@@ -36,7 +30,7 @@ def create_or_load(storage, name: str, direction: str, stamp: dict[str, Any]):
     if kept is None:
         study.set_user_attr("forgeml", stamp)
     elif kept != stamp:
-        changed = _diff(kept, stamp)
+        changed = [path for path, _, _ in diff_dicts(kept, stamp)]
         raise ConfigError(f"tune.study: the study {name!r} in this storage was made from another config or search space "
                           f"(changed: {', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''}); keep the config as it was "
                           "to resume it, or give a new study name (--study NAME)")

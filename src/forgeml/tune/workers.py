@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import time
 from pathlib import Path
 
@@ -121,10 +120,3 @@ def run_workers(job: Job, jobs: int) -> None:
     if bad:
         raise ForgeError(f"{len(bad)} of {jobs} tune workers stopped with an error: {', '.join(bad)}; their messages are above. "
                          "The study keeps every finished trial: run the same command again to continue")
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
