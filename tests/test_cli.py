@@ -38,6 +38,17 @@ def test_import_is_light():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+def test_cli_never_imports_an_extra_it_does_not_use():
+    """Each stage's heavy library is imported inside the function that needs it: building the CLI (every
+    command's parser) and `forgeml --help` import none of them."""
+    extras = ("onnxruntime", "fastapi", "uvicorn", "optuna", "transformers", "captum", "opacus", "flwr")
+    code = ("import sys, forgeml.cli, contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): forgeml.cli.main(['--help'])\n"
+            f"print([m for m in {extras!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def readme_commands() -> list[tuple[list[str], bool]]:
     """Every `forgeml ...` command line inside the README's code blocks, and whether the README shows
     it failing (its next line starts with 'error:')."""
