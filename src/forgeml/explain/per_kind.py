@@ -65,3 +65,23 @@ def magnitude(attributions: dict[str, Any]) -> dict[str, float]:
     for name, v in attributions.items():
         out[name] = float(sum(abs(a) for _, a in v)) if isinstance(v, list) else float(np.abs(v).sum())
     return out
+
+
+def jsonable(explanation: dict[str, Any]) -> dict[str, Any]:
+    """An explanation (or a dict of them per output) with arrays as nested lists and tokens as [token, value] pairs."""
+    if "attributions" not in explanation:  # several outputs: one explanation per output name
+        return {name: jsonable(one) for name, one in explanation.items()}
+    attributions = {}
+    for name, v in explanation["attributions"].items():
+        if isinstance(v, np.ndarray):
+            attributions[name] = np.round(v.astype(np.float64), 6).tolist()
+        elif isinstance(v, list):
+            attributions[name] = [[t, round(a, 6)] for t, a in v]
+        else:
+            attributions[name] = round(v, 6)
+    return {**explanation, "attributions": attributions}
+
+
+def by_output(explanation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One row's explanation as {output name: explanation}, whether the run has one output or several."""
+    return {explanation["output"]: explanation} if "attributions" in explanation else explanation
