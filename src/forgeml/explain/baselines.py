@@ -4,7 +4,8 @@ The inputs are standardised by features.json, so 0 is the training mean of a num
 
     numeric      0 (the training mean), missing flag 0
     binary       0.5 (between its two values: what a missing value reads as), flag 0
-    category     all-zero weights (no value at all; the one-hot of the unknown bucket would still be a value)
+    category     equal weights on its known values, 1/V each (the average value, as 0 is the average number; an
+                 all-zero "no value" would credit a column the model ignores with its weights' mean)
     text         zero embeddings (what the padding token embeds to in the rnn and transformer encoders)
     image        0 per pixel (the mean image of the training split, channel by channel)
     sequence     0 per step (the per-channel training mean)
@@ -25,6 +26,8 @@ def reference(parts, floats: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ..
         b = torch.zeros_like(v)
         if p.kind == "binary":
             b[:, 0] = 0.5
+        elif p.kind == "category" and p.width > 1:
+            b[:, 1:] = 1.0 / (p.width - 1)  # index 0 is the unknown bucket
         out.append(b)
     return tuple(out)
 
