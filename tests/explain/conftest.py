@@ -47,5 +47,5 @@ def digits_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory):
-    return forgeml.train("examples/sms-spam-lstm.yaml", {"runs_dir": str(tmp_path_factory.mktemp("sms")), "data.limit": 600,
+    return forgeml.train("examples/sms-spam-lstm.yaml", {"runs_dir": str(tmp_path_factory.mktemp("sms")), "data.limit": 400, "model.embed_dim": 16, "model.hidden": 16,
                                                          "train.epochs": 1, **QUIET})
