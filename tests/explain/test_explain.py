@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import forgeml
+from forgeml.data.columns import Columns
 from forgeml.errors import RequestError
 from forgeml.explain import METHODS
 from forgeml.explain.global_view import global_view
 from forgeml.explain.per_kind import total
-from forgeml.data.columns import Columns
 
 INFORMATIVE = ("x0", "x1", "c0")
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from forgeml.data.tensor_dict import n_rows, rows as take_rows, to_device
+from forgeml.data.tensor_dict import n_rows, to_device
+from forgeml.data.tensor_dict import rows as take_rows
 from forgeml.errors import RequestError, did_you_mean
 from forgeml.explain import METHODS
 from forgeml.explain.attribute import Settings, attribute
