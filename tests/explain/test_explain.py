@@ -115,3 +115,16 @@ def test_global_view_ranks_the_informative_columns_first_both_ways(known_run):
     assert view["rows"] == 100 and view["output"] == "y" and view["metric"] == "accuracy"
     for ranking in (view["attribution"], view["permutation"]):
         assert set(sorted(ranking, key=ranking.get, reverse=True)[:3]) == set(INFORMATIVE)
+
+
+def test_shap_gives_the_same_numbers_for_the_same_rows(known_run):
+    run, test = known_run
+    model = forgeml.load(run)
+    np.random.seed(1)
+    first = model.explain(rows_of(test, 8), method="shap", output="y")
+    np.random.seed(2)  # the global generators' state does not leak in (nor is it changed for the caller)
+    after = np.random.random()
+    np.random.seed(2)
+    second = model.explain(rows_of(test, 8), method="shap", output="y")
+    assert np.random.random() == after
+    assert [e["attributions"] for e in first] == [e["attributions"] for e in second]

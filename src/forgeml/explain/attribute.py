@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from forgeml.explain import require_captum
@@ -92,11 +93,16 @@ def attribute(space, x: dict[str, torch.Tensor], output: str, targets: torch.Ten
             baseline = forward(*base, *fixed).gather(1, targets[:, None])[:, 0]
     elif method == "shap":
         base = drawn(space.parts, floats, settings.n_baselines, settings.seed)
-        with torch.random.fork_rng(devices=[]):  # GradientShap draws from torch's global generator: keep it repeatable
-            torch.manual_seed(settings.seed)
-            values = attr.GradientShap(forward).attribute(
-                floats, baselines=base, target=targets, additional_forward_args=extra, n_samples=settings.n_samples,
-                stdevs=0.0)
+        state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):  # GradientShap draws from torch's and numpy's global generators:
+            torch.manual_seed(settings.seed)      # seeded here for repeatable numbers, and given back as they were
+            np.random.seed(settings.seed)
+            try:
+                values = attr.GradientShap(forward).attribute(
+                    floats, baselines=base, target=targets, additional_forward_args=extra, n_samples=settings.n_samples,
+                    stdevs=0.0)
+            finally:
+                np.random.set_state(state)
         with torch.no_grad():  # the expected score over the baselines, for every row
             rows = [forward(*[b[i:i + 1].expand(len(targets), *b.shape[1:]) for b in base], *fixed) for i in range(len(base[0]))]
             baseline = torch.stack(rows).mean(0).gather(1, targets[:, None])[:, 0]
