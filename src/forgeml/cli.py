@@ -149,6 +149,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Attribute each prediction to its inputs (Captum): per column, per token, per pixel, per time step.
+
+    INPUT is what forgeml predict takes. --method integrated_gradients (default), shap or occlusion; docs/explain.md
+    says what each number means. Explains every output, the predicted class unless --target names one. Needs
+    pip install 'forgeml[explain]'.
+
+    examples:
+      forgeml explain runs/adult-mlp '{"age": 39, "workclass": "Private", ...}'
+      forgeml explain runs/mnist-cnn digit.png --method occlusion --png explained/
+      forgeml explain runs/adult-multitask people.csv --output income --target '>50K' --json
+    """
+    from forgeml.api import load
+    from forgeml.errors import RequestError
+    from forgeml.explain.per_kind import jsonable
+    from forgeml.predict_inputs import read_inputs
+    from forgeml.show_explain import explanation_table
+
+    predictor = load(args.run, trust_code=args.trust_code)
+    if args.png and not any(f.kind == "image" for f in predictor.features.inputs):
+        raise RequestError(f"--png {args.png}: {args.run} has no image input to draw a heat map over")
+    cols, names, _ = read_inputs(predictor, args.inputs)
+    explanations = predictor.explain(cols, method=args.method, output=args.output, target=args.target)
+    if args.png:
+        _write_overlays(Path(args.png), predictor, cols, names, explanations)
+    for name, e in zip(names, explanations):
+        if args.json:
+            print(json.dumps({"input": name, **jsonable(e)}))
+        else:
+            for table in explanation_table(name, e):
+                console.print(table)
+    return 0
+
+
+def _write_overlays(folder: Path, predictor, cols, names: list[str], explanations: list[dict]) -> None:
+    """--png: each image input's heat map over the image, FOLDER/<input>.<output>.<image>.png."""
+    from forgeml.atomic import atomic_write
+    from forgeml.explain.overlay import overlay_png
+    from forgeml.explain.per_kind import by_output
+
+    images = [f.name for f in predictor.features.inputs if f.kind == "image"]
+    for i, (name, e) in enumerate(zip(names, explanations)):
+        for out, one in by_output(e).items():
+            for col in images:
+                safe = re.sub(r"[^\w.-]+", "_", f"{name}.{out}.{col}")
+                path = folder / f"{safe}.png"
+                png = overlay_png(cols.data[col][i], one["attributions"][col])
+                atomic_write(path, lambda tmp, png=png: tmp.write_bytes(png))
+                errors.print(f"wrote {path}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generate text with a trained language model (a GPT run), streamed to the terminal as it is produced.
 
@@ -446,7 +497,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "generate": cmd_generate, "report": cmd_report,
+    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain, "generate": cmd_generate, "report": cmd_report,
     "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "compress": cmd_compress,
     "upgrade": cmd_upgrade, "serve": cmd_serve, "tune": cmd_tune,
 }
@@ -517,6 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx"], default=None,
                    help="onnx: run RUN/model.onnx with ONNX Runtime (write it with forgeml export RUN --format onnx); "
                         "default: torch, or onnx for a bundle that holds only model.onnx (an int8 variant)")
+    p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
+    p = parsers["explain"]
+    p.add_argument("run", help="run folder, e.g. runs/adult-mlp")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin (as predict)")
+    p.add_argument("--method", choices=["integrated_gradients", "shap", "occlusion"], default="integrated_gradients",
+                   help="how attributions are computed (default integrated_gradients; docs/explain.md)")
+    p.add_argument("--output", metavar="NAME", help="explain only this output (default: every output)")
+    p.add_argument("--target", metavar="CLASS", help="the class or label to explain (default: the predicted one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input row")
+    p.add_argument("--png", metavar="FOLDER", help="image models: write each heat map over its image as a PNG here")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
     p = parsers["generate"]
     p.add_argument("run", help="a language-model run folder, e.g. runs/shakespeare-gpt")

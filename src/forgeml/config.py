@@ -463,6 +463,8 @@ class EvalConfig(Section):
     splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["val", "test"], description="splits measured into metrics.json after training"
     )
+    explain: bool = Field(True, description="report.html explains the worst mistakes and the columns' global importance "
+                                            "(needs the explain extra; skipped with a note without it)")
 
 
 # ----------------------------------------------------------------------------------------------- tune

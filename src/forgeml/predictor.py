@@ -168,6 +168,27 @@ class Predictor:
             return [row for i in range(len(cols)) for row in self.decode(self.outputs(self.features.transform_inputs(cols.take([i]))))]
         return self.decode(self.outputs(self.features.transform_inputs(cols)))
 
+    def explain(self, inputs: Any, method: str = "integrated_gradients", output: str | None = None, target: str | None = None,
+                batch_size: int = 32) -> list[dict[str, Any]]:
+        """Attribute each row's prediction to its inputs with Captum (needs `pip install 'forgeml[explain]'`).
+
+        Args:
+            inputs: raw rows, as `predict` takes them.
+            method: "integrated_gradients" (default), "shap" (GradientShap) or "occlusion" (FeatureAblation).
+            output: explain only this output (default: every output of the run).
+            target: the class (or label) to explain (default: the predicted one).
+            batch_size: rows attributed together (default 32).
+
+        Returns one dict per row: output, target, method, score, baseline (integrated gradients: delta) and
+        attributions: a number per table column, [(token, value), ...] per text, an (H, W) array per image, a value
+        per step per series. With several outputs, a dict per output name. See docs/explain.md.
+
+            model.explain([{"age": 39, "workclass": "Private", ...}])[0]["attributions"]["age"]
+        """
+        from forgeml.explain.explainer import explain
+
+        return explain(self, inputs, method, output, target, batch_size)
+
     # ------------------------------------------------------------------ text, where there is a next-token output
     def _corpus(self, required: bool = True):
         corpus = next((f for f in self.features.inputs if f.kind == "corpus"), None)

@@ -203,3 +203,31 @@ def test_in_chromium_a_server_error_is_shown_on_the_field_it_names(mixed, browse
     browser.wait_for("document.querySelector('#result').dataset.state === 'error'")
     assert "Height" in browser.js("document.querySelector('#error').textContent")
     assert browser.js("document.querySelector('.field[data-input=\"Height\"]').classList.contains('bad')")
+
+
+@needs_chromium
+def test_in_chromium_explain_shows_bars_per_column_and_tokens_coloured_by_attribution(mixed, browser):
+    pytest.importorskip("captum", reason="the explain extra is not installed: pip install 'forgeml[explain]'")
+    app, url = mixed
+    browser.open(url + "/")
+    browser.wait_for("document.querySelectorAll('#fields .field').length === 7")
+    row = {"Title": "Love it", "Review Text": "Fits well, soft fabric", "Age": 34, "Positive Feedback Count": 2,
+           "Division Name": None, "Department Name": None, "Class Name": None}
+    browser.type_into(".field[data-input='Title'] textarea", row["Title"])
+    browser.type_into(".field[data-input='Review Text'] textarea", row["Review Text"])
+    browser.type_into(".field[data-input='Age'] input", "34")
+    browser.type_into(".field[data-input='Positive Feedback Count'] input", "2")
+    browser.js("document.querySelector('#method').value = 'occlusion'")
+    browser.js("document.querySelector('#explain').click()")
+    browser.wait_for("document.querySelector('#explanation').dataset.state === 'done'")
+    [expected] = app.state.predictor.explain([row], method="occlusion")
+    assert browser.js("document.querySelector('#explanation .output .label').textContent") == expected["target"]
+    tokens = browser.js("[...document.querySelectorAll('#explanation .tokens[data-input=\"Review Text\"] .token')]"
+                        ".map(t => [t.textContent, Number(t.dataset.value)])")
+    assert [t for t, _ in tokens] == [t for t, _ in expected["attributions"]["Review Text"]]
+    for (_, shown), (_, want) in zip(tokens, expected["attributions"]["Review Text"]):
+        assert shown == pytest.approx(want, abs=1e-5)
+    bars = browser.js("Object.fromEntries([...document.querySelectorAll('#explanation .attr')].map(b => "
+                      "[b.dataset.input, Number(b.dataset.value)]))")
+    assert set(bars) == {"Age", "Positive Feedback Count", "Division Name", "Department Name", "Class Name"}
+    assert bars["Age"] == pytest.approx(expected["attributions"]["Age"], abs=1e-5)

@@ -150,8 +150,9 @@ def classification_sections(predictor, split, target, logits) -> dict[str, Any]:
         out["roc"] = plots.roc_pr((y == 1).astype(int), probs[:, 1], classes[1])
     wrong = np.nonzero(pred != y)[0]
     worst = wrong[np.argsort(-probs[wrong, pred[wrong]])][:WORST_K]  # the most confident mistakes first
-    out["mistakes"] = mistakes(predictor, split, worst, [f"true {classes[y[i]]}\npredicted {classes[pred[i]]} ({probs[i, pred[i]]:.2f})"
-                                                          for i in worst])
+    captions = [f"true {classes[y[i]]}\npredicted {classes[pred[i]]} ({probs[i, pred[i]]:.2f})" for i in worst]
+    out["mistakes"] = mistakes(predictor, split, worst, captions)
+    out["worst"] = (worst, captions)
     return out
 
 
@@ -160,8 +161,9 @@ def regression_sections(predictor, split, target, values) -> dict[str, Any]:
     pred = target.decode(values.reshape(-1).numpy().astype(np.float64))
     true = target.decode(split.y[target.name].reshape(-1).numpy().astype(np.float64))
     worst = np.argsort(-np.abs(pred - true))[:WORST_K]
-    return {"regression": plots.regression(true, pred),
-            "mistakes": mistakes(predictor, split, worst, [f"true {cell(true[i], 3)}, predicted {cell(pred[i], 3)}" for i in worst])}
+    captions = [f"true {cell(true[i], 3)}, predicted {cell(pred[i], 3)}" for i in worst]
+    return {"regression": plots.regression(true, pred), "mistakes": mistakes(predictor, split, worst, captions),
+            "worst": (worst, captions)}
 
 
 def multilabel_sections(predictor, split, target, logits, measured: dict[str, Any] | None, source: str) -> dict[str, Any]:
@@ -187,8 +189,9 @@ def multilabel_sections(predictor, split, target, logits, measured: dict[str, An
     def named(mask: np.ndarray) -> str:
         return ", ".join(labels[j] for j in np.nonzero(mask)[0]) or "(none)"
 
-    out["mistakes"] = mistakes(predictor, split, np.asarray(worst, dtype=np.int64),
-                               [f"true {named(y[i])}\npredicted {named(chosen[i])}" for i in worst])
+    captions = [f"true {named(y[i])}\npredicted {named(chosen[i])}" for i in worst]
+    out["mistakes"] = mistakes(predictor, split, np.asarray(worst, dtype=np.int64), captions)
+    out["worst"] = (np.asarray(worst, dtype=np.int64), captions)
     return out
 
 
@@ -324,6 +327,7 @@ def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], not
     several = len(predictor.features.outputs) > 1
     measured = metrics.get(name, {})
     sections = []
+    worst: dict[str, tuple[np.ndarray, list[str]]] = {}  # per output: its worst rows and their captions, to explain
     for target in predictor.features.outputs:
         prefix = f"{target.name}." if several else ""
         own = {k[len(prefix):]: v for k, v in measured.items() if k.startswith(prefix)}  # this output's metrics, flat names
@@ -338,8 +342,16 @@ def _task_sections(bundle: Bundle, data, predictor, metrics: dict[str, Any], not
             section.update(multilabel_sections(predictor, split, target, out[target.name], own,
                                                threshold_source(predictor, target, "val" in data.splits)))
         notes += section.pop("notes", [])
+        worst[target.name] = section.pop("worst")
         sections.append(section)
-    return {"split": name, "outputs": sections}
+    found: dict[str, Any] = {}
+    if predictor.config.eval.explain:
+        from forgeml.report.explain_section import explain_sections
+
+        found = explain_sections(predictor, split, worst, notes)
+    for section in sections:
+        section["explained"] = found.get("explained_mistakes", {}).get(section["name"])
+    return {"split": name, "outputs": sections, "explain_global": found.get("explain_global")}
 
 
 def slug(name: str) -> str:

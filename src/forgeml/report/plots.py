@@ -154,3 +154,21 @@ def overlay(runs: dict[str, dict[str, Any]], key: str, split: str, title: str) -
         if pts:
             series[name] = ([p[0] for p in pts], [p[1] for p in pts])
     return curves(series, title, key) if series else None
+
+
+def importance_bars(names: list[str], attribution: list[float], permutation: list[float], metric: str, method: str) -> str:
+    """Two panels side by side, one bar per input column in the same order (largest mean |attribution| on top):
+    the mean |attribution| and the metric's drop when the column is shuffled."""
+    plt = _plt()
+    n = len(names)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.9 + 0.24 * n), sharey=True)
+    left.barh(range(n), attribution, color=COLORS[0])
+    left.set_yticks(range(n), names, fontsize=8 if n <= 40 else 6)
+    left.invert_yaxis()
+    left.set(title=f"mean |attribution| ({method.replace('_', ' ')})", xlabel="score units")
+    right.barh(range(n), permutation, color=[COLORS[1] if v >= 0 else COLORS[2] for v in permutation])
+    right.axvline(0, color="black", linewidth=0.6)
+    right.set(title="permutation importance", xlabel=f"drop in {metric} when shuffled")
+    for ax in (left, right):
+        ax.grid(axis="y", visible=False)
+    return to_data_uri(fig)

@@ -2,6 +2,9 @@
 
     POST /v1/predict   {"instances": [ROW, ...]} or one ROW (JSON), or one row as multipart/form-data (a file per image)
                        -> {"model": NAME, "predictions": [one dict per row, as Predictor.predict gives]}
+    POST /v1/explain   the same body, plus "method" (integrated_gradients, shap, occlusion), "output", "target" beside
+                       the rows -> {"model": NAME, "explanations": [one per row, as Predictor.explain gives, arrays as
+                       lists]}; at most 32 rows; 501 when the server lacks the explain extra
     GET  /v1/model     name, task, inputs (kind, allowed values, shapes), outputs, metrics.json, version, backend
     GET  /health       alive (answers while a batch runs: the forward pass is off the event loop)
     GET  /ready        200 once the model is loaded and one warm-up pass has run; 503 before
@@ -128,15 +131,53 @@ class Model:
         return p.decode(p.outputs(stacked, batch_size=max(1, next(iter(stacked.values())).shape[0])))
 
 
+def _validate(rows: list[Any], prefix: str | None, model: Model) -> list[dict[str, Any]]:
+    """Rows checked against the row model (422 naming the field) and decoded (images to arrays; 400 if undecodable)."""
+    validated = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            where = f"{prefix}[{i}]" if prefix else None
+            raise ApiError(422, f"{where}: a row is an object with keys {', '.join(model.inputs)}", where)
+        try:
+            validated.append(model.row.model_validate(r))
+        except ValidationError as exc:
+            raise _validation_error(exc.errors(include_url=False), f"{prefix}[{i}]" if prefix else None, model.inputs) from None
+    try:
+        return decode_rows(model.features, validated, prefix)
+    except ImageDecodeError as exc:
+        raise ApiError(exc.status, str(exc), exc.field) from None
+
+
+EXPLAIN_OPTIONS = ("method", "output", "target")
+MAX_EXPLAIN_ROWS = 32
+
+
+def explain_body_doc(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/explain's body in /docs: predict's, plus method, output and target beside the rows."""
+    options = {"method": {"type": "string", "enum": ["integrated_gradients", "shap", "occlusion"]},
+               "output": {"type": "string", "description": "explain only this output (default: every output)"},
+               "target": {"type": "string", "description": "the class to explain (default: the predicted one)"}}
+    return {"required": True, "content": {"application/json": {
+        "schema": {"allOf": [schema], "properties": options},
+        "example": {"instances": [example], "method": "integrated_gradients"}}}}
+
+
 def _lm_stack(parts: list[list]) -> list:
     return [x for part in parts for x in part]
 
 
-async def _read_rows(request, model: Model) -> tuple[list[Any], str | None]:
-    """The body's rows and the JSON path prefix their errors get ('instances', or None for one bare row)."""
+async def _read_rows(request, model: Model, options: tuple[str, ...] = ()) -> tuple[list[Any], str | None]:
+    """The body's rows and the JSON path prefix their errors get ('instances', or None for one bare row).
+
+    `options` (explain's method, output, target) may sit beside the rows, or beside one row's inputs; they are moved
+    into request.state.options (a key that is also an input's name stays the input's)."""
+    request.state.options = {}
+    options = tuple(o for o in options if o not in model.inputs)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return [await _form_row(request, model)], None
+        row = await _form_row(request, model)
+        request.state.options = {k: row.pop(k) for k in options if k in row}
+        return [row], None
     body = await request.body()
     if not body:
         raise ApiError(400, "empty body; send JSON {\"instances\": [ROW, ...]} or one ROW object", None)
@@ -144,6 +185,8 @@ async def _read_rows(request, model: Model) -> tuple[list[Any], str | None]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON ({exc})", None) from None
+    if isinstance(data, dict):
+        request.state.options = {k: data.pop(k) for k in options if k in data}
     if isinstance(data, dict) and "instances" in data and "instances" not in model.inputs:
         extra = [k for k in data if k != "instances"]
         if extra:
@@ -275,19 +318,7 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
         if len(rows) > max_instances:
             raise ApiError(413, f"instances: {len(rows)} rows in one request; the server takes at most {max_instances} "
                                 f"(split the request, or start it with a larger max_instances)", "instances")
-        validated = []
-        for i, r in enumerate(rows):
-            if not isinstance(r, dict):
-                where = f"{prefix}[{i}]" if prefix else None
-                raise ApiError(422, f"{where}: a row is an object with keys {', '.join(model.inputs)}", where)
-            try:
-                validated.append(model.row.model_validate(r))
-            except ValidationError as exc:
-                raise _validation_error(exc.errors(include_url=False), f"{prefix}[{i}]" if prefix else None, model.inputs) from None
-        try:
-            decoded = decode_rows(model.features, validated, prefix)
-        except ImageDecodeError as exc:
-            raise ApiError(exc.status, str(exc), exc.field) from None
+        decoded = _validate(rows, prefix, model)
         x = model.transform(decoded, prefix)
         try:
             predictions = await request.app.state.batcher.submit(x, len(decoded))
@@ -296,6 +327,32 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
         except ShuttingDown as exc:
             raise ApiError(503, str(exc), None, {"Retry-After": RETRY_AFTER_S}) from None
         return JSONResponse({"model": name, "predictions": _finite(predictions)})
+
+    explain_lock = asyncio.Lock()  # one explanation at a time: each is tens of forward and backward passes
+
+    @app.post("/v1/explain", dependencies=[Depends(require_api_key)], summary="Attribute each row's prediction to its inputs",
+              openapi_extra={"requestBody": explain_body_doc(schema, example)})
+    async def explain(request: Request):
+        from forgeml.explain.per_kind import jsonable
+
+        rows, prefix = await _read_rows(request, model, EXPLAIN_OPTIONS)
+        options = request.state.options
+        if len(rows) > MAX_EXPLAIN_ROWS:
+            raise ApiError(413, f"instances: {len(rows)} rows in one explain request; it takes at most {MAX_EXPLAIN_ROWS} "
+                                "(each costs tens of passes through the model): split the request", "instances")
+        for key in EXPLAIN_OPTIONS:
+            if key in options and not isinstance(options[key], str):
+                raise ApiError(422, f"{key}: a string expected", key)
+        decoded = _validate(rows, prefix, model)
+        async with explain_lock:
+            try:
+                found = await asyncio.to_thread(predictor.explain, decoded, options.get("method", "integrated_gradients"),
+                                                options.get("output"), options.get("target"))
+            except ForgeError as exc:
+                missing = "pip install" in str(exc)  # the explain extra is not installed on the server
+                field = next((k for k in EXPLAIN_OPTIONS if str(exc).startswith(("explain method" if k == "method" else k))), None)
+                raise ApiError(501 if missing else 422, str(exc), field) from None
+        return JSONResponse({"model": name, "explanations": _finite([jsonable(e) for e in found])})
 
     @app.get("/v1/model", dependencies=[Depends(require_api_key)], summary="What the model takes and gives")
     async def describe():

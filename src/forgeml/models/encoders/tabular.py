@@ -3,6 +3,8 @@
 Numbers and flags pass through as they are (already standardised by features.json); each category
 index becomes a one-hot vector (the default: exactly the input forgeml's MLP has always read) or,
 with `embed_dim`, a learned embedding. An image given to it is flattened (an MLP on pixels).
+A category may also come as float (B, V+1) weights over its values (a one-hot row is the same as its index):
+explanations interpolate between values that way, as tokens and categories themselves cannot be interpolated.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class TabularEncoder(nn.Module):
         parts = []
         for name in self.names:
             x = inputs[name]
-            if name in self.categories:  # int64 (B,) indices, 0 = unknown
+            if name in self.categories and x.is_floating_point():  # (B, V+1) weights over the values (explain/ interpolates them)
+                x = x @ self.embeddings[self._embedding_of[name]].weight if self.embed_dim else x  # (B, E) or (B, V+1)
+            elif name in self.categories:  # int64 (B,) indices, 0 = unknown
                 if self.embed_dim:
                     x = self.embeddings[self._embedding_of[name]](x)  # (B, E)
                 else:
