@@ -43,8 +43,9 @@ def runs(tmp_path) -> Path:
 
 
 def quick(runs: Path, *extra: str) -> list[str]:
-    """--set overrides that make any example a few-second run into a temporary runs_dir."""
-    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", *extra]
+    """--set overrides that make any example a few-second run into a temporary runs_dir (its report without
+    explanations: tests/report/test_report_explain.py covers them)."""
+    sets = [f"runs_dir={runs}", "train.progress=false", "train.tensorboard=false", "eval.explain=false", *extra]
     out = []
     for s in sets:
         out += ["--set", s]
