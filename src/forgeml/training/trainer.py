@@ -570,9 +570,17 @@ class Trainer:
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": self._wall_time(), "interrupted": interrupted,
             "data": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else {},
+            **self._checkpoint_extra(),
         }
         self.strategy.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state, self.model, self.optimizer)
         self._checkpointed_at = time.monotonic()
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        """More state for checkpoints/last.pt, from a subclass (plain tensors and numbers: it loads with weights_only)."""
+        return {}
+
+    def _load_checkpoint_extra(self, state: dict[str, Any]) -> None:
+        """Read back what _checkpoint_extra saved."""
 
     def _resume(self) -> None:
         if self.run_dir is None:
@@ -588,6 +596,7 @@ class Trainer:
         restore_rng(state["rng"])
         if hasattr(self.train_batches, "load_state_dict"):
             self.train_batches.load_state_dict(state.get("data", {}))
+        self._load_checkpoint_extra(state)
         if self.strategy.is_main:
             from forgeml.bundle import Bundle
 
