@@ -195,6 +195,9 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
         trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init, teacher=teacher, fresh=init is None)
         if cfg.train.privacy is not None:  # a budget the planned steps cannot meet is refused here, before any folder
             trainer.plan_for(len(data.splits["train"]))
+            warn("train.privacy protects what the network learns from each row; features.json (normalisation statistics, "
+                 "category lists, vocabularies, label names) is fitted on the training rows WITHOUT privacy: a rare category "
+                 "or word listed there shows that some row had it (docs/privacy.md)")
         if teacher is not None:  # the teacher's features, the teacher's outputs: refused before any folder exists
             teacher.check(data.features, trainer.model, take_rows(data.splits["train"].x, 0, 4))
         if data.features.summary:

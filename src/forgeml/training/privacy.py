@@ -16,6 +16,7 @@ YAML: the Trainer's TrainConfig (train.privacy) or plain arguments.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from dataclasses import asdict, dataclass
@@ -72,9 +73,6 @@ def plan_noise(rows: int, batch_size: int, epochs: int, max_steps: int | None, e
     """The noise multiplier for (epsilon, delta) over the planned steps of a run on `rows` rows drawn `batch_size` at a
     time (q = 1 / ceil(rows / batch_size), the rate Opacus's DPDataLoader uses). A budget that cannot be met is a
     ConfigError that says why and what to change."""
-    require_opacus()
-    from opacus.accountants.utils import get_noise_multiplier
-
     if rows < 2:
         raise ConfigError(f"train.privacy: the training split has {rows} row(s); differential privacy needs many rows")
     if delta >= 1 / rows:
@@ -84,14 +82,57 @@ def plan_noise(rows: int, batch_size: int, epochs: int, max_steps: int | None, e
     sample_rate = 1 / steps_per_epoch
     steps = max_steps or steps_per_epoch * epochs
     try:
-        sigma = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-                                     accountant=accountant)
+        sigma = noise_for(epsilon, delta, sample_rate, steps, accountant)
     except ValueError:  # the search passed its largest noise (1e6) and the epsilon was still above the target
         raise ConfigError(f"train.privacy.epsilon: {epsilon:g} cannot be met at delta {delta:g} over {steps} steps (sample rate "
                           f"{sample_rate:.3g}) with any noise the {accountant} accountant can bound; raise epsilon "
                           f"(the {accountant} bound needs about epsilon >= {math.log(1 / delta) / 62:.2g} at this delta), or "
                           "raise delta") from None
     return PrivacyPlan(rows, sample_rate, steps_per_epoch, steps, sigma, epsilon, delta, max_grad_norm, accountant)
+
+
+MAX_SIGMA = 1e6  # Opacus's get_noise_multiplier gives up there too
+
+
+@functools.lru_cache(maxsize=64)  # a run plans twice (before its folder exists, and at fit): the second is free
+def noise_for(epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str, tolerance: float = 0.005) -> float:
+    """The smallest noise multiplier (to `tolerance` x epsilon, in epsilon) whose `steps` steps at `sample_rate` spend at most
+    `epsilon`. Opacus's get_noise_multiplier searches the same way but from sigma 0, where each RDP evaluation is slow
+    (seconds per plan on a small set): this brackets from sigma 1 by doubling/halving first, so every evaluation is
+    near the answer. ValueError when no noise up to MAX_SIGMA meets the budget."""
+    import warnings
+
+    require_opacus()
+    from opacus.accountants import create_accountant
+
+    counter = create_accountant(mechanism=accountant)
+
+    def eps(sigma: float) -> float:
+        counter.history = [(sigma, sample_rate, steps)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "optimal order is the largest alpha": the bound is looser, still a bound
+            return float(counter.get_epsilon(delta=delta))
+
+    if eps(MAX_SIGMA) > epsilon:  # no noise can do it: say so at once, not after twenty doublings
+        raise ValueError("the privacy budget is too low")
+    high = 1.0
+    e_high = eps(high)
+    while e_high > epsilon:
+        high *= 2
+        if high > MAX_SIGMA:
+            raise ValueError("the privacy budget is too low")
+        e_high = eps(high)
+    low = high / 2
+    while (e_low := eps(low)) <= epsilon and low > 1e-3:  # the answer is below: halve until the budget is exceeded
+        high, e_high, low = low, e_low, low / 2
+    while epsilon - e_high > tolerance * epsilon:
+        mid = (low + high) / 2
+        e_mid = eps(mid)
+        if e_mid <= epsilon:
+            high, e_high = mid, e_mid
+        else:
+            low = mid
+    return high
 
 
 def _round_down(x: float) -> str:
@@ -294,7 +335,13 @@ class PrivateTrainer(Trainer):
 
     # ---------------------------------------------------------------------------------------- the budget
     def epsilon_spent(self) -> float:
-        return float(self.accountant.get_epsilon(delta=self.cfg.privacy.delta)) if self.accountant.history else 0.0
+        import warnings
+
+        if not self.accountant.history:
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "optimal order is the largest alpha" early in a run: a looser bound, still a bound
+            return float(self.accountant.get_epsilon(delta=self.cfg.privacy.delta))
 
     def privacy_spent(self) -> dict[str, Any]:
         """What the bundle records: the epsilon spent by the steps taken, and how it was spent."""
