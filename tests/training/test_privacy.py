@@ -205,3 +205,24 @@ def test_an_lstm_trains_privately_and_its_bundle_has_plain_lstm_names(runs):
     model = forgeml.load(run)
     assert isinstance(model.model.encoders["text"].rnn, nn.LSTM)
     assert math.isfinite(Bundle(run).meta()["privacy"]["epsilon"])
+
+
+def test_the_conv1d_series_encoder_gets_per_row_gradients_through_its_group_norm():
+    """conv1d's masked batch norm takes (x, mask): its group norm ignores the mask, and every weight gets a per-row
+    gradient (the check Opacus makes before a step)."""
+    from opacus import GradSampleModule
+
+    from forgeml.data.prepare import prepare
+    from forgeml.data.tensor_dict import rows
+    from forgeml.models import build_network
+    from forgeml.models.compose import head_settings
+    from forgeml.training.privacy import make_compatible
+
+    cfg = load_config("examples/libras-conv1d.yaml")
+    data = prepare(cfg.data)
+    net = make_compatible(build_network(cfg.model, data.features.inputs, data.features.outputs,
+                                        head_settings(cfg, data.features.outputs), seed=0), say=lambda _: None)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    split = data.splits["train"]
+    net.loss(GradSampleModule(net)(rows(split.x, 0, 8)), rows(split.y, 0, 8)).backward()
+    assert all(p.grad_sample.shape[0] == 8 for p in net.parameters() if p.requires_grad)

@@ -16,22 +16,27 @@ import torch
 from torch import nn
 
 
-class GroupNormAnyArgs(nn.GroupNorm):
-    """GroupNorm for a batch norm whose forward takes more than x (conv1d's MaskedBatchNorm1d takes a step mask):
-    the extra arguments are ignored; each row is normalised over its own channels and steps."""
+class GroupNormAnyArgs(nn.Module):
+    """Group norm for a batch norm whose forward takes more than x (conv1d's MaskedBatchNorm1d takes a step mask): the
+    extra arguments are ignored; each row is normalised over its own channels and steps. The GroupNorm is a child
+    (`.norm`), so per-sample gradient hooks see a plain GroupNorm called with x alone."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        self.norm = norm
 
     def forward(self, x: torch.Tensor, *_: object) -> torch.Tensor:  # noqa: D102
-        return super().forward(x)
+        return self.norm(x)
 
 
 PLAIN_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def group_norm_for(norm: nn.modules.batchnorm._BatchNorm) -> nn.GroupNorm:
+def group_norm_for(norm: nn.modules.batchnorm._BatchNorm) -> nn.Module:
     channels = norm.num_features
     groups = 1 if isinstance(norm, nn.BatchNorm1d) else min(32, channels)
-    kind = nn.GroupNorm if type(norm) in PLAIN_BATCH_NORMS else GroupNormAnyArgs
-    return kind(groups, channels, eps=norm.eps, affine=norm.affine)
+    group_norm = nn.GroupNorm(groups, channels, eps=norm.eps, affine=norm.affine)
+    return group_norm if type(norm) in PLAIN_BATCH_NORMS else GroupNormAnyArgs(group_norm)
 
 
 def replace_batch_norm(model: nn.Module) -> list[str]:

@@ -159,9 +159,8 @@ def make_compatible(model: nn.Module, say=note) -> nn.Module:
     from opacus.layers import DPGRU, DPLSTM, DPRNN
     from opacus.validators import ModuleValidator
 
-    from forgeml.models.group_norm import GroupNormAnyArgs, replace_batch_norm
+    from forgeml.models.group_norm import replace_batch_norm
 
-    register_grad_samplers()
     replaced = replace_batch_norm(model)
     if replaced:
         say(f"train.privacy: batch norm mixes the rows of a batch, which DP-SGD cannot bound; replaced by group norm at "
@@ -170,7 +169,7 @@ def make_compatible(model: nn.Module, say=note) -> nn.Module:
     if rnns:
         model = ModuleValidator.fix(model)  # deep copies: LSTM -> DPLSTM, GRU -> DPGRU, RNN -> DPRNN, same parameter names
         say(f"train.privacy: {', '.join(rnns)} run as Opacus's DP recurrent layers (per-sample gradients)")
-    supported = set(GradSampleModule.GRAD_SAMPLERS) | {DPRNN, DPLSTM, DPGRU, GroupNormAnyArgs}
+    supported = set(GradSampleModule.GRAD_SAMPLERS) | {DPRNN, DPLSTM, DPGRU}
     bad = []
 
     def walk(name: str, module: nn.Module) -> None:
@@ -193,15 +192,6 @@ def make_compatible(model: nn.Module, say=note) -> nn.Module:
     if errors:
         raise ConfigError(f"train.privacy: the model cannot train privately: {errors[0]}")
     return model
-
-
-def register_grad_samplers() -> None:
-    """Our group norm that ignores a mask argument computes per-sample gradients as nn.GroupNorm does."""
-    from opacus.grad_sample import GradSampleModule
-
-    from forgeml.models.group_norm import GroupNormAnyArgs
-
-    GradSampleModule.GRAD_SAMPLERS.setdefault(GroupNormAnyArgs, GradSampleModule.GRAD_SAMPLERS[nn.GroupNorm])
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
