@@ -13,6 +13,7 @@ What it measures, side by side in one run:
 
 Run (from the repository root; run it alone for the time ratios: a second CPU job skews them):
     .venv/bin/python benchmarks/privacy_tradeoff.py                               # adult 5 epochs, mnist 3 epochs
+    .venv/bin/python benchmarks/privacy_tradeoff.py --datasets mnist --mnist-limit 2000 --epochs-mnist 2   # MNIST, smaller
     .venv/bin/python benchmarks/privacy_tradeoff.py --datasets adult --epochs-adult 1 --epsilons 3   # a quick check
 """
 
@@ -31,9 +32,11 @@ from forgeml.training.runtime import describe_cpu
 CONFIGS = {"adult": "src/forgeml/examples/adult-mlp.yaml", "mnist": "src/forgeml/examples/mnist-cnn.yaml"}
 
 
-def one_run(dataset: str, epochs: int, epsilon: float | None, runs: Path) -> dict:
+def one_run(dataset: str, epochs: int, epsilon: float | None, runs: Path, limit: int | None = None) -> dict:
     name = f"{dataset}-{'plain' if epsilon is None else f'eps{epsilon:g}'}"
     sets = {"runs_dir": str(runs), "train.epochs": epochs, "train.progress": False, "train.tensorboard": False}
+    if limit:
+        sets["data.limit"] = limit
     if epsilon is not None:
         sets["train.privacy"] = {"epsilon": epsilon, "delta": 1e-5, "max_grad_norm": 1.0}
     started = time.perf_counter()
@@ -52,20 +55,23 @@ def main() -> None:
     ap.add_argument("--epsilons", nargs="+", type=float, default=[8.0, 3.0, 1.0])
     ap.add_argument("--epochs-adult", type=int, default=5)
     ap.add_argument("--epochs-mnist", type=int, default=3)
+    ap.add_argument("--mnist-limit", type=int, help="use this many MNIST images (data.limit, before the 80/20 split)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
-    print(describe_cpu())
+    print(describe_cpu(), flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
             epochs = args.epochs_adult if dataset == "adult" else args.epochs_mnist
-            plain = one_run(dataset, epochs, None, Path(tmp))
+            limit = args.mnist_limit if dataset == "mnist" else None
+            plain = one_run(dataset, epochs, None, Path(tmp), limit)
             results.append(plain)
             for eps in args.epsilons:
-                r = one_run(dataset, epochs, eps, Path(tmp))
+                r = one_run(dataset, epochs, eps, Path(tmp), limit)
                 r["time_ratio"] = r["epoch_s"] / plain["epoch_s"]
                 results.append(r)
-            print(f"\n{dataset}: {epochs} epoch(s), seed 0, delta 1e-5, max_grad_norm 1.0, rdp accountant")
+            rows = f", {limit} images" if limit else ""
+            print(f"\n{dataset}: {epochs} epoch(s){rows}, seed 0, delta 1e-5, max_grad_norm 1.0, rdp accountant")
             print(f"{'epsilon':>10} {'spent':>7} {'noise':>7} {'test acc':>9} {'s/epoch':>8} {'x plain':>8}")
             for r in results:
                 if r["dataset"] != dataset:
@@ -74,7 +80,7 @@ def main() -> None:
                 spent = "-" if r["spent"] is None else f"{r['spent']:.3f}"
                 noise = "-" if r["noise"] is None else f"{r['noise']:.3f}"
                 print(f"{eps:>10} {spent:>7} {noise:>7} {r['test_accuracy']:>9.4f} {r['epoch_s']:>8.2f} "
-                      f"{r.get('time_ratio', 1.0):>8.2f}")
+                      f"{r.get('time_ratio', 1.0):>8.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -226,3 +226,10 @@ def test_the_conv1d_series_encoder_gets_per_row_gradients_through_its_group_norm
     split = data.splits["train"]
     net.loss(GradSampleModule(net)(rows(split.x, 0, 8)), rows(split.y, 0, 8)).backward()
     assert all(p.grad_sample.shape[0] == 8 for p in net.parameters() if p.requires_grad)
+
+
+def test_the_plain_trainer_refuses_privacy_rather_than_ignore_it():
+    from forgeml.training.trainer import Trainer
+
+    with pytest.raises(ConfigError, match="PrivateTrainer"):
+        Trainer(nn.Linear(6, 2), "cross_entropy", privacy=PRIVATE)

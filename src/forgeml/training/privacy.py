@@ -236,6 +236,8 @@ class PrivateTrainer(Trainer):
     (its budget is the whole run's). The model given is changed in place (make_compatible): batch norm -> group norm.
     """
 
+    private = True
+
     def __init__(self, model: nn.Module, loss_fn=None, optimizer=None, **kwargs: Any):
         if isinstance(optimizer, torch.optim.Optimizer):
             raise ConfigError("train.privacy: pass the optimizer by name; a ready optimizer holds the parameters of the model "

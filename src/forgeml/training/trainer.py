@@ -188,12 +188,19 @@ class Trainer:
         2
     """
 
+    private = False  # PrivateTrainer (training/privacy.py) trains with train.privacy; this class refuses it
+
     def __init__(self, model: nn.Module, loss_fn: str | Callable | None = None, optimizer: str | torch.optim.Optimizer | None = None,
                  *, eval_loss_fn: Callable | None = None, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (),
                  run_dir: str | Path | None = None, config: TrainConfig | None = None, **settings: Any):
         if isinstance(optimizer, str):
             settings["optimizer"] = optimizer  # named here: wins over config=, like any keyword setting
         self.cfg = _train_config(config, settings)
+        if self.cfg.privacy is not None and not self.private:
+            from forgeml.errors import ConfigError
+
+            raise ConfigError("train.privacy: this Trainer would train without it; use "
+                              "forgeml.training.privacy.PrivateTrainer (pipeline._trainer does for a config)")
         self.runtime = Runtime(self.cfg.device, self.cfg.precision, self.cfg.threads)
         self.device = self.runtime.device
         distributed.init(self.device)  # joins torchrun's process group, when there is one
