@@ -627,6 +627,9 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
                           f"structured pruning reaches {PRUNABLE}")
     predictor = Predictor(source)  # a BundleError when the bundle is missing a file or damaged
     cfg = predictor.config
+    if cfg.train.privacy is not None:  # its norms are group norms, and a fine-tune would spend a second budget
+        raise ConfigError(f"{source}: trained with train.privacy; pruning a private run is not supported (its fine-tune on the "
+                          "same rows would spend another privacy budget); quantize it instead (--quantize int8)")
     pruned = prune_network(predictor.model, cfg.model, ratio)
     target = source.parent / (name or f"{source.name}-pruned{round(100 * ratio)}")
     if target == source:
