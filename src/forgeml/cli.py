@@ -85,7 +85,17 @@ def _print_run(path: Path) -> None:
                   f"{meta.get('parameters', 0):,} parameters, {meta.get('hardware', '')}")
     if meta.get("weights"):
         console.print(f"weights: step {meta['weights']['step']} ({meta['weights']['why']})")
+    _print_privacy(meta)
     console.print(f"bundle: [bold]{path}[/]   report: {path / 'report.html'}")
+
+
+def _print_privacy(meta: dict) -> None:
+    """A private run's spent budget (meta.json's privacy), said wherever its figures are shown."""
+    from forgeml.report.privacy import privacy_line
+
+    line = privacy_line(meta)
+    if line:
+        console.print(f"privacy: {line}", highlight=False)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -115,6 +125,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         table = per_class_table(list(result.values())[-1])
         if table is not None:
             console.print(table)
+        from forgeml.bundle import Bundle
+
+        _print_privacy(Bundle(args.run).meta())
     if unsaved is not None:
         raise unsaved
     return 0

@@ -387,6 +387,23 @@ class UnfreezeConfig(Section):
                                      "combiner train) and unfreezes one more encoder layer from the top every this many epochs; None = off")
 
 
+class PrivacyConfig(Section):
+    """train.privacy: differentially private training (DP-SGD through Opacus, training/privacy.py). The section's presence
+    turns it on; leaving it out (the default, None) trains as usual."""
+
+    epsilon: float = Field(3.0, gt=0, description="the privacy budget: the epsilon the whole planned run may spend (smaller = more "
+                           "private, noisier); the noise multiplier is chosen so the planned steps spend at most this")
+    delta: float = Field(1e-5, gt=0, lt=1, description="the probability the epsilon guarantee may fail; must be below "
+                         "1 / training rows (1e-5 for tens of thousands of rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="each row's gradient is clipped to this L2 norm before the noise is added "
+                                 "(the noise's scale is noise_multiplier x max_grad_norm)")
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="how the spent epsilon is computed: rdp (Renyi DP, the "
+                                              "classic bound) or prv (privacy random variables, a tighter bound, slower)")
+    seed: int | None = Field(None, description="seed of the row sampling and the noise; None (the default): drawn from the OS's "
+                             "randomness, kept only in checkpoints/last.pt for an exact resume. A number makes a run repeatable "
+                             "(experiments, tests), but whoever knows it can recompute the noise: never publish such a model as private")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="passes over the training data (max_steps wins when set)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
@@ -439,6 +456,8 @@ class TrainConfig(Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch during training; None = the physical cores available")
     progress: bool = Field(True, description="show a progress bar")
     tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
+    privacy: PrivacyConfig | None = Field(None, description="differentially private training (DP-SGD, needs forgeml[privacy]), "
+                                          "e.g. {epsilon: 3, delta: 1e-5, max_grad_norm: 1.0}; None = off (docs/privacy.md)")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -450,7 +469,32 @@ class TrainConfig(Section):
         if bad:
             raise ValueError(f"train.lr_groups: the lr of {bad[0]!r} is {self.lr_groups[bad[0]]:g}; it must be > 0 "
                              "(to keep parameters fixed, list them in train.freeze)")
+        if self.privacy is not None:
+            self._check_private()
         return self
+
+    def _check_private(self) -> None:
+        """Settings DP-SGD cannot honour, refused by name (each row's gradient is clipped and noised on its own)."""
+        if self.grad_accum > 1:
+            raise ValueError(f"train.grad_accum ({self.grad_accum}) with train.privacy: each step's rows are drawn by Poisson "
+                             "sampling, which micro-batches would split unevenly; set train.grad_accum=1 and train.batch_size to "
+                             "the expected rows per step")
+        if self.clip_grad_norm is not None:
+            raise ValueError("train.clip_grad_norm with train.privacy: DP-SGD already clips each row's gradient to "
+                             "train.privacy.max_grad_norm (clipping the sum afterwards would change the noise's scale); "
+                             "remove train.clip_grad_norm")
+        if self.precision in ("fp16", "bf16"):
+            raise ValueError(f"train.precision {self.precision} with train.privacy: per-sample gradients are computed and "
+                             "clipped in fp32 only; set train.precision=fp32 (auto trains private runs in fp32)")
+        if self.compile is True:
+            raise ValueError("train.compile true with train.privacy: Opacus's per-sample gradient hooks do not run under "
+                             "torch.compile; set train.compile=auto (private runs are not compiled)")
+        if self.strategy in ("ddp", "fsdp"):
+            raise ValueError(f"train.strategy {self.strategy} with train.privacy: private training runs in one process; "
+                             "set train.strategy=auto or single")
+        if self.unfreeze.every_epochs:
+            raise ValueError("train.unfreeze with train.privacy: the per-sample gradient hooks are fixed when training starts; "
+                             "use train.freeze")
 
     def micro_batch_size(self) -> int:
         """Samples per forward/backward: batch_size split across grad_accum micro-steps."""
@@ -555,7 +599,17 @@ class Config(Section):
         d = self.model_dump(mode="json", by_alias=True)
         if d.get("tune") is None:
             d.pop("tune", None)  # a config without a tune section reads (and digests) as it did before there was one
+        if d["train"].get("privacy") is None:
+            d["train"].pop("privacy", None)  # likewise a run without train.privacy
         return d
+
+    @model_validator(mode="after")
+    def _private_model(self) -> Config:
+        if self.train.privacy is not None and self.model.name == "gpt":
+            raise ValueError("train.privacy with model.name gpt: a language model trains on windows of one token stream, "
+                             "where a row (whose privacy DP-SGD protects) is not defined; private training takes a table, "
+                             "images or texts with one row per example")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

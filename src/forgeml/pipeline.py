@@ -74,6 +74,13 @@ def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterab
     # reports: each head's plain loss (no label smoothing or class weights)
     kwargs = dict(config=cfg.train, eval_loss_fn=model.eval_loss, run_dir=run_dir, callbacks=callbacks,
                   metrics=lambda: metrics_for(features, full=False))
+    if cfg.train.privacy is not None:  # DP-SGD (training/privacy.py): every caller of _trainer gets it from train.privacy
+        if teacher is not None:
+            raise ConfigError("train.privacy with distillation: the teacher learnt from the same rows without this budget; "
+                              "train the student without train.privacy, or train a private model directly")
+        from forgeml.training.privacy import PrivateTrainer
+
+        return PrivateTrainer(model, model.loss, **kwargs)
     if teacher is not None:  # distillation: the same loop, its loss mixes the teacher's outputs with the labels
         from forgeml.compress.distill import DistillTrainer
 
@@ -186,6 +193,11 @@ def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init:
         check_monitor(cfg, ["val.loss"] + [f"val.{m}" for m in metrics_for(data.features, full=False).names],
                       has_val=_has_val(data), task=data.features.task)
         trainer = _trainer(cfg, data.features, run_dir, callbacks, init=init, teacher=teacher, fresh=init is None)
+        if cfg.train.privacy is not None:  # a budget the planned steps cannot meet is refused here, before any folder
+            trainer.plan_for(len(data.splits["train"]))
+            warn("train.privacy protects what the network learns from each row; features.json (normalisation statistics, "
+                 "category lists, vocabularies, label names) is fitted on the training rows WITHOUT privacy: a rare category "
+                 "or word listed there shows that some row had it (docs/privacy.md)")
         if teacher is not None:  # the teacher's features, the teacher's outputs: refused before any folder exists
             teacher.check(data.features, trainer.model, take_rows(data.splits["train"].x, 0, 4))
         if data.features.summary:
@@ -361,7 +373,9 @@ def _fit(cfg: Config, data: PreparedData | CorpusData, trainer: Trainer, bundle:
     speed = {"tokens_per_s": round(result.samples_per_s * cfg.model.block_size, 1)} if corpus else {}
     bundle.update_meta(status="complete", steps=result.steps, epochs=round(result.epochs, 3), wall_time=round(result.wall_time, 2),
                        samples_per_s=round(result.samples_per_s, 1), best=result.best, stopped_early=result.stopped_early, **speed,
-                       **({"compile_seconds": round(trainer.compile_seconds, 2)} if trainer.compile_seconds is not None else {}))
+                       **({"compile_seconds": round(trainer.compile_seconds, 2)} if trainer.compile_seconds is not None else {}),
+                       # the epsilon actually spent (meta.json, not metrics.json: that file's keys are splits)
+                       **({"privacy": trainer.privacy_spent()} if cfg.train.privacy is not None else {}))
     if report:
         write_report(bundle.path, data, predictor, outputs=shown)
     return bundle.path
@@ -613,6 +627,9 @@ def prune(run: str | Path, ratio: float, *, epochs: int | None = None, name: str
                           f"structured pruning reaches {PRUNABLE}")
     predictor = Predictor(source)  # a BundleError when the bundle is missing a file or damaged
     cfg = predictor.config
+    if cfg.train.privacy is not None:  # its norms are group norms, and a fine-tune would spend a second budget
+        raise ConfigError(f"{source}: trained with train.privacy; pruning a private run is not supported (its fine-tune on the "
+                          "same rows would spend another privacy budget); quantize it instead (--quantize int8)")
     pruned = prune_network(predictor.model, cfg.model, ratio)
     target = source.parent / (name or f"{source.name}-pruned{round(100 * ratio)}")
     if target == source:

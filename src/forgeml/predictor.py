@@ -55,6 +55,10 @@ class Predictor:
 
         self.model = build_network(self.config.model, self.features.inputs, self.features.outputs,
                                    head_settings(self.config, self.features.outputs))
+        if self.config.train.privacy is not None:  # trained with group norm where the config names batch norm
+            from forgeml.models.group_norm import replace_batch_norm
+
+            replace_batch_norm(self.model)
         try:
             if not onnx_only:  # an ONNX-only bundle's network is built for its heads' losses and output names alone
                 self.model.load_state_dict(self.bundle.load_weights())

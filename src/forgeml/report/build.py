@@ -61,6 +61,10 @@ def summary(bundle: Bundle) -> list[tuple[str, str]]:
         rows.append(("weights", f"step {weights.get('step', '?')}" + (f" ({weights['why']})" if weights.get("why") else "")))
     if meta.get("error"):
         rows.append(("error", meta["error"]))
+    if meta.get("privacy"):
+        from forgeml.report.privacy import privacy_line
+
+        rows.append(("privacy", privacy_line(meta)))
     rows.append(("forgeml / torch", f"{meta.get('forgeml_version', '?')} / {meta.get('torch_version', '?')}"))
     return rows
 

@@ -188,12 +188,19 @@ class Trainer:
         2
     """
 
+    private = False  # PrivateTrainer (training/privacy.py) trains with train.privacy; this class refuses it
+
     def __init__(self, model: nn.Module, loss_fn: str | Callable | None = None, optimizer: str | torch.optim.Optimizer | None = None,
                  *, eval_loss_fn: Callable | None = None, metrics: Callable[[], Any] | None = None, callbacks: Iterable[Callback] = (),
                  run_dir: str | Path | None = None, config: TrainConfig | None = None, **settings: Any):
         if isinstance(optimizer, str):
             settings["optimizer"] = optimizer  # named here: wins over config=, like any keyword setting
         self.cfg = _train_config(config, settings)
+        if self.cfg.privacy is not None and not self.private:
+            from forgeml.errors import ConfigError
+
+            raise ConfigError("train.privacy: this Trainer would train without it; use "
+                              "forgeml.training.privacy.PrivateTrainer (pipeline._trainer does for a config)")
         self.runtime = Runtime(self.cfg.device, self.cfg.precision, self.cfg.threads)
         self.device = self.runtime.device
         distributed.init(self.device)  # joins torchrun's process group, when there is one
@@ -570,9 +577,17 @@ class Trainer:
             "rng": capture_rng(), "monitor": self.monitor.state_dict(), "stop": self.stop,
             "wall_before": self._wall_time(), "interrupted": interrupted,
             "data": self.train_batches.state_dict() if hasattr(self.train_batches, "state_dict") else {},
+            **self._checkpoint_extra(),
         }
         self.strategy.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state, self.model, self.optimizer)
         self._checkpointed_at = time.monotonic()
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        """More state for checkpoints/last.pt, from a subclass (plain tensors and numbers: it loads with weights_only)."""
+        return {}
+
+    def _load_checkpoint_extra(self, state: dict[str, Any]) -> None:
+        """Read back what _checkpoint_extra saved."""
 
     def _resume(self) -> None:
         if self.run_dir is None:
@@ -588,6 +603,7 @@ class Trainer:
         restore_rng(state["rng"])
         if hasattr(self.train_batches, "load_state_dict"):
             self.train_batches.load_state_dict(state.get("data", {}))
+        self._load_checkpoint_extra(state)
         if self.strategy.is_main:
             from forgeml.bundle import Bundle
 
