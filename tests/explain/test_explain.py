@@ -103,7 +103,7 @@ def test_what_does_not_apply_is_a_clear_error(known_run):
 def test_a_language_model_is_refused_with_what_is_supported(tmp_path):
     run = forgeml.train("examples/shakespeare-gpt.yaml", {
         "runs_dir": str(tmp_path), "train.max_steps": 1, "train.warmup_steps": 0, "train.eval_batches": 1,
-        "train.progress": False, "train.tensorboard": False, "model.n_layer": 1, "model.n_embd": 16, "model.n_head": 2})
+        "train.progress": False, "train.tensorboard": False, "eval.splits": [], "model.n_layer": 1, "model.n_embd": 16, "model.n_head": 2})
     with pytest.raises(RequestError, match="language model.*explanations support class, multi-label and regression"):
         forgeml.load(run).explain(["ROMEO:"])
 
