@@ -11,8 +11,6 @@ proximal_mu/2 * ||w - w_global||^2 to the loss. Where a client's rows come from:
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -21,7 +19,7 @@ app = ClientApp()
 
 
 def _settings(context: Context):
-    """The run's Config (sent as YAML in the run config) with this node's data path, and its partition."""
+    """The run's Config (sent as JSON in the run config) with this node's data path, and its partition."""
     from forgeml.config import load_config
 
     cfg = load_config(json.loads(context.run_config["config-json"]))
@@ -48,52 +46,13 @@ def summary(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"summary": ConfigRecord({"json": json.dumps(summarise(cols, cfg.data))})}), reply_to=msg)
 
 
-def _client_config(cfg, threads: int):
-    """The run's train settings for one round on one client: local_epochs, no validation, quiet, few threads."""
-    from forgeml.config import load_config
-
-    d = cfg.to_dict()
-    d["train"].update(epochs=cfg.federate.local_epochs, max_steps=None, progress=False, tensorboard=False, threads=threads,
-                      restore_best=False, checkpoint_every_minutes=None, checkpoint_every_steps=None)
-    d["train"]["early_stopping"]["patience"] = None
-    return load_config(d)
-
-
-def add_proximal_term(trainer, mu: float) -> None:
-    """FedProx: the loss gains mu/2 * ||w - w_global||^2 over the trainable weights, w_global as received this round."""
-    base = trainer.loss_fn
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    anchor = [p.detach().clone() for p in params]
-
-    def loss(out, y):
-        return base(out, y) + (mu / 2) * sum((p - a).pow(2).sum() for p, a in zip(params, anchor))
-
-    trainer.loss_fn = loss
-
-
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    import torch
-
-    from forgeml.data.featureset import FeatureSet
-    from forgeml.data.prepare import PreparedData, make_split
-    from forgeml.pipeline import _train_batches, _trainer
+    from forgeml.federate.local import local_round
 
     cfg, cols = _columns(context)
     config = msg.content["config"]
-    features = FeatureSet.from_json(json.loads(config["features-json"]))
-    local = _client_config(cfg, cfg.federate.client_threads)
-    data = PreparedData(features, {"train": make_split(features, cols)})
     received = msg.content["arrays"].to_torch_state_dict()
-    with tempfile.TemporaryDirectory(prefix="forgeml-client-") as scratch:
-        trainer = _trainer(local, features, Path(scratch), callbacks=(), init={k: v.clone() for k, v in received.items()})
-        mu = float(config.get("proximal-mu", 0.0))
-        if mu > 0:
-            add_proximal_term(trainer, mu)
-        result = trainer.fit(_train_batches(local, data, trainer), None)
-        state = {k: v.detach().cpu() for k, v in trainer.full_state_dict().items()}
-    metrics = {"num-examples": len(data.splits["train"]), "steps": int(result.steps)}
-    for k, v in state.items():  # FedAvg averages floats: integer buffers (batch norm's step count) go back as they came
-        if not torch.is_floating_point(v):
-            state[k] = received[k]
-    return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)}), reply_to=msg)
+    state, rows = local_round(cfg, cols, json.loads(config["features-json"]), received, float(config.get("proximal-mu", 0.0)))
+    metrics = MetricRecord({"num-examples": rows})
+    return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}), reply_to=msg)

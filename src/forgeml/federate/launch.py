@@ -80,7 +80,7 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
              clients: int | None = None, rounds: int | None = None, partition: str | None = None, strategy: str | None = None,
              local_epochs: int | None = None, proximal_mu: float | None = None, min_clients: int | None = None,
              name: str | None = None, overwrite: bool = False, say: Callable[[str], None] | None = None,
-             on_start: Callable[[Fleet], None] | None = None) -> Path:
+             on_round: Callable[[int, Fleet], None] | None = None) -> Path:
     """Federated training with Flower on this machine; returns the run folder (an ordinary bundle).
 
     Args:
@@ -89,7 +89,7 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
             local_epochs, proximal_mu, min_clients: override federate.<same name>.
         name / overwrite: the run folder under runs_dir, as for `forgeml train`.
         say: called with a line per stage and per round.
-        on_start: called with the running Fleet once the clients are up (tests kill one there).
+        on_round: called with each round number measured and the running Fleet (a test kills a client there).
 
     Example:
         >>> federate("examples/adult-mlp.yaml", clients=5, rounds=20, partition="dirichlet:0.5")  # doctest: +SKIP
@@ -120,14 +120,14 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
         cfg.name = run_dir.name
         work = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-federate-", dir=run_dir.parent))
         try:
-            _run(cfg, work, held, say, on_start)
+            _run(cfg, work, held, say, on_round)
             _write_bundle(cfg, work, run_dir, held, [len(p) for p in parts])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return run_dir
 
 
-def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_start) -> None:
+def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_round) -> None:
     """Start the processes, submit the app, follow the rounds until the server is done; stop every process."""
     fed = cfg.federate
     run_id = uuid.uuid4().hex
@@ -146,10 +146,8 @@ def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_sta
                                         "--host", "127.0.0.1", "--port", str(free_port()),
                                         "--node-config", f"partition-id={i} num-partitions={fed.clients}"])
         say(f"SuperLink on 127.0.0.1:{link}, {fed.clients} SuperNodes started; logs in {work / 'logs'} while it runs")
-        if on_start is not None:
-            on_start(fleet)
         fleet.start("flwr-run", ["flwr", "run", str(app_dir), "local", "--stream"])
-        _follow(cfg, work, fleet, held, say)
+        _follow(cfg, work, fleet, held, say, on_round)
 
 
 def _wait(ok: Callable[[], bool], fleet: Fleet, seconds: float, what: str) -> None:
@@ -164,7 +162,7 @@ def _wait(ok: Callable[[], bool], fleet: Fleet, seconds: float, what: str) -> No
         time.sleep(0.2)
 
 
-def _follow(cfg: Config, work: Path, fleet: Fleet, held: dict, say: Callable[[str], None]) -> None:
+def _follow(cfg: Config, work: Path, fleet: Fleet, held: dict, say: Callable[[str], None], on_round=None) -> None:
     """Measure each round's global weights as they appear; return when the server says done, raise when it failed,
     when the SuperLink died, or when nothing happened for a round's timeout."""
     fed = cfg.federate
@@ -185,6 +183,8 @@ def _follow(cfg: Config, work: Path, fleet: Fleet, held: dict, say: Callable[[st
             if r:
                 shown = ", ".join(f"{s}.{k} {v:.4f}" for s, m in record.items() for k, v in m.items() if k in ("loss", "accuracy", "mae"))
                 say(f"round {r}/{fed.rounds}: {shown}")
+            if on_round is not None:
+                on_round(r, fleet)
         if done:
             result = json.loads(status.read_text())
             if result["status"] != "done":

@@ -8,6 +8,8 @@ import numpy as np
 
 from forgeml.errors import ConfigError
 
+DRAWS = 20  # Dirichlet draws tried before a partition that leaves a client empty is refused
+
 
 def parse_partition(spec: str) -> tuple[str, float | None]:
     """'iid' -> ('iid', None); 'dirichlet:0.5' -> ('dirichlet', 0.5); anything else is a ConfigError."""
@@ -41,16 +43,24 @@ def partition_indices(n_rows: int, clients: int, spec: str, seed: int = 0, label
         if labels is None or len(labels) != n_rows:
             raise ConfigError("--partition dirichlet: needs the training labels to share each class out")
         _, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
-        shares: list[list[np.ndarray]] = [[] for _ in range(clients)]
-        for c in range(int(codes.max()) + 1):
-            rows = rng.permutation(np.flatnonzero(codes == c))
-            p = rng.dirichlet(np.full(clients, alpha))  # this class's proportions over the clients
-            cuts = (np.cumsum(p)[:-1] * len(rows)).round().astype(int)
-            for k, part in enumerate(np.split(rows, cuts)):
-                shares[k].append(part)
-        parts = [np.concatenate(s) for s in shares]
+        for _ in range(DRAWS):  # a draw that leaves a client empty is drawn again (from the same seeded stream)
+            parts = _dirichlet(codes, clients, alpha, rng)
+            if all(len(p) for p in parts):
+                break
     empty = [k for k, p in enumerate(parts) if len(p) == 0]
     if empty:
-        raise ConfigError(f"--partition {spec}: client {empty[0]} gets no rows of the {n_rows} ({len(empty)} empty client(s)); "
+        raise ConfigError(f"--partition {spec}: client {empty[0]} gets no rows of the {n_rows} in {DRAWS} draws; "
                           "use a larger ALPHA, fewer --clients, more data, or another federate.partition_seed")
     return [np.sort(p) for p in parts]
+
+
+def _dirichlet(codes: np.ndarray, clients: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """For each class, its rows (shuffled) cut among the clients in proportions drawn from Dir(alpha)."""
+    shares: list[list[np.ndarray]] = [[] for _ in range(clients)]
+    for c in range(int(codes.max()) + 1):
+        rows = rng.permutation(np.flatnonzero(codes == c))
+        p = rng.dirichlet(np.full(clients, alpha))  # this class's proportions over the clients
+        cuts = (np.cumsum(p)[:-1] * len(rows)).round().astype(int)
+        for k, part in enumerate(np.split(rows, cuts)):
+            shares[k].append(part)
+    return [np.concatenate(s) for s in shares]
