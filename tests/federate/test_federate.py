@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,9 @@ def test_a_client_killed_mid_run_leaves_the_others_to_finish_into_a_bundle_that_
     assert {o["label"] for o in out} <= {"pos", "neg"}
     features = json.loads((run / "features.json").read_text())
     assert [f["kind"] for f in features["inputs"]] == ["numeric", "numeric", "category", "binary"]
+    before = metrics["test"]["accuracy"]
+    assert main(["evaluate", str(run)]) == 0  # the held-out splits again, with the bundle's merged features
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == pytest.approx(before)
 
 
 def test_a_dead_client_below_the_minimum_fails_the_run_clearly_and_leaves_nothing(table, tmp_path):
@@ -111,7 +115,7 @@ def test_fedprox_mu_changes_what_a_client_sends_back(table, tmp_path):
     assert prox < plain and abs(plain - distance(0.0)) < 1e-12  # seeded: the same mu gives the same weights
 
 
-def test_cli_refuses_bad_input_before_any_process_starts(table, tmp_path, capsys):
+def test_cli_refuses_bad_input_before_any_process_starts(table, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     config = tmp_path / "tiny.yaml"
     import yaml
@@ -122,3 +126,6 @@ def test_cli_refuses_bad_input_before_any_process_starts(table, tmp_path, capsys
     assert main(["federate", str(config), "--clients", "500"]) == 2
     assert "rows for 500 clients" in capsys.readouterr().err
     assert not runs.exists() or list(runs.iterdir()) == []
+    monkeypatch.setitem(sys.modules, "flwr", None)  # as if Flower were not installed
+    assert main(["federate", str(config)]) == 2
+    assert "pip install 'forgeml[federated]'" in capsys.readouterr().err

@@ -39,14 +39,14 @@ def test_dirichlet_skew_grows_as_alpha_shrinks():
 
 
 def test_fewer_rows_than_clients_is_refused():
-    with pytest.raises(ConfigError, match="3 rows for 5 clients"):
-        partition_indices(3, 5, "iid")
+    with pytest.raises(ConfigError, match="9 rows for 5 clients: each client needs at least 2 rows"):
+        partition_indices(9, 5, "iid")
 
 
 def test_a_client_left_empty_is_refused():
-    labels = np.array(["a"] * 6)
-    with pytest.raises(ConfigError, match="gets no rows"):
-        partition_indices(6, 5, "dirichlet:0.01", seed=0, labels=labels)
+    labels = np.array(["a"] * 12)
+    with pytest.raises(ConfigError, match="gets fewer than 2 of the 12 rows in 20 draws"):
+        partition_indices(12, 5, "dirichlet:0.01", seed=0, labels=labels)
 
 
 @pytest.mark.parametrize("bad", ["dirichlet", "dirichlet:-1", "dirichlet:x", "shards:2", "iid:1"])

@@ -8,7 +8,8 @@ import numpy as np
 
 from forgeml.errors import ConfigError
 
-DRAWS = 20  # Dirichlet draws tried before a partition that leaves a client empty is refused
+DRAWS = 20  # Dirichlet draws tried before a partition that leaves a client (nearly) empty is refused
+MIN_ROWS = 2  # rows a client needs: one row is a batch of one, which batch norm cannot train on
 
 
 def parse_partition(spec: str) -> tuple[str, float | None]:
@@ -29,12 +30,12 @@ def parse_partition(spec: str) -> tuple[str, float | None]:
 def partition_indices(n_rows: int, clients: int, spec: str, seed: int = 0, labels: np.ndarray | None = None) -> list[np.ndarray]:
     """Row indices (sorted) of each client's share of n_rows training rows. dirichlet needs `labels` (one class token per
     row; a regression target is cut into 10 quantile bins by the caller). Every client must get at least one row: fewer
-    rows than clients, or a draw that leaves a client empty, is a ConfigError (before any process starts)."""
+    rows than clients, or a draw that leaves a client fewer than MIN_ROWS, is a ConfigError (before any process starts)."""
     kind, alpha = parse_partition(spec)
     if clients < 1:
         raise ConfigError(f"federate.clients {clients}: at least one client")
-    if n_rows < clients:
-        raise ConfigError(f"the training split has {n_rows} rows for {clients} clients: each client needs at least one row; "
+    if n_rows < MIN_ROWS * clients:
+        raise ConfigError(f"the training split has {n_rows} rows for {clients} clients: each client needs at least {MIN_ROWS} rows; "
                           "use fewer --clients or more data")
     rng = np.random.default_rng(seed)
     if kind == "iid":
@@ -45,11 +46,11 @@ def partition_indices(n_rows: int, clients: int, spec: str, seed: int = 0, label
         _, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
         for _ in range(DRAWS):  # a draw that leaves a client empty is drawn again (from the same seeded stream)
             parts = _dirichlet(codes, clients, alpha, rng)
-            if all(len(p) for p in parts):
+            if all(len(p) >= MIN_ROWS for p in parts):
                 break
-    empty = [k for k, p in enumerate(parts) if len(p) == 0]
+    empty = [k for k, p in enumerate(parts) if len(p) < MIN_ROWS]
     if empty:
-        raise ConfigError(f"--partition {spec}: client {empty[0]} gets no rows of the {n_rows} in {DRAWS} draws; "
+        raise ConfigError(f"--partition {spec}: client {empty[0]} gets fewer than {MIN_ROWS} of the {n_rows} rows in {DRAWS} draws; "
                           "use a larger ALPHA, fewer --clients, more data, or another federate.partition_seed")
     return [np.sort(p) for p in parts]
 
