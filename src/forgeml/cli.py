@@ -453,7 +453,8 @@ def cmd_federate(args: argparse.Namespace) -> int:
     summaries (counts and sums: docs/federated.md). After each round the global weights are measured on the held-out
     val/test split. The result is an ordinary bundle in runs/<name>/ (default name: <config name>-federated) that
     evaluate, predict, serve and export read. The config's `federate:` section holds the defaults of the flags.
-    Needs pip install 'forgeml[federated]'. Separate machines: docs/federated.md.
+    Needs pip install 'forgeml[federated]'. Separate machines (--superlink, with flower-supernode on each client's
+    machine): docs/federated.md.
 
     examples:
       forgeml federate examples/adult-mlp.yaml --clients 5 --rounds 20
@@ -465,8 +466,8 @@ def cmd_federate(args: argparse.Namespace) -> int:
     try:
         path = federate(args.config, overrides=args.set, clients=args.clients, rounds=args.rounds, partition=args.partition,
                         strategy=args.strategy, local_epochs=args.local_epochs, proximal_mu=args.proximal_mu,
-                        min_clients=args.min_clients, name=args.name, overwrite=args.overwrite,
-                        say=lambda text: errors.print(text, highlight=False, soft_wrap=True))
+                        min_clients=args.min_clients, name=args.name, overwrite=args.overwrite, superlink=args.superlink,
+                        root_certificates=args.root_certificates, say=lambda text: errors.print(text, highlight=False, soft_wrap=True))
     except KeyboardInterrupt:
         errors.print("\n[yellow]interrupted[/]: every Flower process of the run was stopped; nothing was written")
         return 130
@@ -610,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-epochs", type=int, metavar="N", help="epochs each client trains per round (default: 1)")
     p.add_argument("--proximal-mu", type=float, metavar="MU", help="fedprox's proximal weight (default: federate.proximal_mu, 0.01)")
     p.add_argument("--min-clients", type=int, metavar="N", help="fewest replies a round needs (default: every client)")
+    p.add_argument("--superlink", metavar="HOST:PORT", help="use a SuperLink already running on this machine, its SuperNodes "
+                                                           "elsewhere (docs/federated.md); default: start them all here")
+    p.add_argument("--root-certificates", metavar="CA.crt", help="with --superlink: reach it over TLS with this CA certificate")
     p.add_argument("--name", help="run folder name under runs_dir (default: <config name>-federated)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p = parsers["demo"]

@@ -56,8 +56,8 @@ FLWR_CONFIG = """\
 default = "local"
 
 [superlink.local]
-address = "127.0.0.1:{port}"
-insecure = true
+address = {address}
+{security}
 """
 
 
@@ -80,6 +80,7 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
              clients: int | None = None, rounds: int | None = None, partition: str | None = None, strategy: str | None = None,
              local_epochs: int | None = None, proximal_mu: float | None = None, min_clients: int | None = None,
              name: str | None = None, overwrite: bool = False, say: Callable[[str], None] | None = None,
+             superlink: str | None = None, root_certificates: str | None = None,
              on_round: Callable[[int, Fleet], None] | None = None) -> Path:
     """Federated training with Flower on this machine; returns the run folder (an ordinary bundle).
 
@@ -88,6 +89,9 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
         clients, rounds, partition ('iid' | 'dirichlet:ALPHA'), strategy ('fedavg' | 'fedprox' | 'fedadam'),
             local_epochs, proximal_mu, min_clients: override federate.<same name>.
         name / overwrite: the run folder under runs_dir, as for `forgeml train`.
+        superlink: HOST:PORT of a SuperLink already running ON THIS MACHINE (the ServerApp writes each round into this
+            run's staging folder) whose SuperNodes run elsewhere; None = start a SuperLink and the SuperNodes here.
+        root_certificates: with superlink, the CA certificate to reach it over TLS; None = insecure (loopback only).
         say: called with a line per stage and per round.
         on_round: called with each round number measured and the running Fleet (a test kills a client there).
 
@@ -120,14 +124,15 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
         cfg.name = run_dir.name
         work = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-federate-", dir=run_dir.parent))
         try:
-            _run(cfg, work, held, say, on_round)
+            _run(cfg, work, held, say, on_round, superlink, root_certificates)
             _write_bundle(cfg, work, run_dir, held, [len(p) for p in parts])
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return run_dir
 
 
-def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_round) -> None:
+def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_round, superlink: str | None = None,
+         root_certificates: str | None = None) -> None:
     """Start the processes, submit the app, follow the rounds until the server is done; stop every process."""
     fed = cfg.federate
     run_id = uuid.uuid4().hex
@@ -136,16 +141,22 @@ def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_rou
     home.mkdir()
     (app_dir / "pyproject.toml").write_text(APP_TOML.format(work=json.dumps(str(work)), config=json.dumps(json.dumps(cfg.to_dict()))))
     with Fleet(work, run_id) as fleet:
-        link = free_port()
-        (home / "config.toml").write_text(FLWR_CONFIG.format(port=link))
-        fleet.start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(link),
-                                  "--disable-runtime-dependency-installation"])
-        _wait(lambda: listening(link), fleet, 60, "the SuperLink did not start listening")
-        for i in range(fed.clients):
-            fleet.start(f"client-{i}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
-                                        "--host", "127.0.0.1", "--port", str(free_port()),
-                                        "--node-config", f"partition-id={i} num-partitions={fed.clients}"])
-        say(f"SuperLink on 127.0.0.1:{link}, {fed.clients} SuperNodes started; logs in {work / 'logs'} while it runs")
+        if superlink is not None:  # the SuperLink and the clients' SuperNodes are the user's (docs/federated.md)
+            security = (f"root-certificates = {json.dumps(str(Path(root_certificates).resolve()))}" if root_certificates
+                        else "insecure = true")
+            (home / "config.toml").write_text(FLWR_CONFIG.format(address=json.dumps(superlink), security=security))
+            say(f"submitting to the SuperLink at {superlink}; waiting for {fed.clients} SuperNodes to connect")
+        else:
+            link = free_port()
+            (home / "config.toml").write_text(FLWR_CONFIG.format(address=json.dumps(f"127.0.0.1:{link}"), security="insecure = true"))
+            fleet.start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(link),
+                                      "--disable-runtime-dependency-installation"])
+            _wait(lambda: listening(link), fleet, 60, "the SuperLink did not start listening")
+            for i in range(fed.clients):
+                fleet.start(f"client-{i}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}",
+                                            "--host", "127.0.0.1", "--port", str(free_port()),
+                                            "--node-config", f"partition-id={i} num-partitions={fed.clients}"])
+            say(f"SuperLink on 127.0.0.1:{link}, {fed.clients} SuperNodes started; logs in {work / 'logs'} while it runs")
         fleet.start("flwr-run", ["flwr", "run", str(app_dir), "local", "--stream"])
         _follow(cfg, work, fleet, held, say, on_round)
 
@@ -191,7 +202,7 @@ def _follow(cfg: Config, work: Path, fleet: Fleet, held: dict, say: Callable[[st
                 raise FederateError(f"the federated run failed: {result['error']}")
             (work / "measured.json").write_text(json.dumps(evaluator.history if evaluator else []))
             return
-        if fleet.procs["superlink"].poll() is not None:
+        if "superlink" in fleet.procs and fleet.procs["superlink"].poll() is not None:
             raise FederateError(f"the SuperLink exited (code {fleet.procs['superlink'].returncode}):\n{fleet.log_tail('superlink')}")
         run = fleet.procs["flwr-run"]
         if run.poll() not in (None, 0):
