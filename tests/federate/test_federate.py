@@ -85,7 +85,7 @@ def test_a_dead_client_below_the_minimum_fails_the_run_clearly_and_leaves_nothin
             fleet.kill("client-1")
 
     with pytest.raises(FederateError, match=r"round 1: 1 of \d clients replied, the round needs 2"):
-        federate(table_config(table, runs, clients=2, rounds=1, round_timeout=20), on_round=kill_at_start)
+        federate(table_config(table, runs, clients=2, rounds=1), on_round=kill_at_start)
     assert list(runs.iterdir()) == [] and not flower_processes(runs)
 
 

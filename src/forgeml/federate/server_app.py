@@ -1,7 +1,7 @@
 """The Flower ServerApp: runs in the SuperLink's flwr-serverapp process. It never reads data: it sees the clients'
 summaries (counts and sums, stats.py), their weights and their metrics, nothing else.
 
-  1. waits for the run's clients to connect (each a SuperNode), at most round-timeout seconds
+  1. waits for the run's clients to connect (each a SuperNode), at most round_timeout seconds (2 minutes at least)
   2. query.summary to each; merges the summaries into features.json (federated feature fitting)
   3. builds the network from the config and the merged features (the config's seed), the initial global weights
   4. runs the strategy (fedavg / fedprox / fedadam) for the rounds; after each round the global weights go to
@@ -83,7 +83,7 @@ def main(grid: Grid, context: Context) -> None:
         cfg = load_config(json.loads(context.run_config["config-json"]))
         fed = cfg.federate
         timeout = fed.round_timeout
-        nodes = _wait_for_nodes(grid, fed.clients, timeout)
+        nodes = _wait_for_nodes(grid, fed.clients, max(timeout, 120.0))  # SuperNodes on a busy machine start slowly
         features_json = _merged_features(grid, cfg, nodes, timeout)
         write_json(work / "features.json", features_json)
         features = FeatureSet.from_json(features_json)
