@@ -275,8 +275,10 @@ def _write_bundle(cfg: Config, work: Path, run_dir: Path, held: dict, sizes: lis
     bundle.save_weights(state)
     for record in history:
         bundle.append_history(record)
-    for r, m in sorted(server.get("train_metrics", {}).items(), key=lambda kv: int(kv[0])):
-        bundle.append_history({"split": "train", "step": int(r), "round": int(r), **{k: v for k, v in m.items() if k != "num-examples"}})
+    for r, m in sorted(server.get("train_metrics", {}).items(), key=lambda kv: int(kv[0])):  # what the clients reported
+        shown = {k: v for k, v in m.items() if k != "num-examples"}
+        if shown:
+            bundle.append_history({"split": "train", "step": int(r), "round": int(r), **shown})
     features = FeatureSet.from_json(features_json)
     bundle.update_meta(
         format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="complete",
