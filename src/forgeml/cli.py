@@ -509,10 +509,43 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_federate(args: argparse.Namespace) -> int:
+    """Federated training with Flower: a SuperLink and one SuperNode per client as real processes on 127.0.0.1.
+
+    Each client trains with forgeml's Trainer on its own share of the config's training split (--partition iid,
+    or dirichlet:ALPHA for clients skewed by label); the server sees only the clients' weights, metrics and feature
+    summaries (counts and sums: docs/federated.md). After each round the global weights are measured on the held-out
+    val/test split. The result is an ordinary bundle in runs/<name>/ (default name: <config name>-federated) that
+    evaluate, predict, serve and export read. The config's `federate:` section holds the defaults of the flags.
+    Needs pip install 'forgeml[federated]'. Separate machines (--superlink, with flower-supernode on each client's
+    machine): docs/federated.md.
+
+    examples:
+      forgeml federate examples/adult-mlp.yaml --clients 5 --rounds 20
+      forgeml federate examples/adult-mlp.yaml --clients 5 --rounds 20 --partition dirichlet:0.5 --strategy fedprox
+      forgeml federate examples/digits-cnn.yaml --clients 3 --rounds 5 --local-epochs 2 --strategy fedadam
+    """
+    from forgeml.federate.launch import federate
+
+    try:
+        path = federate(args.config, overrides=args.set, clients=args.clients, rounds=args.rounds, partition=args.partition,
+                        strategy=args.strategy, local_epochs=args.local_epochs, proximal_mu=args.proximal_mu,
+                        min_clients=args.min_clients, name=args.name, overwrite=args.overwrite, superlink=args.superlink,
+                        root_certificates=args.root_certificates, say=lambda text: errors.print(text, highlight=False, soft_wrap=True))
+    except KeyboardInterrupt:
+        errors.print("\n[yellow]interrupted[/]: every Flower process of the run was stopped; nothing was written")
+        return 130
+    metrics = json.loads((path / "metrics.json").read_text())
+    shown = "  ".join(f"{split}.{k} {v:.4f}" for split, m in metrics.items() for k, v in m.items()
+                      if k in ("accuracy", "loss", "mae") and isinstance(v, float))
+    console.print(f"federated run: [bold]{path}[/]  {shown}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain, "generate": cmd_generate, "report": cmd_report,
     "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "compress": cmd_compress,
-    "upgrade": cmd_upgrade, "serve": cmd_serve, "tune": cmd_tune,
+    "upgrade": cmd_upgrade, "serve": cmd_serve, "tune": cmd_tune, "federate": cmd_federate,
 }
 
 
@@ -642,6 +675,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", metavar="NAME", help="study name in the storage (default: the config's name)")
     p.add_argument("--jobs", type=int, metavar="N", help="trials at once, as N worker processes on the study's storage, "
                                                          "each with cores/N torch threads (default: tune.jobs)")
+    p = parsers["federate"]
+    p.add_argument("config", help="YAML config file (its federate section, if any, gives the defaults below)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--clients", type=int, metavar="N", help="clients, one SuperNode process each (default: federate.clients, 5)")
+    p.add_argument("--rounds", type=int, metavar="N", help="federated rounds (default: federate.rounds, 20)")
+    p.add_argument("--partition", metavar="iid|dirichlet:ALPHA", help="how the training rows are shared out (default: iid)")
+    p.add_argument("--strategy", choices=["fedavg", "fedprox", "fedadam"], help="aggregation (default: federate.strategy, fedavg)")
+    p.add_argument("--local-epochs", type=int, metavar="N", help="epochs each client trains per round (default: 1)")
+    p.add_argument("--proximal-mu", type=float, metavar="MU", help="fedprox's proximal weight (default: federate.proximal_mu, 0.01)")
+    p.add_argument("--min-clients", type=int, metavar="N", help="fewest replies a round needs (default: every client)")
+    p.add_argument("--superlink", metavar="HOST:PORT", help="use a SuperLink already running on this machine, its SuperNodes "
+                                                           "elsewhere (docs/federated.md); default: start them all here")
+    p.add_argument("--root-certificates", metavar="CA.crt", help="with --superlink: reach it over TLS with this CA certificate")
+    p.add_argument("--name", help="run folder name under runs_dir (default: <config name>-federated)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     p = parsers["demo"]
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--runs-dir", default="runs", help="where the demo run folder goes (default: runs)")
@@ -682,7 +730,7 @@ def _show_warnings(verbose: bool) -> None:
 
 
 # what to tell a user whose folder cannot be written, per command
-WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "tune": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
+WRITE_FIX = {"train": "set runs_dir to a folder you can write: --set runs_dir=DIR", "federate": "set runs_dir to a folder you can write: --set runs_dir=DIR", "tune": "set runs_dir to a folder you can write: --set runs_dir=DIR", "demo": "choose a folder you can write: --runs-dir DIR",
              "compare": "choose a place you can write: --out FILE",
              "evaluate": "the metrics above are not saved; make the run folder writable, or copy the run to a folder you can write",
              "report": "make the run folder writable, or copy the run to a folder you can write",

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from forgeml.errors import ConfigError, did_you_mean
 
@@ -585,6 +593,53 @@ class TuneConfig(Section):
                              "taken as dead (its process was killed) and its values are tried again")
 
 
+class FederateConfig(Section):
+    """`forgeml federate`: Flower federated training, one SuperNode per client on its own partition of the training split."""
+
+    clients: int = Field(5, ge=1, description="clients (SuperNodes), each training on its own share of the training split")
+    rounds: int = Field(20, ge=1, description="federated rounds: each sends the global weights out and averages what comes back")
+    partition: str = Field("iid", description="how the training split is shared out: iid (random, equal sizes) or "
+                           "dirichlet:ALPHA (per-class shares drawn from Dir(ALPHA); small ALPHA = skewed clients)")
+    partition_seed: int = Field(0, description="seed of the partition: the same seed gives every client the same rows")
+    strategy: Literal["fedavg", "fedprox", "fedadam"] = Field(
+        "fedavg", description="fedavg (weighted average), fedprox (clients add proximal_mu/2 ||w - w_global||^2 to their loss) "
+        "or fedadam (the server applies Adam to the averaged update, at server_lr)")
+    local_epochs: int = Field(1, ge=1, description="epochs each client trains on its partition per round (train.epochs is not used)")
+    proximal_mu: float = Field(0.01, ge=0, description="fedprox: weight of the proximal term pulling clients toward the global weights")
+    server_lr: float = Field(0.01, gt=0, description="fedadam: the server's step size on the averaged update (Flower's eta)")
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="share of the connected clients asked to train each round")
+    min_clients: int | None = Field(None, ge=1, description="fewest clients whose replies a round needs, else the run fails; "
+                                    "None = all of them (a dead client stops the run)")
+    round_timeout: float = Field(300.0, gt=0, description="seconds a round waits for the clients' replies; a client silent "
+                                 "that long counts as failed for that round")
+    client_threads: int = Field(1, ge=1, description="torch threads per client process (they share this machine's cores)")
+
+    @field_validator("partition")
+    @classmethod
+    def _partition_form(cls, v: str) -> str:
+        from_string = v.strip().lower()
+        if from_string == "iid":
+            return from_string
+        head, _, alpha = from_string.partition(":")
+        try:
+            ok = head == "dirichlet" and float(alpha) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{v!r}: give iid or dirichlet:ALPHA with ALPHA > 0 (e.g. dirichlet:0.5)")
+        return f"dirichlet:{float(alpha):g}"
+
+    @model_validator(mode="after")
+    def _min_fits(self) -> FederateConfig:
+        if self.min_clients is not None and self.min_clients > self.clients:
+            raise ValueError(f"min_clients {self.min_clients} is more than clients {self.clients}")
+        return self
+
+    def needed(self) -> int:
+        """Replies a round needs: min_clients, or every client."""
+        return self.min_clients or self.clients
+
+
 # ---------------------------------------------------------------------------------------------- whole
 class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
@@ -594,6 +649,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
     tune: TuneConfig | None = Field(None, description="forgeml tune: the search space and study settings; training ignores it")
+    federate: FederateConfig | None = Field(None, description="forgeml federate: clients, rounds, partition and strategy; training ignores it")
 
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json", by_alias=True)
@@ -601,6 +657,8 @@ class Config(Section):
             d.pop("tune", None)  # a config without a tune section reads (and digests) as it did before there was one
         if d["train"].get("privacy") is None:
             d["train"].pop("privacy", None)  # likewise a run without train.privacy
+        if d.get("federate") is None:
+            d.pop("federate", None)  # likewise a config without a federate section
         return d
 
     @model_validator(mode="after")

@@ -545,6 +545,16 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
     shown: list[dict[str, torch.Tensor]] = []  # the report draws from the outputs measured here: one pass over its split
     if data_path is not None:
         result = {f"file:{Path(data_path).name}": evaluate_split(predictor, load_eval_file(predictor.config.data, predictor.features, data_path), step)}
+    elif (meta.get("variant") or {}).get("kind") == "federated":  # features merged from the clients' summaries: not refitted here
+        from forgeml.data.prepare import load_columns, make_split
+
+        held = {k: v for k, v in load_columns(predictor.config.data).items() if k != "train"}
+        data = PreparedData(predictor.features, {k: make_split(predictor.features, v) for k, v in held.items()})
+        wanted = [s for s in (splits or predictor.config.eval.splits) if s != "train"]
+        result = evaluate_splits(predictor, data, wanted, step, keep={report_split(data.splits): shown})
+        if not result:
+            raise ConfigError(f"{bundle.path}: a federated run is measured on its held-out splits ({', '.join(data.splits) or 'none'}); "
+                              "its training rows belong to the clients. Choose --split val/test or evaluate a file with --data FILE")
     else:
         data = prepare(predictor.config.data, tokenizers=kept_tokenizers(predictor.features))
         if fitted_state(data.features.to_json()) != fitted_state(bundle.read_json("features.json")):  # tuned thresholds aside
