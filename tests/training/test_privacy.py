@@ -233,3 +233,15 @@ def test_the_plain_trainer_refuses_privacy_rather_than_ignore_it():
 
     with pytest.raises(ConfigError, match="PrivateTrainer"):
         Trainer(nn.Linear(6, 2), "cross_entropy", privacy=PRIVATE)
+
+
+def test_importing_opacus_leaves_the_root_logger_as_it_was():
+    """opacus.utils.module_utils calls logging.basicConfig on import: every forgeml note printed twice (once
+    timestamped) until require_opacus put the root logger's handlers back."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from forgeml.training.privacy import require_opacus; require_opacus(); "
+            "print(len(logging.getLogger().handlers), logging.getLogger().level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["0", "30"], out.stdout + out.stderr  # no handler, level WARNING (30), as Python starts

@@ -37,14 +37,20 @@ INSTALL = "pip install 'forgeml[privacy]'"
 
 def require_opacus():
     """The opacus module; a ForgeError naming the extra to install when it is missing."""
+    import logging
     import warnings
 
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its import warns about secure RNG, which forgeml seeds itself (see docs)
             import opacus
     except ImportError as exc:
         raise ForgeError(f"train.privacy needs Opacus ({exc.name} is not installed): {INSTALL}") from None
+    finally:  # opacus.utils.module_utils calls logging.basicConfig on import: every note would print twice, timestamped
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return opacus
 
 
