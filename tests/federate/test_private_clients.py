@@ -95,3 +95,27 @@ def test_an_impossible_budget_over_the_rounds_is_refused_before_any_process(tmp_
     assert main(["federate", str(config)]) == 2
     assert "1/72" in capsys.readouterr().err
     assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_a_private_federated_run_records_each_clients_epsilon_and_evaluate_states_it(tmp_path, capsys):
+    """The one run with real Flower processes: 2 clients, 2 rounds of FedProx, train.privacy on each client."""
+    import json
+
+    pytest.importorskip("flwr")
+    from forgeml.federate.launch import federate
+    from tests.federate.test_federate import flower_processes
+
+    runs = tmp_path / "runs"
+    d = table_config(write_table(tmp_path / "table.csv"), runs, clients=2, rounds=2, strategy="fedprox", proximal_mu=0.1)
+    d["train"]["privacy"] = {"epsilon": 4.0, "delta": 1e-3}
+    run = federate(d)
+    assert not flower_processes(runs)
+    p = json.loads((run / "meta.json").read_text())["privacy"]
+    assert p["federated"] and p["rounds"] == 2 and [c["client"] for c in p["clients"]] == [0, 1]
+    assert all(c["round"] == 2 and c["steps"] == 6 for c in p["clients"])  # 72 rows / 32 a step, 3 steps a round
+    assert p["epsilon"] == max(c["epsilon"] for c in p["clients"]) and 0.97 * 4.0 <= p["epsilon"] <= 4.0
+    train = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if '"train"' in line]
+    assert [r["round"] for r in train] == [1, 2] and train[0]["epsilon"] < train[1]["epsilon"] == p["epsilon"]
+    assert main(["evaluate", str(run)]) == 0
+    assert "on every client: DP-SGD on each of 2 clients over 2 rounds" in capsys.readouterr().out
+    assert "on every client" in (run / "report.html").read_text()
