@@ -539,6 +539,9 @@ def cmd_federate(args: argparse.Namespace) -> int:
     shown = "  ".join(f"{split}.{k} {v:.4f}" for split, m in metrics.items() for k, v in m.items()
                       if k in ("accuracy", "loss", "mae") and isinstance(v, float))
     console.print(f"federated run: [bold]{path}[/]  {shown}")
+    from forgeml.bundle import Bundle
+
+    _print_privacy(Bundle(path).meta())
     return 0
 
 

@@ -107,7 +107,8 @@ def test_fedprox_mu_changes_what_a_client_sends_back(table, tmp_path):
     start = {k: v.clone() for k, v in model.state_dict().items()}
 
     def distance(mu: float) -> float:
-        state, rows = local_round(cfg, cols, features_json, start, mu)
+        state, rows, privacy = local_round(cfg, cols, features_json, start, mu)
+        assert privacy is None  # no train.privacy
         assert rows == 72  # half of the 144 training rows (240, less 20% val and 20% test)
         return sum(float((state[k] - start[k]).pow(2).sum()) for k in start if start[k].is_floating_point())
 

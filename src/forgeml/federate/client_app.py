@@ -5,7 +5,8 @@ Two messages reach it from the ServerApp (server_app.py):
   train          -> the global weights in, `local_epochs` of our Trainer on its partition, the new weights out
 The Trainer is built by the same function a `forgeml train` run uses (pipeline._trainer), so train settings
 (optimizer, precision, train.privacy where the pipeline applies it) hold on every client. FedProx adds
-proximal_mu/2 * ||w - w_global||^2 to the loss. Where a client's rows come from: the node config's partition-id
+proximal_mu/2 * ||w - w_global||^2 to the loss. A private client (train.privacy) trains each round as one share of
+federate.rounds (the "server-round" Flower puts in the train config) and replies with its cumulative epsilon. Where a client's rows come from: the node config's partition-id
 (of num-partitions, cut from the config's training split), or its own data-path (a client on its own machine)."""
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def summary(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"summary": ConfigRecord({"json": json.dumps(summarise(cols, cfg.data))})}), reply_to=msg)
 
 
+def privacy_metrics(privacy: dict, pid: int | None) -> dict[str, int | float]:
+    """What a private client tells the server: its epsilon over the rounds so far (the guarantee for its rows), and
+    how it was spent (server_app.py keeps them per client; the launcher puts them in meta.json)."""
+    return {"epsilon": float(privacy["epsilon"]), "noise-multiplier": float(privacy["noise_multiplier"]),
+            "sample-rate": float(privacy["sample_rate"]), "steps": int(privacy["steps"]), "rows": int(privacy["rows"]),
+            "partition-id": -1 if pid is None else pid}
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     from forgeml.federate.local import local_round
@@ -53,6 +62,8 @@ def train(msg: Message, context: Context) -> Message:
     cfg, cols = _columns(context)
     config = msg.content["config"]
     received = msg.content["arrays"].to_torch_state_dict()
-    state, rows = local_round(cfg, cols, json.loads(config["features-json"]), received, float(config.get("proximal-mu", 0.0)))
-    metrics = MetricRecord({"num-examples": rows})
+    _, pid = _settings(context)
+    state, rows, privacy = local_round(cfg, cols, json.loads(config["features-json"]), received,
+                                       float(config.get("proximal-mu", 0.0)), int(config.get("server-round", 1)))
+    metrics = MetricRecord({"num-examples": rows, **(privacy_metrics(privacy, pid) if privacy else {})})
     return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}), reply_to=msg)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from forgeml.config import Config, load_config
+from forgeml.errors import ConfigError
 from forgeml.federate import FederateError, require_flwr
 from forgeml.federate.processes import Fleet, free_port, listening
 
@@ -118,6 +119,8 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
     parts = shares(cfg, train, fed.clients, fed.partition, fed.partition_seed)
     summarise(train.take(parts[0]), cfg.data)  # refuses columns whose features are not merged (text, sequence, ...)
     held = {k: v for k, v in cols.items() if k != "train"}
+    if cfg.train.privacy is not None:
+        _check_budget(cfg, [len(p) for p in parts], say)
     say(f"{fed.clients} clients, {fed.partition} partition: {', '.join(str(len(p)) for p in parts)} training rows; "
         f"{fed.rounds} rounds of {fed.strategy}, {fed.local_epochs} local epoch(s) each")
     with claim_run_dir(cfg, name or f"{cfg.name or 'run'}-federated", overwrite) as run_dir:
@@ -129,6 +132,47 @@ def federate(config: Config | str | Path | dict[str, Any], *, overrides: list[st
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return run_dir
+
+
+def _check_budget(cfg: Config, sizes: list[int], say: Callable[[str], None]) -> None:
+    """train.privacy: each client's noise covers rounds x local_epochs epochs of its rows; a budget that cannot be met
+    (the smallest partition is the hardest: its delta bound and its sample rate) is a ConfigError before any process."""
+    from forgeml.training.privacy import plan_share
+
+    p, fed = cfg.train.privacy, cfg.federate
+    smallest = min(sizes)
+    try:
+        plan = plan_share(smallest, cfg.train.batch_size, fed.local_epochs, None, p.epsilon, p.delta, p.max_grad_norm,
+                          p.accountant, rounds=fed.rounds)
+    except ConfigError as exc:
+        raise ConfigError(f"train.privacy with federate ({fed.rounds} rounds x {fed.local_epochs} local epoch(s) on the "
+                          f"smallest client's {smallest} rows): {exc}") from None
+    say(f"train.privacy on each client: (epsilon {p.epsilon:g}, delta {p.delta:g}) for its rows over all {fed.rounds} rounds "
+        f"({plan.steps} DP-SGD steps on the smallest client: noise multiplier {plan.noise_multiplier:.3g}). The server "
+        "still sees each client's feature summary (counts, sums, categories; no privacy) and its round updates (private)")
+
+
+def _privacy_meta(cfg: Config, server: dict) -> dict[str, Any] | None:
+    """meta.json's privacy of a federated private run, from what the clients replied (server.json): each client's
+    cumulative epsilon after its last round, and the run's epsilon = the largest (each guarantee is for that client's rows)."""
+    p = cfg.train.privacy
+    if p is None:
+        return None
+    latest: dict[Any, dict] = {}
+    for r, records in sorted(server.get("privacy", {}).items(), key=lambda kv: int(kv[0])):
+        for rec in records:
+            key = rec.get("partition-id", -1) if rec.get("partition-id", -1) >= 0 else f"node-{rec['node']}"
+            latest[key] = {"client": key, "round": int(r), "epsilon": round(float(rec["epsilon"]), 4),
+                           "noise_multiplier": rec["noise-multiplier"], "sample_rate": rec["sample-rate"],
+                           "rows": int(rec["rows"]), "steps": int(rec["steps"])}
+    if not latest:
+        raise FederateError("train.privacy: no client reported the privacy it spent; the run's guarantee is unknown")
+    clients = sorted(latest.values(), key=lambda c: str(c["client"]))
+    worst = max(clients, key=lambda c: c["epsilon"])
+    return {"epsilon": worst["epsilon"], "target_epsilon": p.epsilon, "delta": p.delta, "accountant": p.accountant,
+            "max_grad_norm": p.max_grad_norm, "noise_multiplier": worst["noise_multiplier"], "sample_rate": worst["sample_rate"],
+            "expected_batch": round(worst["sample_rate"] * worst["rows"], 2), "rows": worst["rows"], "steps": worst["steps"],
+            "sampling": "poisson", "federated": True, "rounds": cfg.federate.rounds, "clients": clients}
 
 
 def _run(cfg: Config, work: Path, held: dict, say: Callable[[str], None], on_round, superlink: str | None = None,
@@ -290,7 +334,8 @@ def _write_bundle(cfg: Config, work: Path, run_dir: Path, held: dict, sizes: lis
         variant={"kind": "federated", "clients": fed.clients, "rounds": fed.rounds, "partition": fed.partition,
                  "strategy": fed.strategy, "local_epochs": fed.local_epochs, "client_rows": sizes,
                  **({"proximal_mu": fed.proximal_mu} if fed.strategy == "fedprox" else {}),
-                 **({"server_lr": fed.server_lr} if fed.strategy == "fedadam" else {})})
+                 **({"server_lr": fed.server_lr} if fed.strategy == "fedadam" else {})},
+        **({"privacy": privacy} if (privacy := _privacy_meta(cfg, server)) else {}))
     predictor = Predictor(stage, trust_code=False)
     data = PreparedData(features, {k: make_split(features, v) for k, v in held.items()})
     shown: list = []

@@ -25,8 +25,11 @@ def client_config(cfg: Config) -> Config:
 
 
 def local_round(cfg: Config, cols: Columns, features_json: dict[str, Any], received: dict[str, torch.Tensor],
-                mu: float = 0.0) -> tuple[dict[str, torch.Tensor], int]:
-    """(the trained weights, the client's rows). mu > 0: FedProx's proximal term toward `received`."""
+                mu: float = 0.0, server_round: int = 1) -> tuple[dict[str, torch.Tensor], int, dict[str, Any] | None]:
+    """(the trained weights, the client's rows, its privacy spent or None). mu > 0: FedProx's proximal term toward
+    `received`. With train.privacy, this round (1-based) is one share of federate.rounds (PrivateTrainer.share_budget):
+    the noise is planned for all the rounds' steps and the privacy returned is the client's epsilon over rounds
+    1..server_round."""
     from forgeml.data.featureset import FeatureSet
     from forgeml.data.prepare import PreparedData, make_split
     from forgeml.federate.proximal import add_proximal_term
@@ -37,11 +40,14 @@ def local_round(cfg: Config, cols: Columns, features_json: dict[str, Any], recei
     data = PreparedData(features, {"train": make_split(features, cols)})
     with tempfile.TemporaryDirectory(prefix="forgeml-client-") as scratch:
         trainer = _trainer(local, features, Path(scratch), callbacks=(), init={k: v.clone() for k, v in received.items()})
+        if getattr(trainer, "private", False):
+            trainer.share_budget(cfg.federate.rounds, server_round - 1)
         if mu > 0:
             add_proximal_term(trainer, mu)
         trainer.fit(_train_batches(local, data, trainer), None)
         state = {k: v.detach().cpu() for k, v in trainer.full_state_dict().items()}
+        privacy = trainer.privacy_spent() if getattr(trainer, "private", False) else None
     for k, v in state.items():  # FedAvg averages floats: integer buffers (batch norm's step count) go back as they came
         if not torch.is_floating_point(v):
             state[k] = received[k]
-    return state, len(data.splits["train"])
+    return state, len(data.splits["train"]), privacy

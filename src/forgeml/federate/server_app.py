@@ -26,11 +26,32 @@ class RoundFailed(Exception):
     """A round got fewer replies than federate.min_clients."""
 
 
-def _strategy(fed, needed: int):
-    """The Flower strategy for federate.strategy, refusing a round with fewer than `needed` good replies."""
+PRIVACY_KEYS = ("epsilon", "noise-multiplier", "sample-rate", "steps", "rows", "partition-id")  # client_app.privacy_metrics
+
+
+def _train_metrics(records, weighting: str) -> MetricRecord:
+    """Flower's weighted average of the clients' metrics, but a private run's epsilon is the LARGEST client's (each client's
+    guarantee is for its own rows; an average would promise the worst-off client more than it has); the rest of the
+    clients' privacy figures stay per client (server.json's privacy)."""
+    from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+    out = aggregate_metricrecords(records, weighting)
+    eps = [float(m["epsilon"]) for r in records for m in r.metric_records.values() if "epsilon" in m]
+    for key in PRIVACY_KEYS:
+        if key in out:
+            del out[key]
+    if eps:
+        out["epsilon"] = max(eps)
+    return out
+
+
+def _strategy(fed, needed: int, privacy: dict[int, list[dict]] | None = None):
+    """The Flower strategy for federate.strategy, refusing a round with fewer than `needed` good replies; each round's
+    private clients' figures go into `privacy` (round -> one dict per client)."""
     from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
-    common = dict(fraction_train=fed.fraction_fit, fraction_evaluate=0.0, min_train_nodes=needed, min_available_nodes=needed)
+    common = dict(fraction_train=fed.fraction_fit, fraction_evaluate=0.0, min_train_nodes=needed, min_available_nodes=needed,
+                  train_metrics_aggr_fn=_train_metrics)
     base = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}[fed.strategy]
     extra = {"proximal_mu": fed.proximal_mu} if fed.strategy == "fedprox" else {"eta": fed.server_lr} if fed.strategy == "fedadam" else {}
 
@@ -42,6 +63,12 @@ def _strategy(fed, needed: int):
                 errors = "; ".join(r.error.reason[:200] for r in replies if r.has_error())
                 raise RoundFailed(f"round {server_round}: {len(good)} of {len(replies)} clients replied, the round needs "
                                   f"{needed} (federate.min_clients){': ' + errors if errors else ''}")
+            if privacy is not None:
+                for r in good:
+                    m = r.content["metrics"]
+                    if "epsilon" in m:
+                        privacy.setdefault(server_round, []).append(
+                            {"node": int(r.metadata.src_node_id), **{k: m[k] for k in PRIVACY_KEYS if k in m}})
             return super().aggregate_train(server_round, good)
 
     return Strict(**common, **extra)
@@ -99,13 +126,15 @@ def main(grid: Grid, context: Context) -> None:
                                  {k: v.contiguous() for k, v in arrays.to_torch_state_dict().items()})
             return None
 
-        strategy = _strategy(fed, fed.needed())
+        privacy: dict[int, list[dict]] = {}
+        strategy = _strategy(fed, fed.needed(), privacy)
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=fed.rounds,
                                 timeout=timeout, train_config=ConfigRecord({"features-json": json.dumps(features_json)}),
                                 evaluate_fn=keep)
         for r, m in result.train_metrics_clientapp.items():
             train_metrics[r] = dict(m)
-        write_json(work / "server.json", {"status": "done", "train_metrics": train_metrics})
+        write_json(work / "server.json", {"status": "done", "train_metrics": train_metrics,
+                                          **({"privacy": privacy} if privacy else {})})
     except RoundFailed as exc:
         write_json(work / "server.json", {"status": "failed", "error": str(exc)})
     except Exception as exc:  # a bug or a client's error: the launcher shows it

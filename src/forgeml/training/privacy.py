@@ -97,6 +97,14 @@ def plan_noise(rows: int, batch_size: int, epochs: int, max_steps: int | None, e
     return PrivacyPlan(rows, sample_rate, steps_per_epoch, steps, sigma, epsilon, delta, max_grad_norm, accountant)
 
 
+def plan_share(rows: int, batch_size: int, epochs: int, max_steps: int | None, epsilon: float, delta: float,
+               max_grad_norm: float, accountant: str = "rdp", rounds: int = 1) -> PrivacyPlan:
+    """plan_noise for `rounds` alike fits of `epochs` epochs (or max_steps steps) each, at the same sample rate: the
+    budget covers all of them (a federated client's rounds). rounds=1 is plan_noise."""
+    return plan_noise(rows, batch_size, epochs * rounds, max_steps * rounds if max_steps else None, epsilon, delta,
+                      max_grad_norm, accountant)
+
+
 MAX_SIGMA = 1e6  # Opacus's get_noise_multiplier gives up there too
 
 
@@ -275,13 +283,28 @@ class PrivateTrainer(Trainer):
                                      expected_batch_size=1, loss_reduction="mean", generator=self.noise)
         self.accountant = create_accountant(mechanism=p.accountant)
         self.plan: PrivacyPlan | None = None
+        self.share: tuple[int, int] | None = None  # (rounds, done): share_budget
         self.optimizer.attach_step_hook(lambda opt: self.accountant.step(noise_multiplier=opt.noise_multiplier,
                                                                          sample_rate=self.plan.sample_rate))
 
+    def share_budget(self, rounds: int, done: int) -> PrivateTrainer:
+        """Make this fit one share of a run of `rounds` alike fits (a federated client's rounds, federate/local.py), of which
+        `done` came before: the noise is planned so that all `rounds` x (this fit's planned steps) spend at most the target
+        epsilon (plan_share), and the accountant starts with the `done` earlier fits' steps, so epsilon_spent() and
+        privacy_spent() after this fit are the cumulative epsilon of the `done` + 1 fits. Call before fit()."""
+        if rounds < 1 or not 0 <= done < rounds:
+            raise ConfigError(f"PrivateTrainer.share_budget: round {done + 1} of {rounds} is not a round of the plan")
+        if self.fits:
+            raise ConfigError("PrivateTrainer.share_budget: call it before fit()")
+        self.share = (rounds, done)
+        return self
+
     def plan_for(self, rows: int) -> PrivacyPlan:
-        """The noise plan of a run on `rows` training rows (a ConfigError when the budget cannot be met)."""
+        """The noise plan of a run on `rows` training rows (a ConfigError when the budget cannot be met); with
+        share_budget, the plan of all its rounds (plan.steps counts them all)."""
         p, cfg = self.cfg.privacy, self.cfg
-        return plan_noise(rows, cfg.batch_size, cfg.epochs, cfg.max_steps, p.epsilon, p.delta, p.max_grad_norm, p.accountant)
+        return plan_share(rows, cfg.batch_size, cfg.epochs, cfg.max_steps, p.epsilon, p.delta, p.max_grad_norm, p.accountant,
+                          rounds=self.share[0] if self.share else 1)
 
     def fit(self, train_data, val_data=None, resume: bool = False):
         if self.fits:
@@ -291,8 +314,16 @@ class PrivateTrainer(Trainer):
         self.plan = self.plan_for(train.n_samples)
         self.optimizer.noise_multiplier = self.plan.noise_multiplier
         self.optimizer.expected_batch_size = self.plan.expected_batch
+        if self.share and self.share[1] and not resume:
+            # the earlier rounds, as the accountant would have counted them: each drew from the same rows with the same
+            # config, so each took exactly this fit's planned steps at this same noise multiplier and sample rate; the
+            # history below is theirs exactly (not an estimate), and the epsilon after this fit is the composition of all
+            # of them (a round the client sat out is counted too: an upper bound then, still a guarantee)
+            rounds, done = self.share
+            self.accountant.history = [(self.plan.noise_multiplier, self.plan.sample_rate, done * (self.plan.steps // rounds))]
+        share = f" ({self.share[0]} rounds of {self.plan.steps // self.share[0]}; this is round {self.share[1] + 1})" if self.share else ""
         note(f"train.privacy: DP-SGD, target epsilon {self.plan.epsilon:g} at delta {self.plan.delta:g} over {self.plan.steps} "
-             f"steps: noise multiplier {self.plan.noise_multiplier:.3g}, each row in a step's batch with probability "
+             f"steps{share}: noise multiplier {self.plan.noise_multiplier:.3g}, each row in a step's batch with probability "
              f"{self.plan.sample_rate:.3g} (about {self.plan.expected_batch:.0f} rows), per-row gradients clipped to "
              f"{self.plan.max_grad_norm:g} ({self.plan.accountant} accountant)")
         return super().fit(train, val_data, resume=resume)
@@ -348,8 +379,12 @@ class PrivateTrainer(Trainer):
                 "delta": self.cfg.privacy.delta, "noise_multiplier": plan.get("noise_multiplier"),
                 "max_grad_norm": self.cfg.privacy.max_grad_norm, "sample_rate": plan.get("sample_rate"),
                 "expected_batch": round(self.plan.expected_batch, 2) if self.plan else None, "rows": plan.get("rows"),
-                "steps": self.step, "planned_steps": plan.get("steps"), "accountant": self.cfg.privacy.accountant,
-                "sampling": "poisson"}
+                "steps": self.steps_counted(), "planned_steps": plan.get("steps"), "accountant": self.cfg.privacy.accountant,
+                "sampling": "poisson", **({"rounds": self.share[0], "round": self.share[1] + 1} if self.share else {})}
+
+    def steps_counted(self) -> int:
+        """The steps the accountant holds: this fit's, and with share_budget the earlier rounds' too."""
+        return sum(int(h[2]) for h in self.accountant.history) if self.share else self.step
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def _checkpoint_extra(self) -> dict[str, Any]:
