@@ -525,8 +525,14 @@ def cmd_federate(args: argparse.Namespace) -> int:
       forgeml federate examples/adult-mlp.yaml --clients 5 --rounds 20 --partition dirichlet:0.5 --strategy fedprox
       forgeml federate examples/digits-cnn.yaml --clients 3 --rounds 5 --local-epochs 2 --strategy fedadam
     """
+    import signal
+
     from forgeml.federate.launch import federate
 
+    def stop(signum, frame):  # a SIGTERM or SIGHUP ends the run as Ctrl-C does: the launcher stops every Flower process
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         path = federate(args.config, overrides=args.set, clients=args.clients, rounds=args.rounds, partition=args.partition,
                         strategy=args.strategy, local_epochs=args.local_epochs, proximal_mu=args.proximal_mu,
@@ -535,6 +541,9 @@ def cmd_federate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         errors.print("\n[yellow]interrupted[/]: every Flower process of the run was stopped; nothing was written")
         return 130
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     metrics = json.loads((path / "metrics.json").read_text())
     shown = "  ".join(f"{split}.{k} {v:.4f}" for split, m in metrics.items() for k, v in m.items()
                       if k in ("accuracy", "loss", "mae") and isinstance(v, float))

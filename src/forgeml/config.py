@@ -9,6 +9,7 @@ the bad value, what is allowed and the nearest valid key.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -609,7 +610,7 @@ class FederateConfig(Section):
     server_lr: float = Field(0.01, gt=0, description="fedadam: the server's step size on the averaged update (Flower's eta)")
     fraction_fit: float = Field(1.0, gt=0, le=1, description="share of the connected clients asked to train each round")
     min_clients: int | None = Field(None, ge=1, description="fewest clients whose replies a round needs, else the run fails; "
-                                    "None = all of them (a dead client stops the run)")
+                                    "None = every client asked (fraction_fit of them: with 1.0 a dead client stops the run)")
     round_timeout: float = Field(300.0, gt=0, description="seconds a round waits for the clients' replies; a client silent "
                                  "that long counts as failed for that round")
     client_threads: int = Field(1, ge=1, description="torch threads per client process (they share this machine's cores)")
@@ -636,8 +637,8 @@ class FederateConfig(Section):
         return self
 
     def needed(self) -> int:
-        """Replies a round needs: min_clients, or every client."""
-        return self.min_clients or self.clients
+        """Replies a round needs: min_clients, or every client asked (fraction_fit of them, at least one)."""
+        return self.min_clients or max(1, math.ceil(self.fraction_fit * self.clients))
 
 
 # ---------------------------------------------------------------------------------------------- whole

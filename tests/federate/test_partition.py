@@ -53,3 +53,18 @@ def test_a_client_left_empty_is_refused():
 def test_a_bad_partition_string_names_the_forms(bad):
     with pytest.raises(ConfigError, match="iid or dirichlet:ALPHA"):
         parse_partition(bad)
+
+
+def test_fraction_fit_sets_how_many_replies_a_round_needs_and_what_flower_samples():
+    """Without min_clients a round needs the clients asked (fraction_fit of them), not every client: Flower samples
+    max(int(n x fraction), min_train_nodes) clients, so min_train_nodes = every client made fraction_fit do nothing."""
+    pytest.importorskip("flwr")
+    from forgeml.config import FederateConfig
+    from forgeml.federate.server_app import _strategy
+
+    assert FederateConfig(clients=5).needed() == 5
+    assert FederateConfig(clients=5, fraction_fit=0.4).needed() == 2
+    assert FederateConfig(clients=5, fraction_fit=0.4, min_clients=1).needed() == 1
+    fed = FederateConfig(clients=10, fraction_fit=0.3)
+    strategy = _strategy(fed, fed.needed())
+    assert strategy.min_train_nodes == 3 and strategy.fraction_train == 0.3

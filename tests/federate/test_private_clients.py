@@ -119,3 +119,41 @@ def test_a_private_federated_run_records_each_clients_epsilon_and_evaluate_state
     assert main(["evaluate", str(run)]) == 0
     assert "on every client: DP-SGD on each of 2 clients over 2 rounds" in capsys.readouterr().out
     assert "on every client" in (run / "report.html").read_text()
+
+
+def test_a_fixed_privacy_seed_gives_each_client_and_round_its_own_noise(tmp_path):
+    """The same seed every round would draw the same batches and add the same noise each time (subtracting two rounds'
+    updates would cancel it), while the accountant composes the rounds as independent."""
+    from forgeml.federate.local import client_config
+
+    d = table_config(write_table(tmp_path / "t.csv"), tmp_path / "runs")
+    d["train"]["privacy"] = dict(PRIVACY)
+    cfg = load_config(d)
+    seeds = {client_config(cfg, c, r).train.privacy.seed for c in ("0", "1") for r in (1, 2, 3)}
+    assert len(seeds) == 6 and PRIVACY["seed"] not in seeds
+    assert client_config(cfg, "1", 2).train.privacy.seed == client_config(cfg, "1", 2).train.privacy.seed  # repeatable
+
+
+def test_a_batch_norm_model_trains_privately_from_the_servers_group_norm_weights(tmp_path):
+    """The server builds group norm where the config says batch norm (as the clients train it): a private client's
+    round loads those weights and sends group-norm weights back (it used to load batch-norm ones and crash)."""
+    from forgeml.data.featureset import FeatureSet
+    from forgeml.federate.local import local_round
+    from forgeml.federate.shares import client_columns
+    from forgeml.federate.stats import merge, summarise
+    from forgeml.models import build_network
+    from forgeml.models.compose import head_settings
+    from forgeml.models.group_norm import replace_batch_norm
+
+    d = table_config(write_table(tmp_path / "t.csv"), tmp_path / "runs")
+    d["model"]["norm"] = "batch"
+    d["train"]["privacy"] = dict(PRIVACY)
+    cfg = load_config(d)
+    features_json = merge([summarise(client_columns(cfg, i, 2, "iid", 0), cfg.data) for i in range(2)], cfg.data)
+    features = FeatureSet.from_json(features_json)
+    model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=0)
+    assert replace_batch_norm(model)  # what server_app and the launcher's evaluator do for a private run
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    state, rows, privacy = local_round(cfg, client_columns(cfg, 0, 2, "iid", 0), features_json, start, 0.0, 1, "0")
+    assert set(state) == set(start) and not any("running_mean" in k for k in state)
+    assert privacy["epsilon"] > 0 and rows == 72

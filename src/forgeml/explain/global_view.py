@@ -33,7 +33,7 @@ def _score(predictor, cols: Columns, truth: torch.Tensor, output) -> float:
         return float((out.argmax(1) == truth).float().mean())
     if output.kind == "multilabel":
         return float(((out > 0).float() == truth).float().mean())
-    return -float((out - truth).abs().mean() * getattr(output, "std", 1.0))
+    return -float((out.reshape(-1) - truth.reshape(-1)).abs().mean() * getattr(output, "std", 1.0))  # (N,) or (N, 1) alike
 
 
 def permutation_importance(predictor, cols: Columns, seed: int = 0, repeats: int = 1) -> dict[str, float]:
@@ -41,7 +41,6 @@ def permutation_importance(predictor, cols: Columns, seed: int = 0, repeats: int
     carry the first output's true values."""
     output = predictor.features.outputs[0]
     truth = predictor.features.transform_targets(cols)[output.name]
-    truth = truth[:, 0] if output.kind == "regression" and truth.ndim == 1 else truth
     base = _score(predictor, cols, truth, output)
     rng = np.random.default_rng(seed)
     drops = {}

@@ -64,6 +64,7 @@ def train(msg: Message, context: Context) -> Message:
     received = msg.content["arrays"].to_torch_state_dict()
     _, pid = _settings(context)
     state, rows, privacy = local_round(cfg, cols, json.loads(config["features-json"]), received,
-                                       float(config.get("proximal-mu", 0.0)), int(config.get("server-round", 1)))
+                                       float(config.get("proximal-mu", 0.0)), int(config.get("server-round", 1)),
+                                       client=str(pid if pid is not None else context.node_config.get("data-path", context.node_id)))
     metrics = MetricRecord({"num-examples": rows, **(privacy_metrics(privacy, pid) if privacy else {})})
     return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}), reply_to=msg)

@@ -269,6 +269,10 @@ class RoundEvaluator:
         self.splits = {k: make_split(self.features, v) for k, v in held.items()}
         self.model = build_network(cfg.model, self.features.inputs, self.features.outputs,
                                    head_settings(cfg, self.features.outputs), seed=cfg.train.seed)
+        if cfg.train.privacy is not None:  # the clients trained group norm where the config says batch norm
+            from forgeml.models.group_norm import replace_batch_norm
+
+            replace_batch_norm(self.model)
         self.history: list[dict[str, Any]] = []
 
     @torch.no_grad()

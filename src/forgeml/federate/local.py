@@ -4,6 +4,7 @@ settings (optimizer, precision, train.privacy where the pipeline applies it) hol
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,23 @@ from forgeml.config import Config, load_config
 from forgeml.data.columns import Columns
 
 
-def client_config(cfg: Config) -> Config:
-    """The run's settings for one round on one client: local_epochs, no validation, quiet, few threads, no checkpoints."""
+def client_config(cfg: Config, client: str = "0", server_round: int = 1) -> Config:
+    """The run's settings for one round on one client: local_epochs, no validation, quiet, few threads, no checkpoints.
+    A fixed train.privacy.seed becomes one seed per (client, round): the same seed every round would draw the same
+    batches and add the same noise each time, and composing the rounds' budgets assumes independent noise."""
     d = cfg.to_dict()
     d["train"].update(epochs=cfg.federate.local_epochs, max_steps=None, progress=False, tensorboard=False,
                       threads=cfg.federate.client_threads, restore_best=False, checkpoint_every_minutes=None,
                       checkpoint_every_steps=None)
     d["train"]["early_stopping"]["patience"] = None
+    if cfg.train.privacy is not None and cfg.train.privacy.seed is not None:
+        digest = hashlib.sha256(f"{cfg.train.privacy.seed}:{client}:{server_round}".encode()).hexdigest()
+        d["train"]["privacy"]["seed"] = int(digest[:15], 16)
     return load_config(d)
 
 
 def local_round(cfg: Config, cols: Columns, features_json: dict[str, Any], received: dict[str, torch.Tensor],
-                mu: float = 0.0, server_round: int = 1) -> tuple[dict[str, torch.Tensor], int, dict[str, Any] | None]:
+                mu: float = 0.0, server_round: int = 1, client: str = "0") -> tuple[dict[str, torch.Tensor], int, dict[str, Any] | None]:
     """(the trained weights, the client's rows, its privacy spent or None). mu > 0: FedProx's proximal term toward
     `received`. With train.privacy, this round (1-based) is one share of federate.rounds (PrivateTrainer.share_budget):
     the noise is planned for all the rounds' steps and the privacy returned is the client's epsilon over rounds
@@ -36,7 +42,7 @@ def local_round(cfg: Config, cols: Columns, features_json: dict[str, Any], recei
     from forgeml.pipeline import _train_batches, _trainer
 
     features = FeatureSet.from_json(features_json)
-    local = client_config(cfg)
+    local = client_config(cfg, client, server_round)
     data = PreparedData(features, {"train": make_split(features, cols)})
     with tempfile.TemporaryDirectory(prefix="forgeml-client-") as scratch:
         trainer = _trainer(local, features, Path(scratch), callbacks=(), init={k: v.clone() for k, v in received.items()})

@@ -115,6 +115,10 @@ def main(grid: Grid, context: Context) -> None:
         write_json(work / "features.json", features_json)
         features = FeatureSet.from_json(features_json)
         model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
+        if cfg.train.privacy is not None:  # private clients train group norm where the config says batch norm
+            from forgeml.models.group_norm import replace_batch_norm
+
+            replace_batch_norm(model)
         rounds = work / "rounds"
         rounds.mkdir(exist_ok=True)
         save_safetensors(rounds / "round-0000.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})

@@ -23,4 +23,5 @@ def privacy_line(meta: dict[str, Any]) -> str | None:
             f"epsilon {p['epsilon']:.4g} of the {p['target_epsilon']:g} planned ({p['accountant']} accountant) over {p['steps']} "
             f"steps of Poisson-sampled rows (rate {p['sample_rate']:.3g}, about {p['expected_batch']:g} rows), noise "
             f"multiplier {p['noise_multiplier']:.3g}, per-row gradients clipped to {p['max_grad_norm']:g}. The features' "
-            "fitting (normalisation, vocabularies, categories) read the training rows without privacy")
+            "fitting (normalisation, vocabularies, categories) and the training loss logged in history.jsonl read the "
+            "training rows without privacy")
