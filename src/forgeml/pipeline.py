@@ -58,8 +58,10 @@ if TYPE_CHECKING:
 def _trainer(cfg: Config, features: FeatureSet, run_dir: Path, callbacks: Iterable[Callback],
              init: dict[str, torch.Tensor] | None = None, teacher: Teacher | None = None, fresh: bool = False) -> Trainer:
     model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
-    if cfg.train.privacy is not None and init is not None:  # the given weights (a federated round's global ones) are a
-        from forgeml.training.privacy import make_compatible  # private network's: group norm where the config says batch norm
+    if cfg.train.privacy is not None and init is not None:
+        # the given weights (a federated round's global ones) are a private network's: group norm where the config
+        # says batch norm
+        from forgeml.training.privacy import make_compatible
 
         model = make_compatible(model)
     if init is not None:  # start from given weights (a pruned network's kept ones, a run's under model.init_from), not the seeded init
