@@ -151,5 +151,6 @@ def test_every_training_setting_is_covered():
                 "activation_checkpointing": "test_activation_checkpointing.py (blocks recomputed, same gradients) and "
                                             "test_fsdp.py (under FSDP on 2 processes)",
                 "strategy": "tests/training/test_distributed.py (real 2-process torchrun jobs)",
-                "checkpoint_every_minutes": "test_killed_runs.py (a real run killed after a timed checkpoint)"}
+                "checkpoint_every_minutes": "test_killed_runs.py (a real run killed after a timed checkpoint)",
+                "privacy": "test_privacy.py (epsilon sets the noise, max_grad_norm clips each row, the spent epsilon)"}
     assert set(TrainConfig.model_fields) - covered - set(not_here) == set()

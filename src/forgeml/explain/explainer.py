@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from forgeml.data.columns import Columns
 from forgeml.data.tensor_dict import n_rows, to_device
 from forgeml.data.tensor_dict import rows as take_rows
 from forgeml.errors import RequestError, did_you_mean
@@ -65,7 +66,8 @@ def explain(predictor, inputs: Any, method: str = "integrated_gradients", output
                            "target belongs to (output=..., CLI: --output NAME)")
     wanted = {o.name: target_index(o, target) for o in outs}
     cols = predictor.to_columns(inputs)
-    predictor.features.warn_unseen(cols)
+    if not isinstance(inputs, Columns):  # a user's raw rows; a split's Columns (the report's) were counted when read
+        predictor.features.warn_unseen(cols)
     x = predictor.features.transform_inputs(cols)
     space = Space(predictor.model, predictor.features)
     results: list[dict[str, Any]] = []
