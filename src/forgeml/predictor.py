@@ -25,7 +25,6 @@ from forgeml.data.featureset import FeatureSet
 from forgeml.data.tensor_dict import n_rows, to_device
 from forgeml.data.tensor_dict import rows as take_rows
 from forgeml.errors import BundleError, DataError, RequestError
-from forgeml.models import build_network
 from forgeml.trust import require_trust
 
 BACKENDS = ("torch", "onnx")
@@ -51,14 +50,9 @@ class Predictor:
         except DataError as exc:  # an older layout: say which file, and the command that converts it
             raise BundleError(f"{self.bundle.file('features.json')}: {exc}") from None
         self.device = torch.device(device)
-        from forgeml.models.compose import head_settings
+        from forgeml.models.compose import network_for
 
-        self.model = build_network(self.config.model, self.features.inputs, self.features.outputs,
-                                   head_settings(self.config, self.features.outputs))
-        if self.config.train.privacy is not None:  # trained with group norm where the config names batch norm
-            from forgeml.models.group_norm import replace_batch_norm
-
-            replace_batch_norm(self.model)
+        self.model = network_for(self.config, self.features)
         try:
             if not onnx_only:  # an ONNX-only bundle's network is built for its heads' losses and output names alone
                 self.model.load_state_dict(self.bundle.load_weights())

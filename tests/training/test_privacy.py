@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
 
 import pytest
 import torch
@@ -16,8 +14,8 @@ from forgeml.cli import main
 from forgeml.config import load_config
 from forgeml.data.poisson import PoissonBatcher
 from forgeml.errors import ConfigError
-from forgeml.training.callbacks import Callback
 from forgeml.training.privacy import PrivateTrainer, plan_noise
+from tests.training.test_resume import InterruptAt  # a real Ctrl-C at a step
 
 pytest.importorskip("opacus")
 
@@ -121,15 +119,6 @@ def test_a_layer_opacus_cannot_handle_is_refused_by_name(runs):
 
 
 # ------------------------------------------------------------------------------------------------ whole runs
-class InterruptAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, trainer):
-        if trainer.step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def digits(runs, *extra):
     return load_config("examples/digits-cnn.yaml", [
         f"runs_dir={runs}", "train.epochs=2", "train.progress=false", "train.tensorboard=false", "data.limit=500",

@@ -262,17 +262,11 @@ class RoundEvaluator:
     def __init__(self, cfg: Config, features_json: dict, held: dict):
         from forgeml.data.featureset import FeatureSet
         from forgeml.data.prepare import make_split
-        from forgeml.models import build_network
-        from forgeml.models.compose import head_settings
+        from forgeml.models.compose import network_for
 
         self.features = FeatureSet.from_json(features_json)
         self.splits = {k: make_split(self.features, v) for k, v in held.items()}
-        self.model = build_network(cfg.model, self.features.inputs, self.features.outputs,
-                                   head_settings(cfg, self.features.outputs), seed=cfg.train.seed)
-        if cfg.train.privacy is not None:  # the clients trained group norm where the config says batch norm
-            from forgeml.models.group_norm import replace_batch_norm
-
-            replace_batch_norm(self.model)
+        self.model = network_for(cfg, self.features, seed=cfg.train.seed)  # group norm where private clients trained it
         self.history: list[dict[str, Any]] = []
 
     @torch.no_grad()

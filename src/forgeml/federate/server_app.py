@@ -102,8 +102,7 @@ def main(grid: Grid, context: Context) -> None:
     from forgeml.bundle import save_safetensors
     from forgeml.config import load_config
     from forgeml.data.featureset import FeatureSet
-    from forgeml.models import build_network
-    from forgeml.models.compose import head_settings
+    from forgeml.models.compose import network_for
 
     work = Path(context.run_config["work-dir"])
     try:
@@ -114,11 +113,7 @@ def main(grid: Grid, context: Context) -> None:
         features_json = _merged_features(grid, cfg, nodes, timeout)
         write_json(work / "features.json", features_json)
         features = FeatureSet.from_json(features_json)
-        model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=cfg.train.seed)
-        if cfg.train.privacy is not None:  # private clients train group norm where the config says batch norm
-            from forgeml.models.group_norm import replace_batch_norm
-
-            replace_batch_norm(model)
+        model = network_for(cfg, features, seed=cfg.train.seed)  # group norm where private clients train it
         rounds = work / "rounds"
         rounds.mkdir(exist_ok=True)
         save_safetensors(rounds / "round-0000.safetensors", {k: v.detach().contiguous() for k, v in model.state_dict().items()})

@@ -188,6 +188,18 @@ def check_next_token_settings(t) -> None:
                           "remove the setting (or set it to none)")
 
 
+def network_for(cfg, features, seed: int | None = None) -> Network:
+    """The network a run's config and fitted features describe, as the run trained it: a private run
+    (train.privacy) trained group norm where the config names batch norm (models/group_norm.py)."""
+    from forgeml.models import build_network
+    from forgeml.models.group_norm import replace_batch_norm
+
+    model = build_network(cfg.model, features.inputs, features.outputs, head_settings(cfg, features.outputs), seed=seed)
+    if cfg.train.privacy is not None:
+        replace_batch_norm(model)
+    return model
+
+
 def head_settings(cfg, outputs: list) -> list[HeadSettings]:
     """Per output (in order) its settings: data.outputs[i] where given; the train.loss / label_smoothing /
     class_weights of the short form apply to a single output, smoothing and 'balanced' to every class output."""
