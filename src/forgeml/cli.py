@@ -149,6 +149,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from forgeml.show import image_as_text, predictions_table
 
     predictor = load(args.run, trust_code=args.trust_code, backend=args.backend)
+    if predictor.task == "recommend":
+        from forgeml.errors import RequestError
+
+        raise RequestError(f"{args.run} is a recommendation run: rank items with forgeml recommend {args.run} --user ID; "
+                           "the score of given (user, item) pairs is forgeml.load(RUN).predict([{'user': ..., 'item': ...}])")
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
