@@ -111,7 +111,9 @@ def _ratings(values: np.ndarray, cfg: DataConfig, cols: Columns) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(r))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{cols.origin}: {cols.where(i)}: rating {values[i]!r} in column {cfg.rating!r} is not a number; "
+        v = values[i]
+        shown = "empty" if v is None or (isinstance(v, float) and v != v) else repr(v)
+        raise DataError(f"{cols.origin}: {cols.where(i)}: the rating in column {cfg.rating!r} is {shown}, not a number; "
                         "every row of an explicit-feedback table needs its rating (or leave data.rating out: implicit)")
     if cfg.rating_range is not None:
         lo, hi = cfg.rating_range
