@@ -190,10 +190,11 @@ def measure_split(predictor, data: RecData, name: str, step: int | None = None) 
 
 def per_user(predictor, data: RecData, name: str) -> PerUser:
     """Full-ranking metrics of one split per user, each user's training activity beside them. Items masked: the user's
-    training items (and validation items, when the test split is measured: the user has them too)."""
+    training items (and validation items, when the test split is measured: the user has them too); measuring the
+    training split itself masks nothing."""
     n_users, n_items = len(data.users), len(data.items)
-    held = ("train", "val") if name == "test" else ("train",)
-    exclude = data.csr(held)
+    held = {"test": ("train", "val"), "val": ("train",)}.get(name, ())  # the train split itself: nothing masked
+    exclude = data.csr(held) if held else None
     relevant = to_csr([data.splits[name]], n_users)
     activity = np.bincount(data.splits["train"].user, minlength=n_users)
     return rank_per_user(predictor.score_users, n_items, relevant, exclude, predictor.config.eval.k, activity)

@@ -240,6 +240,8 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
             raise ConfigError("data.val_path/data.test_path with a recommendation run: its splits are carved from data.path "
                               "by data.split.by (one table, so that ids mean the same in every split); join the files")
         cols = read_source(cfg)
+    if cfg.limit is not None and cfg.limit < len(cols):  # a seeded random subset of the interactions, kept in file order
+        cols = cols.take(np.sort(np.random.default_rng(cfg.split.seed).choice(len(cols), cfg.limit, replace=False)))
     _check_columns(cfg, cols)
     user = id_strings(cols.data[cfg.users], cfg.users, cols)
     item = id_strings(cols.data[cfg.items], cfg.items, cols)
