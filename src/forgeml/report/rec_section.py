@@ -35,11 +35,11 @@ def by_activity(per_user) -> dict[str, Any]:
         rows.append((label, int(mine.sum()), float(per_user.recall[mine].mean()), float(per_user.ndcg[mine].mean()),
                      float(per_user.hit[mine].mean())))
     plt = plots._plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(rows)), 3.4))
     x = np.arange(len(rows))
     for j, (name, col) in enumerate(((f"recall@{k}", 2), (f"ndcg@{k}", 3), (f"hit rate@{k}", 4))):
         ax.bar(x + (j - 1) * 0.27, [r[col] for r in rows], width=0.27, label=name)
-    ax.set_xticks(x, [f"{r[0]}\n({r[1]:,} users)" for r in rows])
+    ax.set_xticks(x, [f"{r[0]}\n{r[1]:,} users" for r in rows], fontsize=7)
     ax.set(title="ranking metrics by user activity", xlabel="training interactions per user", ylabel="mean over users")
     ax.legend()
     return {"rows": rows, "columns": ["training interactions", "users", f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}"],
