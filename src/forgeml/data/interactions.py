@@ -336,3 +336,16 @@ def _table_rows(cfg: DataConfig, what: str, path: str, names: list[str], vocab: 
                         f"{missing[0]!r}); data.{what}_table needs a row for every {what}")
     rows = first[pos]
     return cols.take(rows).without([c for c in cols.names if c not in names])
+
+
+def load_run_interactions(bundle, cfg) -> RecData:
+    """A trained run's interactions (bundle: its Bundle; cfg: its Config), split again from its config; a BundleError when
+    they are not what it trained on (evaluate, resume and the report measure a run on its own data only)."""
+    from forgeml.errors import BundleError
+
+    data = load_interactions(cfg.data)
+    saved = bundle.read_json("features.json")
+    if data.users != saved["users"] or data.items != saved["items"]:
+        raise BundleError(f"{bundle.path}: the interactions at {cfg.data.path} differ from what the run was trained on (its "
+                          "users or items changed); a run is measured and resumed on its own data")
+    return data

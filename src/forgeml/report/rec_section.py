@@ -48,15 +48,16 @@ def by_activity(per_user) -> dict[str, Any]:
 
 def rec_sections(bundle, data, predictor, notes: list[str]) -> dict[str, Any]:
     """The report's context for a recommendation run: {"split": name, "rec": by_activity(...)}."""
+    from forgeml.data.interactions import load_run_interactions
     from forgeml.errors import ForgeError
+    from forgeml.evaluation.ranking import split_per_user
     from forgeml.predictor import Predictor
-    from forgeml.rec_run import load_data_of, per_user
     from forgeml.report.build import report_split
 
     predictor = predictor or Predictor(bundle.path)
     if data is None:
         try:
-            data = load_data_of(bundle, predictor.config)
+            data = load_run_interactions(bundle, predictor.config)
         except ForgeError as exc:  # a bundle moved to another machine: its interactions may not be there
             notes.append(f"the run's data cannot be read here ({str(exc).splitlines()[0]}): no metrics by user activity")
             return {}
@@ -65,7 +66,7 @@ def rec_sections(bundle, data, predictor, notes: list[str]) -> dict[str, Any]:
     if name is None:
         notes.append("the run has no test or validation split: no metrics by user activity")
         return {}
-    scores = per_user(predictor, data, name)
+    scores = split_per_user(predictor, data, name)
     if not len(scores.users):
         notes.append(f"no user of the {name} split has a held-out item the run knows: no metrics by user activity")
         return {}
