@@ -75,13 +75,20 @@ def test_msweb_slice_through_the_cli(tmp_path, runs, capsys):
     model = forgeml.load(run)
     user = "10001"
     seen = set(model.seen(user))
-    assert seen  # 10001 visited 1000, 1001, 1002; the last (1002) is its test item
-    assert main(["recommend", str(run), "--user", user, "--k", "5", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
-    assert [r["rank"] for r in got["items"]] == [1, 2, 3, 4, 5] and not seen & {r["item"] for r in got["items"]}
+    assert seen == {"1000", "1001", "1002"}  # 10001 visited these; the last (1002) is its test item, seen all the same
     everything = len(model.features.items)
-    assert main(["recommend", str(run), "--user", user, "--k", str(everything), "--json", "--include-seen"]) == 0
-    assert seen <= {r["item"] for r in json.loads(capsys.readouterr().out)["items"]}
+    assert main(["recommend", str(run), "--user", user, "--k", str(everything), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in got["items"]] == list(range(1, everything - 2))  # the whole catalogue less the 3 seen
+    assert not seen & {r["item"] for r in got["items"]}  # not even the held-out test item 1002
+    # --include-seen with a small k: the user's items are scored with the rest, and the best of them comes back
+    best = max(seen, key=lambda item: model.predict([{"user": user, "item": item}])[0]["score"])
+    scores = model.score_users(torch.tensor([model.features.user_index[user]]))[0]
+    k = int((scores > scores[model.features.item_index[best]]).sum()) + 1  # the rank of the best seen item among all
+    assert main(["recommend", str(run), "--user", user, "--k", str(k), "--json", "--include-seen"]) == 0
+    assert best in {r["item"] for r in json.loads(capsys.readouterr().out)["items"]}
+    assert main(["recommend", str(run), "--user", user, "--k", str(k), "--json"]) == 0
+    assert best not in {r["item"] for r in json.loads(capsys.readouterr().out)["items"]}
     both = model.recommend_many([user, 10001], k=3)  # a number names the same user
     assert [[r["item"] for r in row] for row in both] == [[r["item"] for r in model.recommend(user, k=3)]] * 2
 
@@ -97,6 +104,24 @@ def test_msweb_slice_through_the_cli(tmp_path, runs, capsys):
                        (["federate", str(config)], "cannot be trained federated")):
         assert main(argv) == 2, argv
         assert says in capsys.readouterr().err.replace("\n", ""), argv
+
+
+def test_ids_are_text_through_the_cli(tmp_path, runs, capsys):
+    """Users 007 and 7 are two users (the id columns are read as text), and recommend --user 007 finds the first."""
+    visits = {"007": [1, 2, 3, 4], "7": [0, 2, 3, 5], "8": [5, 4, 0, 1], "9": [0, 5, 4, 1]}  # the last one is the test item
+    rows = ["user,item"] + [f"{u},{i}" for u, items in visits.items() for i in items]
+    (tmp_path / "v.csv").write_text("\n".join(rows) + "\n")
+    run = forgeml.train({"name": "ids", "runs_dir": str(runs), "data": {"path": str(tmp_path / "v.csv"), "users": "user",
+                         "items": "item", "split": {"by": "leave_last_out", "val": 0.0}},
+                         "model": {"name": "mf", "dim": 4}, "train": {"epochs": 1, "batch_size": 8, **QUICK},
+                         "eval": {"explain": False}})
+    model = forgeml.load(run)
+    assert model.features.users == ["007", "7", "8", "9"]
+    assert set(model.seen("007")) == {"1", "2", "3", "4"}  # its test item (4) is seen too
+    assert set(model.seen(7)) == {"0", "2", "3", "5"}
+    capsys.readouterr()
+    assert main(["recommend", str(run), "--user", "007", "--json"]) == 0
+    assert {r["item"] for r in json.loads(capsys.readouterr().out)["items"]} == {"0", "5"}
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, runs):

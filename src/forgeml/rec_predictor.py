@@ -138,7 +138,7 @@ class RecPredictor(Predictor):
         return self.features.item_index[key]
 
     def seen(self, user: Any) -> list[str]:
-        """The user's training items (raw ids)."""
+        """The items the user interacted with in the run's data, every split (raw ids): what exclude_seen leaves out."""
         u = self.user_index(user)
         return [self.features.items[i] for i in self.seen_indices[self.seen_indptr[u]:self.seen_indptr[u + 1]]]
 
@@ -150,7 +150,8 @@ class RecPredictor(Predictor):
         Args:
             user: a raw user id as in the training data (a number or a string).
             k: how many items (default 10; fewer when the catalogue, less the seen items, is smaller).
-            exclude_seen: leave out the items the user interacted with in training (default True).
+            exclude_seen: leave out the items the user interacted with in the run's data, training, validation and test
+                rows alike (default True).
 
             features: a user training never saw, described by its data.user_features columns ({"age": 31, ...}):
                 scored from them (cold start) when the run is a two_tower with model.id_dim 0; it has seen nothing.
@@ -239,9 +240,7 @@ class RecPredictor(Predictor):
 
 
 def _id(value: Any) -> str:
-    """A raw id as training keyed it: 10001, 10001.0 and '10001' are the same user."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    return str(value).strip()
+    """A raw id as training keyed it: 10001, 10001.0 and '10001' are the same user (data/interactions.id_string)."""
+    from forgeml.data.interactions import id_string
+
+    return id_string(value)

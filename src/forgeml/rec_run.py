@@ -4,7 +4,7 @@ data.items are set; docs/recommendation.md).
 The road is the other runs': the interactions are read, checked and split (data/interactions.py) before any folder
 exists; the model (models/recommenders.py) trains in the ordinary Trainer on batches of (user, item) indices with the
 run's loss (training/rec_losses.py); the bundle gets config.yaml, features.json (id vocabularies, side features),
-seen.safetensors (each user's training items, CSR) and model.safetensors; a RecPredictor (what forgeml.load returns
+seen.safetensors (each user's items in all splits, CSR) and model.safetensors; a RecPredictor (what forgeml.load returns
 for it) measures it with full ranking (evaluation/ranking.py) into metrics.json, and the report shows it.
 """
 
@@ -89,7 +89,9 @@ def train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], report
         run_dir.mkdir(parents=True)
         bundle.write_config(cfg.to_yaml())
         bundle.write_json("features.json", features.to_json())
-        indptr, indices = data.csr(("train",))
+        # every item the user has (train, val and test): recommend's "exclude seen" must not offer a held-out item back
+        # (the metrics do not read this file: they mask from the splits themselves)
+        indptr, indices = data.csr(("train", "val", "test"))
         bundle.save_weights({"indptr": torch.from_numpy(indptr), "indices": torch.from_numpy(indices)}, SEEN_FILE)
         bundle.update_meta(
             format_version=FORMAT_VERSION, forgeml_version=__version__, torch_version=torch.__version__, status="running",

@@ -5,7 +5,7 @@ import pytest
 
 from forgeml.config import DataConfig, load_config
 from forgeml.data.columns import Columns
-from forgeml.data.interactions import load_interactions
+from forgeml.data.interactions import id_strings, load_interactions
 from forgeml.errors import ConfigError, DataError
 
 
@@ -144,3 +144,21 @@ def test_limit_takes_a_seeded_subset_of_the_interactions(tmp_path):
     path.write_text("u,i\n" + "".join(f"u{k % 10},i{k // 10}\n" for k in range(100)))
     data = load_interactions(cfg(path=str(path), limit=30, split={"val": 0, "test": 0}))
     assert len(data.splits["train"]) == 30
+
+
+def test_csv_ids_are_read_as_text(tmp_path):
+    """007 and 7 are two users; ids past 2**53 stay apart (read as float64 they would merge)."""
+    big = 2 ** 53
+    path = tmp_path / "t.csv"
+    path.write_text(f"u,i\n007,{big}\n7,{big + 1}\n007,{big + 1}\n7,{big}\n")
+    data = load_interactions(cfg(path=str(path), split={"val": 0, "test": 0}))
+    assert data.users == ["007", "7"] and data.items == [str(big), str(big + 1)]
+    assert len(data.splits["train"]) == 4
+
+
+def test_training_and_the_predictor_key_ids_alike():
+    from forgeml.rec_predictor import _id
+
+    values = np.array([10001.0, "abc", 7, " x "], dtype=object)
+    keyed = id_strings(values, "u", Columns({"u": values}, origin="t.csv")).tolist()
+    assert keyed == ["10001", "abc", "7", "x"] == [_id(v) for v in values]

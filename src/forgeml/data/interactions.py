@@ -3,7 +3,8 @@
 A recommendation run's data is one table of (user, item[, rating][, time]) rows, named by data.users, data.items,
 data.rating and data.time. What happens to it, in order (docs/recommendation.md):
 
-1. read with the ordinary table readers (CSV/TSV/Parquet/JSONL); ids become strings (10001.0 -> "10001");
+1. read with the ordinary table readers (CSV/TSV/Parquet/JSONL); the id columns of a CSV/TSV/JSONL are read as text
+   (007 and 7 are two ids); numbers a Parquet file stores become strings (10001.0 -> "10001");
 2. checked: a missing id, a missing or non-numeric rating, a rating outside data.rating_range, an unreadable time is a
    DataError naming the file's line and the value;
 3. duplicates (the same user and item twice): data.duplicates says error (the default), last (keep the latest by
@@ -83,8 +84,18 @@ def to_csr(parts: list[Interactions], n_users: int) -> tuple[np.ndarray, np.ndar
 
 
 # ------------------------------------------------------------------------------------------------ reading
+def id_string(value) -> str:
+    """One raw id as the run keys it: 10001, 10001.0 and '10001' are the same id; ' a ' is 'a'; text is kept as written
+    ('007' is not '7'). The one rule both training (id_strings) and the predictor's look-ups use."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    return str(value).strip()
+
+
 def id_strings(values: np.ndarray, column: str, cols: Columns) -> np.ndarray:
-    """Ids as strings, whatever the reader made of them: 10001.0 -> '10001', ' a ' -> 'a'; a missing id is an error."""
+    """Ids as strings (id_string), whatever the reader made of them; a missing id is an error."""
     out = np.empty(len(values), dtype=object)
     if values.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(values))
@@ -99,7 +110,7 @@ def id_strings(values: np.ndarray, column: str, cols: Columns) -> np.ndarray:
         if v is None or (isinstance(v, float) and not np.isfinite(v)) or (isinstance(v, str) and not v.strip()):
             raise DataError(f"{cols.origin}: {cols.where(i)}: the {column!r} id is missing; every interaction needs a user and "
                             "an item (drop such rows from the file)")
-        out[i] = str(v).strip()
+        out[i] = id_string(v)
     return out
 
 

@@ -6,7 +6,7 @@
 
 The side features (two_tower's data.user_features / item_features) are ordinary fitted features (data/features/),
 fitted on one row per user (item): the same kinds, the same JSON, the same transform as every other run's columns.
-The training interactions per user (for "exclude seen") are not here but in seen.safetensors (CSR arrays).
+The interactions per user, every split (for "exclude seen"), are not here but in seen.safetensors (CSR arrays).
 """
 
 from __future__ import annotations

@@ -21,17 +21,19 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
         raise ConfigError(f"data.header: {kind} files name their own columns; remove data.header (or rename with data.columns)")
     sep = cfg.sep or ("\t" if kind == "tsv" else ",")
     header = cfg.header if cfg.header is not None else not cfg.columns
+    # a recommendation run's id columns are read as text: 007 and 7 are two users, and ids past 2**53 stay exact
+    ids = {c: str for c in (cfg.users, cfg.items) if c} if cfg.recommend else None
     try:
         if kind == "parquet":
             df = pd.read_parquet(path)
         elif kind == "jsonl":
-            df = pd.read_json(path, lines=True)
+            df = pd.read_json(path, lines=True, dtype=ids if ids else True)
         else:
             df = pd.read_csv(
                 path, sep=sep, header=0 if header else None, names=cfg.columns,
                 na_values=cfg.na_values or None, skipinitialspace=True, comment=cfg.comment,
                 quoting=3 if cfg.quote_char is None else 0, quotechar=cfg.quote_char or '"',  # 3: csv.QUOTE_NONE
-                on_bad_lines="error", engine="c",
+                on_bad_lines="error", engine="c", dtype=ids,
             )
     except ImportError as exc:
         raise DataError(f"{path}: reading {kind} needs an extra package ({exc}); pip install 'forgeml[parquet]'") from None
