@@ -765,12 +765,14 @@ class Config(Section):
         if self.train.loss in ("bpr", "sampled_softmax") and not rec_data:
             raise ValueError(f"train.loss {self.train.loss} ranks items for users: set data.users and data.items")
         if rec_data:
-            if self.data.rating is None and self.train.loss in ("mse", "l1", "huber"):
-                raise ValueError(f"train.loss {self.train.loss} needs ratings (data.rating); implicit feedback trains with bpr or "
+            if self.data.rating is None and self.train.loss not in ("auto", "bpr", "sampled_softmax"):
+                needs = " needs ratings (data.rating);" if self.train.loss in ("mse", "l1", "huber") else " is not a ranking loss:"
+                raise ValueError(f"train.loss {self.train.loss}{needs} implicit feedback (no data.rating) trains with auto, bpr or "
                                  "sampled_softmax")
-            if self.data.rating is not None and self.train.loss in ("bpr", "sampled_softmax", "cross_entropy", "bce"):
-                raise ValueError(f"train.loss {self.train.loss} with data.rating: ratings train with mse (or leave data.rating "
-                                 "out to treat every row as an implicit positive)")
+            if self.data.rating is not None and self.train.loss not in ("auto", "mse"):
+                raise ValueError(f"train.loss {self.train.loss} with data.rating: ratings train with auto or mse (or leave "
+                                 "data.rating out to treat every row as an implicit positive)")
+            self._unread_on_a_recommendation_run()
             if self.train.privacy is not None:
                 raise ValueError("train.privacy with a recommendation run: not supported (each user has many rows)")
             d = self.data
@@ -779,6 +781,33 @@ class Config(Section):
                                  "factorisation reads ids only; "
                                  "use model.name two_tower")
         return self
+
+    def _unread_on_a_recommendation_run(self) -> None:
+        """Settings a recommendation run would not read, refused rather than ignored. Only values the user changed from the
+        default are refused: a run's saved config.yaml spells every field out, defaults included, and must load again."""
+        split, train = self.data.split, self.train
+        changed = {k for k in split.model_fields_set if getattr(split, k) != SplitConfig.model_fields[k].default}
+        unread = {"ordered": "the split is data.split.by (random, time or leave_last_out)",
+                  "group": "the split is data.split.by (random, time or leave_last_out)",
+                  "stratify": "there are no classes to keep in proportion"}
+        for key, why in unread.items():
+            if key in changed:
+                raise ValueError(f"data.split.{key} with a recommendation run: not read ({why}); remove it")
+        if split.by == "leave_last_out" and "test" in changed:
+            raise ValueError(f"data.split.test {split.test:g} with data.split.by leave_last_out: not read (each user's last "
+                             "interaction is the test split, whatever the fraction); remove it, or split by random or time")
+        if split.by != "time" and "per_user" in changed:
+            raise ValueError(f"data.split.per_user with data.split.by {split.by}: not read (it chooses between a per-user and "
+                             "one global cut in time); remove it, or set data.split.by: time")
+        loss, train_changed = self.rec_loss(), {k for k in train.model_fields_set
+                                                if getattr(train, k) != TrainConfig.model_fields[k].default}
+        if loss != "sampled_softmax" and train_changed & {"negatives", "num_negatives"}:
+            key = "negatives" if "negatives" in train_changed else "num_negatives"
+            raise ValueError(f"train.{key} with train.loss {loss}: not read (bpr draws one uniform negative per interaction, mse "
+                             "needs none; negatives are sampled_softmax's); remove it, or set train.loss: sampled_softmax")
+        if loss == "sampled_softmax" and train.negatives == "in_batch" and "num_negatives" in train_changed:
+            raise ValueError("train.num_negatives with train.negatives in_batch: not read (the batch's other items are the "
+                             "negatives); remove it, or set train.negatives: uniform")
 
     def rec_loss(self) -> str:
         """The loss a recommendation run trains with: train.loss, or auto: mse with ratings, else bpr."""

@@ -38,6 +38,8 @@ def test_leave_last_out_by_time_holds_out_each_users_last():
     data = load_interactions(cfg(split={"by": "leave_last_out", "val": 0.0}), cols)
     # the last listed: a z, b z, c x; z is then in no one's training rows: cold, left out and said
     assert pairs(data, "test") == [("c", "x")] and "val" not in data.splits
+    assert any("data.split.by leave_last_out without data.time: the file's row order is taken as time order" in n
+               for n in data.notes)  # said, not silent
     assert any("test: 2 of 3 interactions left out" in n for n in data.notes)
 
 
@@ -122,12 +124,44 @@ def test_item_table_gives_one_row_per_trained_item(tmp_path):
     ({"model": {"name": "mf"}}, "model.name mf ranks items for users: set data.users and data.items"),
     ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"loss": "mse"}}, "needs ratings"),
     ({"data": {"users": "u", "items": "i", "rating": "r"}, "model": {"name": "mf"}, "train": {"loss": "bpr"}},
-     "ratings train with mse"),
+     "ratings train with auto or mse"),
     ({"data": {"users": "u", "items": "i", "item_features": ["t"]}, "model": {"name": "mf"}}, "matrix factorisation reads ids only"),
+    # every loss a recommendation run cannot train with is refused by name (not a bare ValueError later in RecLoss)
+    ({"data": {"users": "u", "items": "i", "rating": "r"}, "model": {"name": "mf"}, "train": {"loss": "l1"}},
+     "train.loss l1 with data.rating: ratings train with auto or mse"),
+    ({"data": {"users": "u", "items": "i", "rating": "r"}, "model": {"name": "mf"}, "train": {"loss": "huber"}},
+     "train.loss huber with data.rating"),
+    ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"loss": "cross_entropy"}},
+     "train.loss cross_entropy is not a ranking loss"),
+    ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"loss": "bce"}}, "train.loss bce is not a ranking"),
+    # settings a recommendation run would not read are refused, not ignored
+    ({"data": {"users": "u", "items": "i", "split": {"ordered": True}}, "model": {"name": "mf"}}, "data.split.ordered with a rec"),
+    ({"data": {"users": "u", "items": "i", "split": {"group": "u"}}, "model": {"name": "mf"}}, "data.split.group with a rec"),
+    ({"data": {"users": "u", "items": "i", "split": {"stratify": False}}, "model": {"name": "mf"}}, "data.split.stratify with"),
+    ({"data": {"users": "u", "items": "i", "split": {"by": "leave_last_out", "test": 0.3}}, "model": {"name": "mf"}},
+     "data.split.test 0.3 with data.split.by leave_last_out: not read"),
+    ({"data": {"users": "u", "items": "i", "split": {"per_user": False}}, "model": {"name": "mf"}},
+     "data.split.per_user with data.split.by random: not read"),
+    ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"loss": "bpr", "negatives": "uniform"}},
+     "train.negatives with train.loss bpr: not read"),
+    ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"num_negatives": 5}},
+     "train.num_negatives with train.loss bpr"),  # auto is bpr without ratings
+    ({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}, "train": {"loss": "sampled_softmax", "num_negatives": 5}},
+     "train.num_negatives with train.negatives in_batch: not read"),
 ])
 def test_config_refuses_what_cannot_be(raw, message):
     with pytest.raises(ConfigError, match=message):
         load_config(raw)
+
+
+def test_what_a_recommendation_run_reads_is_accepted_and_its_saved_config_loads_again():
+    """The refusals above touch only values changed from the default: a saved config.yaml spells out every field."""
+    for raw in ({"data": {"users": "u", "items": "i", "split": {"by": "time", "per_user": False}}, "model": {"name": "mf"}},
+                {"data": {"users": "u", "items": "i"}, "model": {"name": "mf"},
+                 "train": {"loss": "sampled_softmax", "negatives": "uniform", "num_negatives": 5}},
+                {"data": {"users": "u", "items": "i", "rating": "r"}, "model": {"name": "mf"}, "train": {"loss": "mse"}}):
+        cfg = load_config(raw)
+        assert load_config(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
 def test_a_plain_run_digests_as_before():

@@ -260,6 +260,9 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
     when = _times(cols.data[cfg.time], cfg.time, cols) if cfg.time is not None else np.arange(len(user), dtype=np.float64)
     order = np.argsort(when, kind="stable")  # time order; ties (and no data.time) keep the file's order
     notes: list[str] = []
+    if cfg.time is None and cfg.split.by != "random":
+        notes.append(f"data.split.by {cfg.split.by} without data.time: the file's row order is taken as time order (name the "
+                     "time column in data.time if the rows are not in the order they happened)")
     kept, rating, merged = _dedupe(cfg, user, item, rating, order, cols)
     if merged:
         notes.append(merged)
