@@ -123,6 +123,15 @@ def test_ids_are_text_through_the_cli(tmp_path, runs, capsys):
     assert main(["recommend", str(run), "--user", "007", "--json"]) == 0
     assert {r["item"] for r in json.loads(capsys.readouterr().out)["items"]} == {"0", "5"}
 
+    # the file changed under the run, ids unchanged (user 9 visited 3, not 4): evaluate refuses to measure other data
+    assert main(["evaluate", str(run)]) == 0
+    visits["9"] = [0, 5, 3, 1]
+    (tmp_path / "v.csv").write_text("\n".join(["user,item"] + [f"{u},{i}" for u, items in visits.items() for i in items]) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "v.csv: its interactions, split as" in err and "split_digest differs" in err
+
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, runs):
     from tests.training.test_resume import InterruptAt

@@ -98,7 +98,7 @@ def train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], report
             created=time.strftime("%Y-%m-%dT%H:%M:%S"), task="recommend", parameters=count_parameters(trainer.model),
             hardware=trainer.runtime.describe(), precision=trainer.runtime.precision, processes=trainer.describe_batch(),
             python=platform.python_version(), data={k: len(v) for k, v in data.splits.items()},
-            config_digest=_digest(cfg), data_notes=data.notes,
+            config_digest=_digest(cfg), data_notes=data.notes, split_digest=data.digest(),
         )
         return _fit(cfg, data, trainer, bundle, resume=False, report=report)
 

@@ -67,6 +67,19 @@ class RecData:
         """Training interactions per item (the popularity sampled softmax corrects for, the most-popular baseline)."""
         return np.bincount(self.splits["train"].item, minlength=len(self.items))
 
+    def digest(self) -> str:
+        """sha256 of the splits (each split's user, item and rating arrays, by name): the same data split the same way
+        gives the same digest; evaluate and resume compare it with the one training stored in meta.json."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.splits):
+            s = self.splits[name]
+            h.update(name.encode())
+            for a in (s.user, s.item, s.rating):
+                h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
     def summary(self) -> str:
         sizes = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
         kind = "ratings" if self.explicit else "implicit interactions"
@@ -362,4 +375,9 @@ def load_run_interactions(bundle, cfg) -> RecData:
     if data.users != saved["users"] or data.items != saved["items"]:
         raise BundleError(f"{bundle.path}: the interactions at {cfg.data.path} differ from what the run was trained on (its "
                           "users or items changed); a run is measured and resumed on its own data")
+    stored = bundle.meta().get("split_digest")  # None for runs trained before it was stored
+    if stored is not None and stored != data.digest():
+        raise BundleError(f"{cfg.data.path}: its interactions, split as {bundle.path} was trained, are not the ones the run was "
+                          "trained on (the same users and items, but rows or ratings changed: meta.json's split_digest "
+                          "differs); a run is measured and resumed on its own data: restore the file, or train a new run")
     return data
