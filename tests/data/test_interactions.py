@@ -196,3 +196,10 @@ def test_training_and_the_predictor_key_ids_alike():
     values = np.array([10001.0, "abc", 7, " x "], dtype=object)
     keyed = id_strings(values, "u", Columns({"u": values}, origin="t.csv")).tolist()
     assert keyed == ["10001", "abc", "7", "x"] == [_id(v) for v in values]
+
+
+def test_side_features_are_each_ids_latest_training_row():
+    cols = table(["a", "b", "a", "a", "b"], ["x", "x", "y", "z", "y"], times=[1, 2, 3, 0, 4])
+    cols.data["age"] = np.array([30.0, 50.0, 31.0, 29.0, 51.0])
+    data = load_interactions(cfg(time="t", user_features=["age"], split={"val": 0, "test": 0}), cols)
+    assert data.users == ["a", "b"] and data.side["user"].data["age"].tolist() == [31.0, 51.0]  # by time, not file order

@@ -331,8 +331,8 @@ def _side_columns(cfg: DataConfig, cols: Columns, kept: np.ndarray, train: np.nd
             continue
         rows = np.flatnonzero(train)
         idx = _index(vocab, ids[rows])
-        last = np.zeros(len(vocab), np.int64)
-        last[idx] = rows  # rows are in time order: the last write per index is its latest row
+        last = np.full(len(vocab), -1, np.int64)
+        np.maximum.at(last, idx, rows)  # rows are in time order: the largest row per index is its latest (every index has one)
         source = kept[last]
         side[what] = Columns({c: cols.data[c][source] for c in names}, f"{cols.origin} ({what} features)",
                              rows=cols.rows[source] if cols.rows is not None else None, row_word=cols.row_word)
