@@ -3,6 +3,7 @@ recommend), exact resume, what each model and loss setting changes, and bad inpu
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +227,18 @@ def test_losses_differ_by_setting():
     assert len({value("bpr"), value("sampled_softmax"), value("full_softmax")}) == 3
     assert value("sampled_softmax", "uniform", 2) != value("sampled_softmax", "uniform", 50)
     assert value("sampled_softmax", "in_batch") != value("sampled_softmax", "uniform")
-    assert value("sampled_softmax", counts=[1, 1, 1, 1, 1]) != value("sampled_softmax", counts=[50, 1, 1, 1, 1])  # logQ
+    # in-batch sampled softmax with logQ, by hand: row b's logits are u_b . v_c - log q(item_c) over the batch's columns c,
+    # a column holding row b's own item (other than b itself) left out; the loss is the mean of -log softmax at column b
+    counts = [50, 1, 1, 1, 1]
+    q = np.array(counts, dtype=np.float64) / sum(counts)
+    U, V, items = out["user"].detach().double().numpy(), out["item"].detach().double().numpy(), x["item"].tolist()
+    by_hand = 0.0
+    for b in range(4):
+        cols = [c for c in range(4) if c == b or items[c] != items[b]]  # rows 0 and 3 share item 0: not each other's negative
+        logits = {c: U[b] @ V[c] - math.log(q[items[c]]) for c in cols}
+        by_hand -= logits[b] - math.log(sum(math.exp(v) for v in logits.values()))
+    assert value("sampled_softmax", counts=counts) == pytest.approx(by_hand / 4, rel=1e-5)
+    assert value("sampled_softmax", counts=[1, 1, 1, 1, 1]) != pytest.approx(by_hand / 4, rel=1e-3)  # q matters
     ratings = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert float(RecLoss("mse", model, 5)(out, ratings).detach()) > 0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgeml.evaluation.ranking import csr_mask, popularity_scorer, rank_per_user, rating_errors
+from forgeml.evaluation.ranking import csr_mask, popularity_scorer, rank_per_user, rating_errors, split_per_user
 
 
 def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,3 +47,23 @@ def test_rating_errors_clip_to_the_range():
     got = rating_errors(np.array([1.0, 2.0, 6.0]), np.array([1.0, 3.0, 5.0]), (1, 5))
     assert got["rmse"] == pytest.approx(math.sqrt(1 / 3)) and got["mae"] == pytest.approx(1 / 3)
     assert rating_errors(np.array([6.0]), np.array([5.0]))["mae"] == pytest.approx(1.0)  # no range: not clipped
+
+
+def test_the_test_split_is_ranked_with_training_and_validation_items_masked():
+    """split_per_user on hand-made splits: ranking test, the user's val item (scored best) is masked like its train item."""
+    from types import SimpleNamespace
+
+    from forgeml.data.interactions import Interactions, RecData
+
+    def split(users, items):
+        return Interactions(np.array(users), np.array(items), None, np.arange(len(users)))
+
+    data = RecData(["a"], ["0", "1", "2", "3"], {"train": split([0], [0]), "val": split([0], [1]), "test": split([0], [2])})
+    scores = torch.tensor([[9.0, 8, 7, 6]])  # train item 0, then val item 1, then test item 2
+    predictor = SimpleNamespace(score_users=lambda users: scores[users], config=SimpleNamespace(eval=SimpleNamespace(k=1)))
+    test = split_per_user(predictor, data, "test")
+    assert test.hit.tolist() == [1.0] and test.activity.tolist() == [1]  # 0 and 1 masked: the test item is first
+    # masking the train item alone, the val item would take the only place: the hit above is the val mask's doing
+    assert rank_per_user(lambda users: scores[users], 4, data.csr(("test",)), data.csr(("train",)), 1).hit.tolist() == [0.0]
+    val = split_per_user(predictor, data, "val")
+    assert val.hit.tolist() == [1.0]  # ranking val masks the train item only: the val item is first
