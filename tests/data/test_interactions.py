@@ -51,6 +51,10 @@ def test_time_split_per_user_or_global():
     cols = table(users, ["1", "2", "3", "4", "1", "2", "3", "4"], times=[1, 2, 5, 6, 3, 4, 7, 8])
     whole = load_interactions(cfg(time="t", split={"by": "time", "per_user": False, "val": 0.0, "test": 0.25}), cols)
     assert pairs(whole, "test") == [("b", "3"), ("b", "4")]  # the last quarter of all interactions, in time
+    # the global cut falls at a time: rows sharing the cut's time all go to test (here 3 rows, not 2)
+    cols = table(users, ["1", "2", "3", "4", "4", "1", "2", "3"], times=[1, 2, 5, 7, 3, 4, 7, 8])
+    tied = load_interactions(cfg(time="t", split={"by": "time", "per_user": False, "val": 0.0, "test": 0.25}), cols)
+    assert pairs(tied, "test") == [("a", "4"), ("b", "2"), ("b", "3")] and not tied.notes
 
 
 def test_random_split_sizes_and_seed():
@@ -178,6 +182,7 @@ def test_limit_takes_a_seeded_subset_of_the_interactions(tmp_path):
     path.write_text("u,i\n" + "".join(f"u{k % 10},i{k // 10}\n" for k in range(100)))
     data = load_interactions(cfg(path=str(path), limit=30, split={"val": 0, "test": 0}))
     assert len(data.splits["train"]) == 30
+    assert any("data.limit 30: a random 30 of the 100 rows" in n and "70 left out" in n for n in data.notes)
 
 
 def test_csv_ids_are_read_as_text(tmp_path):

@@ -60,10 +60,31 @@ def test_the_test_split_is_ranked_with_training_and_validation_items_masked():
 
     data = RecData(["a"], ["0", "1", "2", "3"], {"train": split([0], [0]), "val": split([0], [1]), "test": split([0], [2])})
     scores = torch.tensor([[9.0, 8, 7, 6]])  # train item 0, then val item 1, then test item 2
-    predictor = SimpleNamespace(score_users=lambda users: scores[users], config=SimpleNamespace(eval=SimpleNamespace(k=1)))
+    predictor = SimpleNamespace(score_users=lambda users: scores[users],
+                                config=SimpleNamespace(eval=SimpleNamespace(k=1, batch_size=64)))
     test = split_per_user(predictor, data, "test")
     assert test.hit.tolist() == [1.0] and test.activity.tolist() == [1]  # 0 and 1 masked: the test item is first
     # masking the train item alone, the val item would take the only place: the hit above is the val mask's doing
     assert rank_per_user(lambda users: scores[users], 4, data.csr(("test",)), data.csr(("train",)), 1).hit.tolist() == [0.0]
     val = split_per_user(predictor, data, "val")
     assert val.hit.tolist() == [1.0]  # ranking val masks the train item only: the val item is first
+
+
+def test_users_are_ranked_in_batches_bounded_by_memory():
+    rng = np.random.default_rng(0)
+    scores = torch.from_numpy(rng.normal(size=(10, 6)).astype(np.float32))
+    relevant = csr([[u % 6, (u + 1) % 6] for u in range(10)])
+    asked = []
+
+    def score_fn(users):
+        asked.append(len(users))
+        return scores[users]
+
+    whole = rank_per_user(score_fn, 6, relevant, None, k=2)
+    assert asked == [10]
+    asked.clear()
+    small = rank_per_user(score_fn, 6, relevant, None, k=2, batch_users=4)  # eval.batch_size
+    assert asked == [4, 4, 2] and small.recall.tolist() == whole.recall.tolist()
+    asked.clear()
+    rank_per_user(score_fn, 6, relevant, None, k=2, batch_users=4, max_cells=18)  # 18 cells / 6 items: 3 users at once
+    assert asked == [3, 3, 3, 1]

@@ -225,8 +225,9 @@ def _per_user_cut(user: np.ndarray, n_test: np.ndarray, n_val: np.ndarray) -> np
     return np.where(from_end < t, 2, np.where(from_end < t + v, 1, 0))
 
 
-def split_rows(cfg: DataConfig, user: np.ndarray) -> np.ndarray:
-    """0/1/2 (train/val/test) per row of a table in time order (file order without data.time)."""
+def split_rows(cfg: DataConfig, user: np.ndarray, when: np.ndarray | None = None) -> np.ndarray:
+    """0/1/2 (train/val/test) per row of a table in time order (file order without data.time); `when`: the rows' times
+    (sorted), where the global time cut falls (rows of one time stay on one side)."""
     s, n = cfg.split, len(user)
     if s.by == "random":
         rng = np.random.default_rng(s.seed)
@@ -238,9 +239,13 @@ def split_rows(cfg: DataConfig, user: np.ndarray) -> np.ndarray:
         return part
     if s.by == "time" and not s.per_user:  # one cut in time for everyone: the last rows of the whole table
         n_test, n_val = round(n * s.test), round(n * s.val)
+        test_from, val_from = n - n_test, n - n_test - n_val
+        if when is not None:  # cut at a time: the rows sharing the cut's time go with it (a little more held out)
+            test_from = int(np.searchsorted(when, when[test_from], "left")) if n_test else n
+            val_from = int(np.searchsorted(when, when[val_from], "left")) if n_val and val_from < test_from else test_from
         part = np.zeros(n, np.int64)
-        part[n - n_test:] = 2
-        part[n - n_test - n_val:n - n_test] = 1
+        part[test_from:] = 2
+        part[val_from:test_from] = 1
         return part
     names, counts = np.unique(user, return_counts=True)
     if s.by == "leave_last_out":  # at least one interaction always stays in training
@@ -264,7 +269,10 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
             raise ConfigError("data.val_path/data.test_path with a recommendation run: its splits are carved from data.path "
                               "by data.split.by (one table, so that ids mean the same in every split); join the files")
         cols = read_source(cfg)
+    notes: list[str] = []
     if cfg.limit is not None and cfg.limit < len(cols):  # a seeded random subset of the interactions, kept in file order
+        notes.append(f"data.limit {cfg.limit:,}: a random {cfg.limit:,} of the {len(cols):,} rows of {cols.origin} kept "
+                     f"(drawn by data.split.seed {cfg.split.seed}), the other {len(cols) - cfg.limit:,} left out")
         cols = cols.take(np.sort(np.random.default_rng(cfg.split.seed).choice(len(cols), cfg.limit, replace=False)))
     _check_columns(cfg, cols)
     user = id_strings(cols.data[cfg.users], cfg.users, cols)
@@ -272,7 +280,6 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
     rating = _ratings(cols.data[cfg.rating], cfg, cols) if cfg.rating is not None else None
     when = _times(cols.data[cfg.time], cfg.time, cols) if cfg.time is not None else np.arange(len(user), dtype=np.float64)
     order = np.argsort(when, kind="stable")  # time order; ties (and no data.time) keep the file's order
-    notes: list[str] = []
     if cfg.time is None and cfg.split.by != "random":
         notes.append(f"data.split.by {cfg.split.by} without data.time: the file's row order is taken as time order (name the "
                      "time column in data.time if the rows are not in the order they happened)")
@@ -281,7 +288,7 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
         notes.append(merged)
     user, item = user[kept], item[kept]
     lines = cols.rows[kept] if cols.rows is not None else kept + 1
-    part = split_rows(cfg, user)
+    part = split_rows(cfg, user, when[kept])
     train = part == 0
     if not train.any():
         raise DataError(f"{cols.origin}: no training interactions left after the split (data.split: {cfg.split.by}); "

@@ -53,7 +53,7 @@ def csr_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items
 @torch.no_grad()
 def rank_per_user(score_fn: Callable[[torch.Tensor], torch.Tensor], n_items: int, relevant: tuple[np.ndarray, np.ndarray],
                   exclude: tuple[np.ndarray, np.ndarray] | None, k: int, activity: np.ndarray | None = None,
-                  batch_users: int = 1024) -> PerUser:
+                  batch_users: int = 1024, max_cells: int = 2 ** 24) -> PerUser:
     """Full-ranking metrics per user.
 
     Args:
@@ -62,6 +62,8 @@ def rank_per_user(score_fn: Callable[[torch.Tensor], torch.Tensor], n_items: int
         exclude: CSR of the items not to rank (the user's training items), or None.
         k: the cut-off.
         activity: per user index, a number kept beside the metrics (training interactions, for the report).
+        batch_users: users scored at once (eval.batch_size), lowered so that a batch's dense (users, items) score and
+            mask matrices hold at most max_cells cells each (2**24: 64 MB of float32 scores), whatever the catalogue.
     """
     rel_ptr, rel_idx = relevant
     users = np.flatnonzero(np.diff(rel_ptr) > 0)
@@ -69,6 +71,7 @@ def rank_per_user(score_fn: Callable[[torch.Tensor], torch.Tensor], n_items: int
     discounts = 1.0 / torch.log2(torch.arange(2, kk + 2, dtype=torch.float64))  # (k,) rank 1 -> 1/log2(2)
     ideal = torch.cumsum(discounts, 0)  # ideal[m - 1]: the best DCG with m relevant items
     recall, ndcg, hit = [], [], []
+    batch_users = max(1, min(batch_users, max_cells // max(n_items, 1)))
     for start in range(0, len(users), batch_users):
         chunk = users[start:start + batch_users]
         s = score_fn(torch.from_numpy(chunk)).float().cpu()  # (B, N)
@@ -111,4 +114,5 @@ def split_per_user(predictor, data, name: str) -> PerUser:
     exclude = data.csr(held) if held else None
     relevant = to_csr([data.splits[name]], n_users)
     activity = np.bincount(data.splits["train"].user, minlength=n_users)
-    return rank_per_user(predictor.score_users, n_items, relevant, exclude, predictor.config.eval.k, activity)
+    return rank_per_user(predictor.score_users, n_items, relevant, exclude, predictor.config.eval.k, activity,
+                         batch_users=predictor.config.eval.batch_size)

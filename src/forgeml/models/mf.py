@@ -6,6 +6,11 @@ Every recommender here has one shape (models/recommenders.py): forward({"user": 
 user's and the item's vectors, {"user": (B, D), "item": (B, D)}, whose row-wise dot product is the score. MF folds its
 biases into those vectors (user [p_u, 1, mu + b_u], item [q_i, b_i, 1]), so that ranking every item for a batch of
 users is one matrix product, users @ items.T, biases included.
+
+model.reg penalises the parameters of each batch's (user, item) interactions: the user's and the positive item's
+vectors and biases (as Funk SVD / Surprise's reg_all for ratings). Under bpr the drawn negative item is not penalised
+(BPR-MF as in Rendle et al. also shrinks it): items are still shrunk whenever they are someone's positive, and the
+msweb figures in docs/recommendation.md were tuned with this penalty.
 """
 
 from __future__ import annotations
