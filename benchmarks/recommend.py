@@ -170,12 +170,12 @@ def forgeml_run(folder: Path, name: str, train: pd.DataFrame, test: pd.DataFrame
     cols = ["user", "item", "rating"] if rating else ["user", "item"]
     train[cols].to_csv(folder / f"{name}-train.csv", index=False)
     data = {"path": str(folder / f"{name}-train.csv"), "users": "user", "items": "item", "rating": "rating" if rating else None,
-            "features": {"user": "category", "item": "category"}, "split": {"val": 0.0, "test": 0.0}}
+            "split": {"val": 0.0, "test": 0.0}}  # every given row trains: the held-out rows are scored here
     if test is not None:
         test[cols].to_csv(folder / f"{name}-test.csv", index=False)
         data["test_path"] = str(folder / f"{name}-test.csv")
     config = {"name": name, "runs_dir": str(folder / "runs"), "data": data, "model": model,
-              "train": {"epochs": epochs, **recipe}}
+              "train": {"epochs": epochs, "progress": False, "tensorboard": False, **recipe}, "eval": {"explain": False}}
     return forgeml.train(config, overwrite=True)
 
 
