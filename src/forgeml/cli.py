@@ -162,6 +162,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """Recommend items to a user with a trained recommendation run (model.name mf or two_tower).
+
+    Every item is scored for the user (full ranking) and the K best are printed, best first; the items the
+    user interacted with in training are left out unless --include-seen. USER is an id as it appears in
+    the training data's user column (data.users). A user the run never trained on is an error that says
+    what to do. --json prints one JSON object: {"user", "k", "items": [{"item", "score", "rank"}]}.
+
+    examples:
+      forgeml recommend runs/msweb-mf --user 10001
+      forgeml recommend runs/msweb-mf --user 10001 --k 5 --json --include-seen
+    """
+    from forgeml.api import load
+    from forgeml.errors import RequestError
+
+    predictor = load(args.run)
+    if getattr(predictor, "task", None) != "recommend":
+        raise RequestError(f"{args.run}: not a recommendation run (its config sets no data.users/data.items); "
+                           f"use forgeml predict {args.run} INPUT")
+    items = predictor.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps({"user": args.user, "k": args.k, "exclude_seen": not args.include_seen, "items": items}))
+        return 0
+    from rich.table import Table
+
+    seen = "" if args.include_seen else f", {len(predictor.seen(args.user))} seen item(s) left out"
+    table = Table(title=f"{Path(args.run).name}: top {len(items)} for user {args.user}{seen}")
+    for col in ("rank", "item", "score"):
+        table.add_column(col, justify="right" if col != "item" else "left")
+    for row in items:
+        table.add_row(str(row["rank"]), row["item"], f"{row['score']:.4f}")
+    console.print(table)
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Attribute each prediction to its inputs (Captum): per column, per token, per pixel, per time step.
 
@@ -555,7 +590,7 @@ def cmd_federate(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain, "generate": cmd_generate, "report": cmd_report,
+    "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recommend": cmd_recommend, "explain": cmd_explain, "generate": cmd_generate, "report": cmd_report,
     "compare": cmd_compare, "config": cmd_config, "demo": cmd_demo, "export": cmd_export, "compress": cmd_compress,
     "upgrade": cmd_upgrade, "serve": cmd_serve, "tune": cmd_tune, "federate": cmd_federate,
 }
@@ -627,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: run RUN/model.onnx with ONNX Runtime (write it with forgeml export RUN --format onnx); "
                         "default: torch, or onnx for a bundle that holds only model.onnx (an int8 variant)")
     p.add_argument("--trust-code", action="store_true", help="allow a custom model's Python code to be imported")
+    p = parsers["recommend"]
+    p.add_argument("run", help="a recommendation run folder, e.g. runs/msweb-mf")
+    p.add_argument("--user", required=True, metavar="ID", help="the user's id, as in the training data's user column")
+    p.add_argument("--k", type=int, default=10, help="how many items to recommend (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--include-seen", action="store_true", help="also rank the items the user interacted with in training")
     p = parsers["explain"]
     p.add_argument("run", help="run folder, e.g. runs/adult-mlp")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin (as predict)")

@@ -46,6 +46,13 @@ class SplitConfig(Section):
     ordered: bool = Field(False, description="no shuffle: train, then val, then test in file order")
     group: str = Field("none", description="rows kept on one side of every split: none; duplicates (rows whose inputs are "
                        "identical, e.g. LIBRAS' 30 pairs); or a column name (one group per value, e.g. a patient id)")
+    # recommendation runs (data.users + data.items) only; docs/recommendation.md
+    by: Literal["random", "time", "leave_last_out"] = Field(
+        "random", description="recommendation: random (val/test fractions of the interactions, by split.seed), time (the last "
+        "test fraction by data.time held out, val before it), or leave_last_out (each user's last interaction is test, the one "
+        "before it val when split.val > 0)")
+    per_user: bool = Field(True, description="recommendation, by: time: cut each user's own interactions by time (True) or "
+                           "all interactions at one global time (False)")
 
 
 class ImageConfig(Section):
@@ -146,6 +153,42 @@ class DataConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
     text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
     sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="how series are read: a group of columns by pattern, or list columns (data.features: {col: sequence})")
+    # recommendation (data/interactions.py, docs/recommendation.md): data.users + data.items make the run a "recommend" run
+    users: str | None = Field(None, description="recommendation: the column of user ids; with data.items, the run ranks items for users")
+    items: str | None = Field(None, description="recommendation: the column of item ids")
+    rating: str | None = Field(None, description="recommendation: the column of explicit ratings; None = implicit feedback (each row a positive)")
+    time: str | None = Field(None, description="recommendation: the column that orders interactions (a timestamp or a number); "
+                             "split.by time and leave_last_out read it (None: file order)")
+    rating_range: tuple[float, float] | None = Field(None, description="recommendation: [lowest, highest] allowed rating; a rating "
+                                                     "outside is an error naming its line; predictions are clipped to it")
+    duplicates: Literal["error", "last", "mean"] = Field(
+        "error", description="recommendation: a (user, item) pair given twice: error, keep the last (by data.time, else file "
+        "order), or the mean rating; kept rows are counted in a note")
+    user_features: list[str] = Field(default_factory=list, description="two_tower: columns describing the user (one value per "
+                                     "user: its last row's); read through the kind's encoder")
+    item_features: list[str] = Field(default_factory=list, description="two_tower: columns describing the item (its last row's value)")
+
+    @property
+    def recommend(self) -> bool:
+        """A recommendation run: data.users and data.items are both set."""
+        return self.users is not None and self.items is not None
+
+    @model_validator(mode="after")
+    def _check_interactions(self) -> DataConfig:
+        if (self.users is None) != (self.items is None):
+            raise ValueError("data.users and data.items go together: a recommendation run names both columns (or neither)")
+        named = {"rating": self.rating, "time": self.time, "rating_range": self.rating_range}
+        given = [k for k, v in named.items() if v is not None] + [k for k in ("user_features", "item_features") if getattr(self, k)]
+        if given and not self.recommend:
+            raise ValueError(f"data.{given[0]} is a recommendation setting; set data.users and data.items too")
+        if self.rating_range is not None and not self.rating_range[0] < self.rating_range[1]:
+            raise ValueError(f"data.rating_range {list(self.rating_range)}: the lowest must be below the highest")
+        if self.rating_range is not None and self.rating is None:
+            raise ValueError("data.rating_range without data.rating: implicit feedback has no ratings; name the rating column")
+        if self.split.by != "random" and not self.recommend:
+            raise ValueError(f"data.split.by {self.split.by}: splitting by time or leave-last-out is for recommendation runs "
+                             "(data.users + data.items); other runs use split.ordered or split.group")
+        return self
 
     @model_validator(mode="after")
     def _check_outputs(self) -> DataConfig:
@@ -376,13 +419,40 @@ class CompositeConfig(Section):
                                   "outputs, its text tokenizers kept; the architecture must match")
 
 
+class MFConfig(Section):
+    """Matrix factorisation (models/mf.py): a vector and a bias per user and per item, plus a global bias."""
+
+    name: Literal["mf"] = "mf"
+    dim: int = Field(32, ge=1, description="width of each user and item vector")
+    biases: bool = Field(True, description="user, item and global biases beside the dot product")
+    init_std: float = Field(0.05, gt=0, description="standard deviation of the normal the vectors start from")
+
+
+class TwoTowerConfig(Section):
+    """Two towers (models/two_tower.py): a user's id embedding and data.user_features through the kinds' encoders, an
+    MLP to dim; the same for items; score = the dot product of the two."""
+
+    name: Literal["two_tower"] = "two_tower"
+    dim: int = Field(64, ge=1, description="width of the shared space both towers map to")
+    id_dim: int = Field(32, ge=0, description="width of the id embedding in each tower; 0 = no id (features only: every user "
+                        "and item, new ones too, is scored from its features)")
+    hidden: list[int] = Field(default_factory=lambda: [128], description="hidden layers of each tower's MLP")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+    normalize: bool = Field(False, description="L2-normalise both towers' outputs (score = cosine x temperature)")
+    temperature: float = Field(0.05, gt=0, description="with normalize: scores are cosine / temperature")
+
+
 # The short forms name one encoder for the one input (mlp: the tabular encoder + the MLP): cnn an image, rnn and
 # transformer a text, conv1d, gru and lstm a sequence; composite spells out encoders and combiner.
 ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
-                        | GPTConfig | CustomConfig | CompositeConfig | PretrainedConfig, Field(discriminator="name")]
+                        | GPTConfig | CustomConfig | CompositeConfig | PretrainedConfig | MFConfig | TwoTowerConfig,
+                        Field(discriminator="name")]
 MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
                  "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig, "gpt": GPTConfig,
-                 "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig}
+                 "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig, "mf": MFConfig,
+                 "two_tower": TwoTowerConfig}
+REC_MODELS = ("mf", "two_tower")
+REC_DATA_KEYS = ("users", "items", "rating", "time", "rating_range", "duplicates", "user_features", "item_features")
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -436,9 +506,14 @@ class TrainConfig(Section):
     step_every_epochs: int = Field(10, ge=1, description="step schedule: multiply lr by gamma every this many epochs")
     gamma: float = Field(0.1, gt=0, description="step schedule: the factor")
     onecycle_pct: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent rising to lr")
-    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber", "bce"] = Field(
-        "auto", description="auto: cross_entropy for classification, mse for regression"
+    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber", "bce", "bpr", "sampled_softmax"] = Field(
+        "auto", description="auto: cross_entropy for classification, mse for regression; recommendation: mse (ratings), "
+        "bpr or sampled_softmax (implicit; auto: mse with data.rating, else bpr)"
     )
+    negatives: Literal["in_batch", "uniform"] = Field(
+        "in_batch", description="sampled_softmax: the batch's other items (with the logQ correction for their popularity) or "
+        "train.num_negatives items drawn uniformly")
+    num_negatives: int = Field(100, ge=1, description="sampled_softmax with negatives: uniform: items drawn per batch")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross entropy label smoothing")
     class_weights: Literal["none", "balanced"] | list[float] = Field("none", description="cross entropy class weights")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -518,6 +593,7 @@ class EvalConfig(Section):
     )
     explain: bool = Field(True, description="report.html explains the worst mistakes and the columns' global importance "
                                             "(needs the explain extra; skipped with a note without it)")
+    k: int = Field(10, ge=1, description="recommendation: the cut-off of recall@k, ndcg@k and hit_rate@k (full ranking over all items)")
 
 
 # ----------------------------------------------------------------------------------------------- tune
@@ -660,7 +736,45 @@ class Config(Section):
             d["train"].pop("privacy", None)  # likewise a run without train.privacy
         if d.get("federate") is None:
             d.pop("federate", None)  # likewise a config without a federate section
+        if not self.data.recommend:  # likewise a run that is not a recommendation run: its settings were not there before
+            for key in REC_DATA_KEYS:
+                d["data"].pop(key, None)
+            for key in ("by", "per_user"):
+                d["data"]["split"].pop(key, None)
+            for key in ("negatives", "num_negatives"):
+                d["train"].pop(key, None)
+            d["eval"].pop("k", None)
         return d
+
+    @model_validator(mode="after")
+    def _recommendation(self) -> Config:
+        rec_model, rec_data = self.model.name in REC_MODELS, self.data.recommend
+        if rec_model and not rec_data:
+            raise ValueError(f"model.name {self.model.name} ranks items for users: set data.users and data.items (the id columns)")
+        if rec_data and not rec_model:
+            raise ValueError(f"data.users/data.items make this a recommendation run; model.name {self.model.name} does not "
+                             f"rank items: choose one of {', '.join(REC_MODELS)}")
+        if self.train.loss in ("bpr", "sampled_softmax") and not rec_data:
+            raise ValueError(f"train.loss {self.train.loss} ranks items for users: set data.users and data.items")
+        if rec_data:
+            if self.data.rating is None and self.train.loss in ("mse", "l1", "huber"):
+                raise ValueError(f"train.loss {self.train.loss} needs ratings (data.rating); implicit feedback trains with bpr or "
+                                 "sampled_softmax")
+            if self.data.rating is not None and self.train.loss in ("bpr", "sampled_softmax", "cross_entropy", "bce"):
+                raise ValueError(f"train.loss {self.train.loss} with data.rating: ratings train with mse (or leave data.rating "
+                                 "out to treat every row as an implicit positive)")
+            if self.train.privacy is not None:
+                raise ValueError("train.privacy with a recommendation run: not supported (each user has many rows)")
+            if self.model.name == "mf" and (self.data.user_features or self.data.item_features):
+                raise ValueError("data.user_features/item_features with model.name mf: matrix factorisation reads ids only; "
+                                 "use model.name two_tower")
+        return self
+
+    def rec_loss(self) -> str:
+        """The loss a recommendation run trains with: train.loss, or auto: mse with ratings, else bpr."""
+        if self.train.loss != "auto":
+            return self.train.loss
+        return "mse" if self.data.rating is not None else "bpr"
 
     @model_validator(mode="after")
     def _private_model(self) -> Config:

@@ -191,6 +191,12 @@ def _has_val(data: PreparedData | CorpusData) -> bool:
 
 def _train_into(cfg: Config, run_dir: Path, callbacks: Iterable[Callback], init: dict[str, torch.Tensor] | None = None,
                 teacher: Teacher | None = None, report: bool = True) -> Path:
+    if cfg.data.recommend:  # users x items: its own data, models and metrics (rec_run.py)
+        if init is not None or teacher is not None:
+            raise ConfigError("pruning and distillation do not apply to a recommendation run (mf, two_tower)")
+        from forgeml import rec_run
+
+        return rec_run.train_into(cfg, run_dir, callbacks, report=report)
     start = None
     if init is None and getattr(cfg.model, "init_from", None):  # the weights and tokenizers of a trained run
         init, start = init_from(cfg)
@@ -316,6 +322,10 @@ def _resume(run: Path, config: str | Path | None, overrides: list[str] | None, c
             raise BundleError(f"{bundle.path}: cannot resume with a changed config; an exact resume needs the run's own config.\n"
                               + "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in changed)
                               + "\nResume without CONFIG/--set, or start a new run.")
+    if saved.data.recommend:
+        from forgeml import rec_run
+
+        return rec_run.resume(bundle, saved, callbacks)
     if saved.model.name == "gpt":  # the tokens the run trained on are in the run itself
         data = CorpusData.open(bundle.path / "data", FeatureSet.from_json(bundle.read_json("features.json")))
     else:
@@ -543,6 +553,13 @@ def evaluate(run: str | Path, data_path: str | None = None, splits: Iterable[str
 
     Writes them into metrics.json (a new file's metrics under the key 'file:<name>')."""
     predictor = Predictor(run, trust_code=trust_code)
+    if predictor.task == "recommend":
+        if data_path is not None:
+            raise ConfigError(f"--data {data_path}: a recommendation run is measured on its own held-out interactions (ids "
+                              "mean the same only within one table); evaluate without --data")
+        from forgeml import rec_run
+
+        return rec_run.evaluate(predictor, splits)
     if predictor.tokenizer is not None:
         return _evaluate_lm(predictor, data_path, trust_code)
     bundle = predictor.bundle

@@ -31,6 +31,14 @@ BACKENDS = ("torch", "onnx")
 
 
 class Predictor:
+    def __new__(cls, path: str | Path | None = None, *args: Any, **kwargs: Any):
+        if cls is Predictor and path is not None:  # a recommendation run: ids in, ranked items out (rec_predictor.py)
+            from forgeml.rec_predictor import RecPredictor, is_recommendation_bundle
+
+            if is_recommendation_bundle(path):
+                return super().__new__(RecPredictor)
+        return super().__new__(cls)
+
     def __init__(self, path: str | Path, device: str = "cpu", trust_code: bool = False, backend: str | None = None):
         if backend not in (None, *BACKENDS):
             raise RequestError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")

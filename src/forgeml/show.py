@@ -39,6 +39,7 @@ def metrics_table(metrics: dict[str, dict[str, Any]], title: str = "metrics") ->
                 table.add_row(split, o, *[cell(v) if k == "n" else (f"{v:.4f}" if v is not None else "-") for k, v in zip(keys, values)])
         return table
     keys = [k for k in HEADLINE if any(k in m for m in metrics.values())]
+    keys += list(dict.fromkeys(k for m in metrics.values() for k in m if "@" in k))  # a recommendation run's recall@10, ...
     table = Table(title=title)
     table.add_column("split")
     for k in keys:

@@ -279,6 +279,10 @@ def write_report(run: str | Path, data=None, predictor=None, trust_code: bool = 
 
         model = predictor or Predictor(bundle.path, trust_code=trust_code)
         ctx["samples"] = [model.generate("\n", 240, temperature=0.8, top_k=40, seed=s) for s in (1, 2, 3)]
+    elif meta.get("task") == "recommend":  # ranking metrics by user activity (report/rec_section.py)
+        from forgeml.report.rec_section import rec_sections
+
+        ctx.update(rec_sections(bundle, data, predictor, ctx["notes"]))
     else:
         ctx.update(_task_sections(bundle, data, predictor, metrics, ctx["notes"], trust_code, outputs))
     ctx["compression"] = _compression(bundle)
