@@ -59,8 +59,10 @@ def not_for_predict(name: str, route: str) -> JSONResponse:
 
 
 def _unknown_user(exc: ForgeError) -> bool:
-    """The Predictor's answer for a user it has no vector for (its error class says so by name)."""
-    return "unknown" in type(exc).__name__.lower() or "cold" in type(exc).__name__.lower()
+    """The Predictor's answer for a user it has no vector for."""
+    from forgeml.rec_predictor import UnknownUser
+
+    return isinstance(exc, UnknownUser)
 
 
 def recommend_items(predictor, user: str, k: int, exclude_seen: bool) -> list[dict[str, Any]]:
