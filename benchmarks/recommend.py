@@ -162,16 +162,18 @@ MODELS = {  # name -> (model section, train section): the implicit recipes
 }
 
 
-def forgeml_run(folder: Path, name: str, train: pd.DataFrame, model: dict, recipe: dict, rating: bool, epochs: int) -> Path:
-    """Train one forgeml run on exactly these interactions (written to CSV; every row trains: split val/test 0, as
-    the held-out rows are scored here, by the same code for every model)."""
+def forgeml_run(folder: Path, name: str, train: pd.DataFrame, model: dict, recipe: dict, rating: bool, epochs: int,
+                val: float = 0.0) -> Path:
+    """Train one forgeml run on these interactions (written to CSV). No test split: the held-out rows are scored here,
+    by the same code for every model. val > 0 carves that fraction of the given rows for validation: the bundle
+    keeps the epoch with the best validation loss."""
     import forgeml
 
     folder.mkdir(parents=True, exist_ok=True)
     cols = ["user", "item", "rating"] if rating else ["user", "item"]
     train[cols].to_csv(folder / f"{name}-train.csv", index=False)
     data = {"path": str(folder / f"{name}-train.csv"), "users": "user", "items": "item", "rating": "rating" if rating else None,
-            "split": {"val": 0.0, "test": 0.0}}
+            "split": {"val": val, "test": 0.0}}
     if rating:
         data["rating_range"] = [1, 5]  # predictions clipped to the scale, as Surprise does
     config = {"name": name, "runs_dir": str(folder / "runs"), "data": data, "model": model,
