@@ -161,6 +161,8 @@ def rmse_mae(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 EXPLICIT = ({"name": "mf", "dim": 64}, {"loss": "mse", "batch_size": 1024, "lr": 3e-3, "weight_decay": 1.0, "epochs": 20})
 MODELS = {  # name -> (model section, train section): the implicit recipes
     "mf+bpr": ({"name": "mf", "dim": 64}, {"loss": "bpr", "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.1, "epochs": 10}),
+    "mf+sampled_softmax": ({"name": "mf", "dim": 64},
+                           {"loss": "sampled_softmax", "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.0, "epochs": 10}),
     "two_tower+sampled_softmax": ({"name": "two_tower", "dim": 64},
                                   {"loss": "sampled_softmax", "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.1,
                                    "epochs": 10}),
@@ -240,7 +242,7 @@ def movielens_figures(path: Path, folder: Path, epochs: int | None, models: list
     for name in models:
         model, recipe = MODELS[name]
         t = time.perf_counter()
-        run = forgeml_run(folder, f"ml100k-{name.split('+')[0]}", train, model, recipe, rating=False, epochs=epochs)
+        run = forgeml_run(folder, f"ml100k-{name.replace('+', '-')}", train, model, recipe, rating=False, epochs=epochs)
         line(f"forgeml {name}", top_k_metrics(forgeml_rankings(run, users, K), relevant), time.perf_counter() - t)
 
 
@@ -265,7 +267,7 @@ def msweb_figures(path: Path, folder: Path, epochs: int | None, models: list[str
         for name in models:
             model, recipe = MODELS[name]
             t = time.perf_counter()
-            run = forgeml_run(folder, f"msweb-{proto}-{name.split('+')[0]}", train, model, recipe, rating=False, epochs=epochs)
+            run = forgeml_run(folder, f"msweb-{proto}-{name.replace('+', '-')}", train, model, recipe, rating=False, epochs=epochs)
             ranked = forgeml_rankings(run, users, n_items)
             rs = rank_score(ranked, withheld)
             scores.setdefault(f"forgeml {name}", {})[proto] = rs
