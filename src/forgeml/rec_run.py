@@ -39,11 +39,16 @@ SEEN_FILE = "seen.safetensors"
 
 # ------------------------------------------------------------------------------------------------ model
 def side_columns_to_tensors(features: RecFeatures, data: RecData) -> dict[str, torch.Tensor]:
-    """The two towers' per-id feature tensors ('user.<col>', 'item.<col>'), rows in index order."""
+    """The two towers' per-id feature tensors ('user0', 'item0', ... in the order of the fitted features), rows in index
+    order."""
+    from forgeml.models.two_tower import side_key
+
     out = {}
     for which in ("user", "item"):
         if which in data.side:
-            out.update({f"{which}.{k}": v for k, v in features.side_tensors(which, data.side[which]).items()})
+            tensors = features.side_tensors(which, data.side[which])
+            feats = features.user_features if which == "user" else features.item_features
+            out.update({side_key(which, i): tensors[f.name] for i, f in enumerate(feats)})
     return out
 
 

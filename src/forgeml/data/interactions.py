@@ -111,7 +111,9 @@ def _ratings(values: np.ndarray, cfg: DataConfig, cols: Columns) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(r))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{cols.origin}: {cols.where(i)}: rating {values[i]!r} in column {cfg.rating!r} is not a number; "
+        v = values[i]
+        shown = "empty" if v is None or (isinstance(v, float) and v != v) else repr(v)
+        raise DataError(f"{cols.origin}: {cols.where(i)}: the rating in column {cfg.rating!r} is {shown}, not a number; "
                         "every row of an explicit-feedback table needs its rating (or leave data.rating out: implicit)")
     if cfg.rating_range is not None:
         lo, hi = cfg.rating_range
@@ -150,7 +152,8 @@ def _times(values: np.ndarray, column: str, cols: Columns) -> np.ndarray:
 
 def _check_columns(cfg: DataConfig, cols: Columns) -> None:
     named = [("data.users", cfg.users), ("data.items", cfg.items), ("data.rating", cfg.rating), ("data.time", cfg.time)]
-    named += [("data.user_features", c) for c in cfg.user_features] + [("data.item_features", c) for c in cfg.item_features]
+    named += [("data.user_features", c) for c in cfg.user_features if not cfg.user_table]
+    named += [("data.item_features", c) for c in cfg.item_features if not cfg.item_table]
     for key, column in named:
         if column is not None and column not in cols.data:
             raise ConfigError(f"{key}: {column!r} is not a column of {cols.origin} (columns: {', '.join(cols.names)})"
@@ -291,6 +294,10 @@ def _side_columns(cfg: DataConfig, cols: Columns, kept: np.ndarray, train: np.nd
     """data.user_features / item_features: one row per user (item) index, its last training row's values."""
     side = {}
     for what, names, ids, vocab in (("user", cfg.user_features, user, users), ("item", cfg.item_features, item, items)):
+        table = cfg.user_table if what == "user" else cfg.item_table
+        if table:
+            side[what] = _table_rows(cfg, what, table, names, vocab)
+            continue
         if not names:
             continue
         rows = np.flatnonzero(train)
@@ -301,3 +308,29 @@ def _side_columns(cfg: DataConfig, cols: Columns, kept: np.ndarray, train: np.nd
         side[what] = Columns({c: cols.data[c][source] for c in names}, f"{cols.origin} ({what} features)",
                              rows=cols.rows[source] if cols.rows is not None else None, row_word=cols.row_word)
     return side
+
+
+def _table_rows(cfg: DataConfig, what: str, path: str, names: list[str], vocab: np.ndarray) -> Columns:
+    """data.user_table / item_table: the row of each trained id (in index order), its feature columns."""
+    from forgeml.data.sources import read_source
+
+    key = cfg.users if what == "user" else cfg.items
+    cols = read_source(cfg, path=path)
+    if key not in cols.data:
+        raise ConfigError(f"data.{what}_table {path}: no {key!r} column (data.{what}s) to key its rows by (columns: "
+                          f"{', '.join(cols.names)})")
+    names = names or [c for c in cols.names if c != key]
+    for c in names:
+        if c not in cols.data:
+            raise ConfigError(f"data.{what}_features: {c!r} is not a column of {path}{did_you_mean(c, cols.names)}")
+    ids = id_strings(cols.data[key], key, cols)
+    uniq, first = np.unique(ids, return_index=True)
+    if len(uniq) != len(ids):
+        raise DataError(f"{path}: a {what} appears on more than one row; data.{what}_table holds one row per {what}")
+    pos = _index(uniq, vocab)
+    if (pos < 0).any():
+        missing = vocab[pos < 0]
+        raise DataError(f"{path}: {len(missing):,} {what}(s) of the training interactions have no row here (e.g. "
+                        f"{missing[0]!r}); data.{what}_table needs a row for every {what}")
+    rows = first[pos]
+    return cols.take(rows).without([c for c in cols.names if c not in names])

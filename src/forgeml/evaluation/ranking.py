@@ -40,10 +40,11 @@ class PerUser:
 
 def csr_mask(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, n_items: int) -> torch.Tensor:
     """(len(users), n_items) bool: True where the user has the item in the CSR arrays."""
-    starts, ends = indptr[users], indptr[users + 1]
-    counts = ends - starts
+    starts = indptr[users]
+    counts = indptr[users + 1] - starts
     rows = np.repeat(np.arange(len(users)), counts)
-    cols = indices[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])] if counts.sum() else np.zeros(0, np.int64)
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # 0, 1, ... inside each user's run
+    cols = indices[np.repeat(starts, counts) + within]
     mask = torch.zeros(len(users), n_items, dtype=torch.bool)
     mask[torch.from_numpy(rows), torch.from_numpy(cols)] = True
     return mask

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from forgeml.atomic import atomic_write
-from forgeml.errors import BundleError, ForgeError
+from forgeml.errors import BundleError, ConfigError, ForgeError
 
 ONNX_FILE = "model.onnx"
 DEFAULT_OPSET = 18  # the lowest opset torch's exporter writes natively: no version conversion to go wrong
@@ -319,7 +319,11 @@ def export_onnx(run: str | Path, opset: int = DEFAULT_OPSET, rows: int = VERIFY_
         True
     """
     from forgeml.predictor import Predictor
+    from forgeml.rec_predictor import is_recommendation_bundle
 
+    if is_recommendation_bundle(run):
+        raise ConfigError(f"{run}: a recommendation run (mf, two_tower) is not exported to ONNX; it serves its user and item "
+                          "vectors from PyTorch (forgeml recommend, forgeml serve)")
     require_onnx()
     predictor = Predictor(run, trust_code=trust_code, backend="torch")
     bundle = predictor.bundle

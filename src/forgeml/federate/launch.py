@@ -68,6 +68,11 @@ def federated_config(config: Config | str | Path | dict[str, Any], overrides: li
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg = load_config(cfg.to_dict(), overrides)
+    if cfg.data.recommend:
+        from forgeml.errors import ConfigError
+
+        raise ConfigError("federate: a recommendation run (data.users + data.items) cannot be trained federated: each "
+                          "client would hold its own users, whose vectors the server cannot average")
     d = cfg.to_dict()
     d["federate"] = {**(d.get("federate") or {}), **{k: v for k, v in given.items() if v is not None}}
     for key in ("path", "val_path", "test_path", "labels_path"):  # Flower's processes run elsewhere: absolute paths

@@ -15,9 +15,9 @@ from torch import nn
 
 
 class MatrixFactorization(nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int = 32, biases: bool = True, init_std: float = 0.05):
+    def __init__(self, n_users: int, n_items: int, dim: int = 32, biases: bool = True, init_std: float = 0.05, reg: float = 0.0):
         super().__init__()
-        self.n_users, self.n_items, self.biases = n_users, n_items, biases
+        self.n_users, self.n_items, self.biases, self.reg = n_users, n_items, biases, reg
         self.user_vec = nn.Embedding(n_users, dim)
         self.item_vec = nn.Embedding(n_items, dim)
         nn.init.normal_(self.user_vec.weight, std=init_std)
@@ -44,7 +44,14 @@ class MatrixFactorization(nn.Module):
         return torch.cat([q, self.item_bias(items), ones], dim=1)  # (N, dim + 2)
 
     def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"user": self.user_vectors(x["user"]), "item": self.item_vectors(x["item"])}
+        out = {"user": self.user_vectors(x["user"]), "item": self.item_vectors(x["item"])}
+        if self.reg and self.training:  # the L2 penalty of these interactions' parameters, which the training loss adds
+            u, i = x["user"], x["item"]
+            squares = self.user_vec(u).pow(2).sum(-1) + self.item_vec(i).pow(2).sum(-1)  # (B,)
+            if self.biases:
+                squares = squares + self.user_bias(u).pow(2).sum(-1) + self.item_bias(i).pow(2).sum(-1)
+            out["penalty"] = self.reg * squares.mean()
+        return out
 
     def set_global_bias(self, mean: float) -> None:
         """Start the global bias at the training ratings' mean (explicit feedback): the vectors then learn deviations."""

@@ -14,7 +14,7 @@ from torch import nn
 def _mf(cfg, features, side) -> nn.Module:
     from forgeml.models.mf import MatrixFactorization
 
-    model = MatrixFactorization(len(features.users), len(features.items), cfg.dim, cfg.biases, cfg.init_std)
+    model = MatrixFactorization(len(features.users), len(features.items), cfg.dim, cfg.biases, cfg.init_std, cfg.reg)
     if features.explicit:
         model.set_global_bias(features.rating_mean)
     return model

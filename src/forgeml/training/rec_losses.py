@@ -37,6 +37,11 @@ class RecLoss:
         self.log_q = torch.log(counts.clamp(min=1) / counts.clamp(min=1).sum())  # (N,) log of each item's sampling share
 
     def __call__(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        loss = self._loss(out, y)
+        # the model's L2 penalty of this batch's parameters (mf's model.reg); present in training mode only
+        return loss + out["penalty"] if "penalty" in out else loss
+
+    def _loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         U, V = out["user"].float(), out["item"].float()  # (B, D)
         if self.kind == "mse":
             return F.mse_loss(scores(out).float(), y.float())
