@@ -125,6 +125,12 @@ def test_predict_and_explain_on_a_recommender_point_to_recommend(rec):
         assert "recommendation model" in answer.json()["error"] and "POST /v1/recommend" in answer.json()["error"]
 
 
+def test_generate_on_a_recommender_points_to_recommend(rec):
+    _, url = rec
+    answer = post(url, {"prompt": "x"}, "/v1/generate")
+    assert answer.status_code == 400 and "POST /v1/recommend" in answer.json()["error"]
+
+
 def test_model_describes_the_users_and_items(rec):
     _, url = rec
     body = httpx.get(url + "/v1/model", timeout=30).json()
