@@ -6,7 +6,7 @@ What it measures, side by side:
      100,000 ratings: test RMSE / MAE of forgeml's `mf` (train.loss mse) against the global mean and a plain
      numpy biases-only baseline (mu + b_user + b_item, alternating least squares, Surprise's BaselineOnly
      settings). Published: Surprise's README lists SVD 0.934 / 0.737 and Baseline 0.944 / 0.748 (5-fold CV,
-     i.e. five 80/20 splits averaged; see /work/notes/figures16.md for the URL).
+     i.e. five 80/20 splits averaged: https://github.com/NicolasHug/Surprise#benchmarks).
   2. Implicit feedback, Recall@10 / NDCG@10 / hit rate@10 of forgeml's `mf` + BPR and `two_tower` + sampled
      softmax against most-popular (one ranking by training counts, the user's training items excluded):
        - msweb (../shared/data/msweb): the 32,711 training users plus the 5,000 test users under Breese,
@@ -45,7 +45,8 @@ MSWEB_TITLES = Path(__file__).resolve().parents[1] / "data" / "msweb" / "items.c
 K = 10
 ALPHA = 5  # Breese's half-life: the item at rank 5 is seen with probability 1/2
 PROTOCOLS = {"all-but-1": None, "given-2": 2, "given-5": 5, "given-10": 10}
-# Breese et al. 1998, MS Web, rank scoring (recalled; see /work/notes/figures16.md: verify before publishing)
+# Breese, Heckerman & Kadie, UAI 1998 (arXiv:1301.7363), MS Web rank scoring. These were written down from memory of the
+# paper, not copied from a retrieved copy: check them against its MS Web table before quoting them.
 BREESE = {"BN": (66.69, 59.95, 59.84, 53.92), "CR+": (63.59, 60.64, 57.89, 51.47), "VSIM": (61.70, 59.22, 56.13, 49.33),
           "BC": (59.42, 57.03, 54.83, 47.83), "POP": (49.77, 49.14, 46.91, 41.14)}  # All-but-1, Given2, Given5, Given10
 
@@ -277,7 +278,7 @@ def msweb_figures(path: Path, folder: Path, epochs: int | None, models: list[str
             rs = rank_score(ranked, withheld)
             scores.setdefault(f"forgeml {name}", {})[proto] = rs
             line(f"forgeml {name}", {**top_k_metrics(ranked, withheld), "rank": rs}, time.perf_counter() - t)
-    print("\n== msweb rank score (Breese et al. 1998; higher is better; theirs recalled, see figures16.md)")
+    print("\n== msweb rank score (Breese et al. 1998, arXiv:1301.7363; higher is better; their rows as noted at BREESE)")
     cols = ["all-but-1", "given-2", "given-5", "given-10"]
     print(f"{'':32s} " + " ".join(f"{c:>10s}" for c in cols))
     for name, values in scores.items():
