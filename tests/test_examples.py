@@ -24,8 +24,8 @@ EXAMPLES = {
     "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
     "libras-conv1d": ["train.max_steps=3", "model.encoders.sequence.channels=[8,8]", "model.encoders.sequence.kernel_sizes=[3,3]"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
-    "msweb-mf": ["train.max_steps=5"],
-    "msweb-two-tower": ["train.max_steps=3"],
+    "msweb-mf": ["data.limit=20000", "train.max_steps=5"],
+    "msweb-two-tower": ["data.limit=20000", "train.max_steps=3"],
     "ratings-mf": ["train.epochs=2"],  # on ratings generated below: none are shipped
 }
 

@@ -91,6 +91,12 @@ def test_msweb_slice_through_the_cli(tmp_path, runs, capsys):
     assert "forgeml recommend" in capsys.readouterr().err
     with pytest.raises(RequestError, match="k 0"):
         model.recommend(user, k=0)
+    # the stages that do not apply say so in one line
+    for argv, says in ((["export", str(run)], "not exported to ONNX"), (["compress", str(run), "--quantize", "int8"], "not compressed"),
+                       (["explain", str(run), "{}"], "dot product"), (["tune", str(config)], "cannot be tuned yet"),
+                       (["federate", str(config)], "cannot be trained federated")):
+        assert main(argv) == 2, argv
+        assert says in capsys.readouterr().err.replace("\n", ""), argv
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, runs):
@@ -188,4 +194,31 @@ def test_losses_differ_by_setting():
     assert value("sampled_softmax", "in_batch") != value("sampled_softmax", "uniform")
     assert value("sampled_softmax", counts=[1, 1, 1, 1, 1]) != value("sampled_softmax", counts=[50, 1, 1, 1, 1])  # logQ
     ratings = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert float(RecLoss("mse", model, 5)(out, ratings)) > 0
+    assert float(RecLoss("mse", model, 5)(out, ratings).detach()) > 0
+
+
+def test_two_tower_cold_start_from_user_features(tmp_path, runs):
+    """Users of group g0 visit items of kind a, g1 kind b: a new user known by its group alone gets its group's items."""
+    rng = np.random.default_rng(0)
+    lines = ["user,item,group,kind"]
+    for u in range(40):
+        group = u % 2
+        for i in rng.choice(10, 6, replace=False):
+            item = 2 * i + group  # even items are kind a, odd ones kind b
+            lines.append(f"u{u},i{item},g{group},{'ab'[group]}")
+    (tmp_path / "visits.csv").write_text("\n".join(lines) + "\n")
+    run = forgeml.train({"name": "cold", "runs_dir": str(runs),
+                         "data": {"path": str(tmp_path / "visits.csv"), "users": "user", "items": "item",
+                                  "user_features": ["group"], "item_features": ["kind"],
+                                  "features": {"group": "category", "kind": "category"}, "split": {"val": 0.1, "test": 0.1}},
+                         "model": {"name": "two_tower", "id_dim": 0, "dim": 8, "hidden": [16]},
+                         "train": {"loss": "sampled_softmax", "negatives": "uniform", "num_negatives": 10, "epochs": 10,
+                                   "batch_size": 64, "lr": 0.03, **QUICK}, "eval": {"explain": False}})
+    model = forgeml.load(run)
+    for group, parity in (("g0", 0), ("g1", 1)):
+        top = model.recommend("someone-new", k=5, features={"group": group})
+        assert [int(r["item"][1:]) % 2 for r in top] == [parity] * 5, top
+    with pytest.raises(RequestError, match="needs group"):
+        model.recommend("someone-new", features={})
+    with pytest.raises(RequestError, match=r"recommend\(user, features=\{group\}\)"):
+        model.recommend("someone-new")

@@ -111,12 +111,24 @@ class RecPredictor(Predictor):
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     # ------------------------------------------------------------------ ids
+    @property
+    def cold_start(self) -> bool:
+        """Whether a new user can be scored from its features: two_tower, model.id_dim 0, data.user_features."""
+        return (self.config.model.name == "two_tower" and self.config.model.id_dim == 0
+                and bool(self.features.user_features))
+
     def user_index(self, user: Any) -> int:
         key = _id(user)
         if key not in self.features.user_index:
-            raise UnknownUser(f"user {key!r} is not among the {len(self.features.users):,} users {self.path} was trained on; "
-                              "a matrix factorisation has no vector for a new user: recommend to known users (forgeml "
-                              f"recommend {self.path} --user ID), fall back to the most popular items, or retrain with them")
+            if self.cold_start:
+                names = ", ".join(f.name for f in self.features.user_features)
+                how = f"pass the user's features for a cold start: recommend(user, features={{{names}}})"
+            else:
+                how = (f"a {self.config.model.name} model has no vector for a new user: recommend to known users (forgeml "
+                       f"recommend {self.path} --user ID), fall back to the most popular items, or retrain with them "
+                       "(a two_tower with model.id_dim 0 and data.user_features scores new users from their features)")
+            raise UnknownUser(f"user {key!r} is not among the {len(self.features.users):,} users {self.path} was trained "
+                              f"on; {how}")
         return self.features.user_index[key]
 
     def item_index(self, item: Any) -> int:
@@ -131,7 +143,8 @@ class RecPredictor(Predictor):
         return [self.features.items[i] for i in self.seen_indices[self.seen_indptr[u]:self.seen_indptr[u + 1]]]
 
     # ------------------------------------------------------------------ recommend
-    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> list[dict[str, Any]]:
+    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True, features: dict[str, Any] | None = None
+                  ) -> list[dict[str, Any]]:
         """The k best items for one user: [{"item": raw id, "score": float, "rank": 1..k}], best first.
 
         Args:
@@ -139,11 +152,42 @@ class RecPredictor(Predictor):
             k: how many items (default 10; fewer when the catalogue, less the seen items, is smaller).
             exclude_seen: leave out the items the user interacted with in training (default True).
 
-        An id training never saw is an UnknownUser error (a RequestError) that says what to do.
+            features: a user training never saw, described by its data.user_features columns ({"age": 31, ...}):
+                scored from them (cold start) when the run is a two_tower with model.id_dim 0; it has seen nothing.
+
+        An id training never saw (without usable features) is an UnknownUser error (a RequestError) that says what to do.
 
         >>> forgeml.load("runs/msweb-mf").recommend("10001", k=3)   # doctest: +SKIP
         """
+        if features is not None and _id(user) not in self.features.user_index:
+            return self._recommend_cold(user, features, k)
         return self.recommend_many([user], k, exclude_seen)[0]
+
+    @torch.no_grad()
+    def _recommend_cold(self, user: Any, features: dict[str, Any], k: int) -> list[dict[str, Any]]:
+        from forgeml.data.featureset import FeatureSet
+
+        if not self.cold_start:
+            self.user_index(user)  # raises UnknownUser, saying what this run can do
+        if not isinstance(features, dict):
+            raise RequestError(f"features: give the new user's columns as a dict, e.g. {{{self.features.user_features[0].name!r}: ...}}")
+        feats = FeatureSet(self.features.user_features, [])
+        missing = [f.name for f in self.features.user_features if f.name not in features]
+        if missing:
+            raise RequestError(f"features: the new user {_id(user)!r} needs {', '.join(missing)} (the run's data.user_features)")
+        cols = feats.rows_to_columns([features], origin=f"user {_id(user)!r}")
+        x = {name: t.to(self.device) for name, t in feats.transform_inputs(cols).items()}
+        u = self.model.user_vectors_from_features(x).float()  # (1, D)
+        return self._top((u @ self.item_vectors().T).cpu(), k)[0]
+
+    def _top(self, scores: torch.Tensor, k: Any) -> list[list[dict[str, Any]]]:
+        """The k best of each row of (B, N) scores (-inf: left out), as recommend returns them."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise RequestError(f"k {k!r}: give how many items to recommend, a whole number >= 1")
+        top = scores.topk(min(int(k), scores.shape[1]), dim=1)
+        return [[{"item": self.features.items[i], "score": float(v), "rank": r + 1}
+                 for r, (v, i) in enumerate(zip(values, items)) if v != float("-inf")]
+                for values, items in zip(top.values.tolist(), top.indices.tolist())]
 
     def recommend_many(self, users: Iterable[Any], k: int = 10, exclude_seen: bool = True) -> list[list[dict[str, Any]]]:
         """recommend() for several users at once (one matrix product for them all); a list per user, in order."""
@@ -161,11 +205,7 @@ class RecPredictor(Predictor):
                 from forgeml.evaluation.ranking import csr_mask
 
                 s = s.masked_fill(csr_mask(self.seen_indptr, self.seen_indices, chunk, s.shape[1]), float("-inf"))
-            kk = min(int(k), s.shape[1])
-            top = s.topk(kk, dim=1)
-            for values, items in zip(top.values.tolist(), top.indices.tolist()):
-                out.append([{"item": self.features.items[i], "score": float(v), "rank": r + 1}
-                            for r, (v, i) in enumerate(zip(values, items)) if v != float("-inf")])
+            out += self._top(s, k)
         return out
 
     def predict(self, inputs: Any) -> list[dict[str, Any]]:

@@ -16,16 +16,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from forgeml import __version__
 from forgeml.bundle import FORMAT_VERSION, Bundle
 from forgeml.config import Config
-from forgeml.data.interactions import RecData, load_interactions, to_csr
+from forgeml.data.interactions import RecData, load_interactions, load_run_interactions
 from forgeml.data.rec_features import RecFeatures
-from forgeml.errors import BundleError, ConfigError, TrainingDiverged
-from forgeml.evaluation.ranking import PerUser, rank_per_user, rating_errors
+from forgeml.errors import ConfigError, TrainingDiverged
+from forgeml.evaluation.ranking import rating_errors, split_per_user
 from forgeml.models import count_parameters
 from forgeml.models.recommenders import build_recommender
 from forgeml.notes import note, warn
@@ -155,22 +154,12 @@ def _fit(cfg: Config, data: RecData, trainer: Trainer, bundle: Bundle, resume: b
 # ----------------------------------------------------------------------------------------------- resume
 def resume(bundle: Bundle, saved: Config, callbacks: Iterable[Callback]) -> Path:
     """Continue a recommendation run from checkpoints/last.pt (pipeline.resume has checked the folder and config)."""
-    data = load_data_of(bundle, saved)
+    data = load_run_interactions(bundle, saved)
     features = RecFeatures.from_json(bundle.read_json("features.json"))
     model = make_model(saved, features, side_columns_to_tensors(features, data), seed=saved.train.seed)
     trainer = make_trainer(saved, model, features, bundle.path, callbacks)
     bundle.update_meta(status="running")
     return _fit(saved, data, trainer, bundle, resume=True)
-
-
-def load_data_of(bundle: Bundle, cfg: Config) -> RecData:
-    """The run's interactions, split again from its config; an error when they are not what it trained on."""
-    data = load_interactions(cfg.data)
-    saved = bundle.read_json("features.json")
-    if data.users != saved["users"] or data.items != saved["items"]:
-        raise BundleError(f"{bundle.path}: the interactions at {cfg.data.path} differ from what the run was trained on (its "
-                          "users or items changed); a run is measured and resumed on its own data")
-    return data
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -184,19 +173,8 @@ def measure_split(predictor, data: RecData, name: str, step: int | None = None) 
     out: dict[str, Any] = {"step": step, "n": len(split)}
     if split.rating is not None:
         out.update(rating_errors(predictor.score_pairs(split.user, split.item), split.rating, predictor.features.rating_range))
-    out.update(per_user(predictor, data, name).means())
+    out.update(split_per_user(predictor, data, name).means())
     return out
-
-
-def per_user(predictor, data: RecData, name: str) -> PerUser:
-    """Full-ranking metrics of one split per user, each user's training activity beside them. Items masked: the user's
-    training items (and validation items, when the test split is measured: the user has them too)."""
-    n_users, n_items = len(data.users), len(data.items)
-    held = ("train", "val") if name == "test" else ("train",)
-    exclude = data.csr(held)
-    relevant = to_csr([data.splits[name]], n_users)
-    activity = np.bincount(data.splits["train"].user, minlength=n_users)
-    return rank_per_user(predictor.score_users, n_items, relevant, exclude, predictor.config.eval.k, activity)
 
 
 def evaluate(predictor, splits: Iterable[str] | None = None) -> dict[str, Any]:
@@ -206,7 +184,7 @@ def evaluate(predictor, splits: Iterable[str] | None = None) -> dict[str, Any]:
     bundle = predictor.bundle
     meta = bundle.meta()
     step = (meta.get("weights") or {}).get("step") or meta.get("steps")
-    data = load_data_of(bundle, predictor.config)
+    data = load_run_interactions(bundle, predictor.config)
     wanted = list(splits or predictor.config.eval.splits)
     result = measure(predictor, data, wanted, step)
     if not result:

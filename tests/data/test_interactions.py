@@ -137,3 +137,10 @@ def test_a_plain_run_digests_as_before():
     assert "negatives" not in d["train"]
     rec = load_config({"data": {"users": "u", "items": "i"}, "model": {"name": "mf"}}).to_dict()
     assert rec["data"]["users"] == "u" and rec["eval"]["k"] == 10 and rec["data"]["split"]["by"] == "random"
+
+
+def test_limit_takes_a_seeded_subset_of_the_interactions(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("u,i\n" + "".join(f"u{k % 10},i{k // 10}\n" for k in range(100)))
+    data = load_interactions(cfg(path=str(path), limit=30, split={"val": 0, "test": 0}))
+    assert len(data.splits["train"]) == 30

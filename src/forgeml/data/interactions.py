@@ -240,6 +240,8 @@ def load_interactions(cfg: DataConfig, cols: Columns | None = None) -> RecData:
             raise ConfigError("data.val_path/data.test_path with a recommendation run: its splits are carved from data.path "
                               "by data.split.by (one table, so that ids mean the same in every split); join the files")
         cols = read_source(cfg)
+    if cfg.limit is not None and cfg.limit < len(cols):  # a seeded random subset of the interactions, kept in file order
+        cols = cols.take(np.sort(np.random.default_rng(cfg.split.seed).choice(len(cols), cfg.limit, replace=False)))
     _check_columns(cfg, cols)
     user = id_strings(cols.data[cfg.users], cfg.users, cols)
     item = id_strings(cols.data[cfg.items], cfg.items, cols)
@@ -334,3 +336,16 @@ def _table_rows(cfg: DataConfig, what: str, path: str, names: list[str], vocab: 
                         f"{missing[0]!r}); data.{what}_table needs a row for every {what}")
     rows = first[pos]
     return cols.take(rows).without([c for c in cols.names if c not in names])
+
+
+def load_run_interactions(bundle, cfg) -> RecData:
+    """A trained run's interactions (bundle: its Bundle; cfg: its Config), split again from its config; a BundleError when
+    they are not what it trained on (evaluate, resume and the report measure a run on its own data only)."""
+    from forgeml.errors import BundleError
+
+    data = load_interactions(cfg.data)
+    saved = bundle.read_json("features.json")
+    if data.users != saved["users"] or data.items != saved["items"]:
+        raise BundleError(f"{bundle.path}: the interactions at {cfg.data.path} differ from what the run was trained on (its "
+                          "users or items changed); a run is measured and resumed on its own data")
+    return data

@@ -97,3 +97,18 @@ def popularity_scorer(item_counts: np.ndarray) -> Callable[[torch.Tensor], torch
     """The most-popular baseline: every user gets the items ranked by their training interactions."""
     counts = torch.as_tensor(item_counts, dtype=torch.float32)
     return lambda users: counts.expand(len(users), -1)
+
+
+def split_per_user(predictor, data, name: str) -> PerUser:
+    """Full-ranking metrics of one split of a recommendation run's data (data/interactions.RecData) per user, each user's
+    training activity beside them; `predictor` gives score_users and config.eval.k (rec_predictor.RecPredictor). Items
+    masked: the user's training items (and validation items, when the test split is measured: the user has them too);
+    measuring the training split itself masks nothing."""
+    from forgeml.data.interactions import to_csr
+
+    n_users, n_items = len(data.users), len(data.items)
+    held = {"test": ("train", "val"), "val": ("train",)}.get(name, ())
+    exclude = data.csr(held) if held else None
+    relevant = to_csr([data.splits[name]], n_users)
+    activity = np.bincount(data.splits["train"].user, minlength=n_users)
+    return rank_per_user(predictor.score_users, n_items, relevant, exclude, predictor.config.eval.k, activity)

@@ -71,6 +71,12 @@ class Tower(nn.Module):
             parts += [enc(inputs) for enc in self.encoders]  # (B, out_dim) each
         return self.mlp(torch.cat(parts, dim=1))  # (B, dim)
 
+    def from_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vectors of ids the tower never saw, from their transformed feature columns alone (cold start; id_dim 0)."""
+        if self.ids is not None or not self.encoders:
+            raise ValueError(f"the {self.which} tower needs an id (model.id_dim > 0) or has no features")
+        return self.mlp(torch.cat([enc(inputs) for enc in self.encoders], dim=1))  # (B, dim)
+
 
 class TwoTower(nn.Module):
     def __init__(self, cfg, features, side: dict[str, torch.Tensor]):
@@ -82,6 +88,11 @@ class TwoTower(nn.Module):
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         u = self.user_tower(users)
         # cosine / temperature: the temperature goes on one side, so that the dot product is the score
+        return F.normalize(u, dim=-1) / self.temperature if self.normalize else u
+
+    def user_vectors_from_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A new user's vector from its feature columns (model.id_dim 0 and data.user_features): cold start."""
+        u = self.user_tower.from_features(inputs)
         return F.normalize(u, dim=-1) / self.temperature if self.normalize else u
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:

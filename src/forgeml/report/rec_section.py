@@ -35,11 +35,11 @@ def by_activity(per_user) -> dict[str, Any]:
         rows.append((label, int(mine.sum()), float(per_user.recall[mine].mean()), float(per_user.ndcg[mine].mean()),
                      float(per_user.hit[mine].mean())))
     plt = plots._plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(rows)), 3.4))
     x = np.arange(len(rows))
     for j, (name, col) in enumerate(((f"recall@{k}", 2), (f"ndcg@{k}", 3), (f"hit rate@{k}", 4))):
         ax.bar(x + (j - 1) * 0.27, [r[col] for r in rows], width=0.27, label=name)
-    ax.set_xticks(x, [f"{r[0]}\n({r[1]:,} users)" for r in rows])
+    ax.set_xticks(x, [f"{r[0]}\n{r[1]:,} users" for r in rows], fontsize=7)
     ax.set(title="ranking metrics by user activity", xlabel="training interactions per user", ylabel="mean over users")
     ax.legend()
     return {"rows": rows, "columns": ["training interactions", "users", f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}"],
@@ -48,15 +48,16 @@ def by_activity(per_user) -> dict[str, Any]:
 
 def rec_sections(bundle, data, predictor, notes: list[str]) -> dict[str, Any]:
     """The report's context for a recommendation run: {"split": name, "rec": by_activity(...)}."""
+    from forgeml.data.interactions import load_run_interactions
     from forgeml.errors import ForgeError
+    from forgeml.evaluation.ranking import split_per_user
     from forgeml.predictor import Predictor
-    from forgeml.rec_run import load_data_of, per_user
     from forgeml.report.build import report_split
 
     predictor = predictor or Predictor(bundle.path)
     if data is None:
         try:
-            data = load_data_of(bundle, predictor.config)
+            data = load_run_interactions(bundle, predictor.config)
         except ForgeError as exc:  # a bundle moved to another machine: its interactions may not be there
             notes.append(f"the run's data cannot be read here ({str(exc).splitlines()[0]}): no metrics by user activity")
             return {}
@@ -65,7 +66,7 @@ def rec_sections(bundle, data, predictor, notes: list[str]) -> dict[str, Any]:
     if name is None:
         notes.append("the run has no test or validation split: no metrics by user activity")
         return {}
-    scores = per_user(predictor, data, name)
+    scores = split_per_user(predictor, data, name)
     if not len(scores.users):
         notes.append(f"no user of the {name} split has a held-out item the run knows: no metrics by user activity")
         return {}
