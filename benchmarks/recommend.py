@@ -166,8 +166,8 @@ MODELS = {  # name -> (model section, train section): the implicit recipes
     "mf+sampled_softmax": ({"name": "mf", "dim": 64},
                            {"loss": "sampled_softmax", "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.0, "epochs": 10}),
     # examples/msweb-two-tower.yaml's recipe; on msweb the item tower also reads each area's title (data/msweb/items.csv)
-    "two_tower+sampled_softmax": ({"name": "two_tower", "dim": 32, "id_dim": 32, "hidden": [64]},
-                                  {"loss": "sampled_softmax", "batch_size": 1024, "lr": 3e-3, "epochs": 3}),
+    "two_tower+sampled_softmax": ({"name": "two_tower", "dim": 32, "id_dim": 16, "hidden": [64]},
+                                  {"loss": "sampled_softmax", "batch_size": 1024, "lr": 3e-3, "weight_decay": 0.1, "epochs": 3}),
 }
 
 
