@@ -451,8 +451,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a trained run over HTTP: predictions with dynamic batching, metrics, and a page to try it.
 
     Routes: POST /v1/predict (one row or {"instances": [...]}), GET /v1/model, GET /health, GET /ready,
-    GET /metrics (Prometheus), GET /docs (the request schema, built from the run's features), and, for a
-    language model, POST /v1/generate. Requests that arrive within --max-wait-ms share one forward pass of
+    GET /metrics (Prometheus), GET /docs (the request schema, built from the run's features), for a
+    language model POST /v1/generate, and for a recommendation run POST /v1/recommend (a user's top k items;
+    /v1/predict answers 400 there). Requests that arrive within --max-wait-ms share one forward pass of
     up to --max-batch-size rows; more than --max-queue waiting rows get 503 with Retry-After. The server
     binds 127.0.0.1 unless --host says otherwise. Ctrl-C or SIGTERM finishes the requests in flight first.
     Needs pip install 'forgeml[serve]'.
@@ -464,6 +465,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
       curl -s localhost:8000/v1/model
       curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' -d '{"instances": [{"age": 39, ...}]}'
       curl -s localhost:8000/v1/predict -F image=@digit.png         # an image model trained on 8-bit images
+      curl -s localhost:8000/v1/recommend -d '{"user": "10001", "k": 5}'   # a recommendation run (mf, two_tower)
     """
     try:
         import uvicorn

@@ -5,6 +5,8 @@
     POST /v1/explain   the same body, plus "method" (integrated_gradients, shap, occlusion), "output", "target" beside
                        the rows -> {"model": NAME, "explanations": [one per row, as Predictor.explain gives, arrays as
                        lists]}; at most 32 rows; 501 when the server lacks the explain extra
+    POST /v1/recommend {"user": ID, "k": 10, "exclude_seen": true} on a recommendation bundle -> {"items": [{item, score,
+                       rank}, ...]} (serve/recommend.py; there /v1/predict and /v1/explain answer 400 pointing to it)
     GET  /v1/model     name, task, inputs (kind, allowed values, shapes), outputs, metrics.json, version, backend
     GET  /health       alive (answers while a batch runs: the forward pass is off the event loop)
     GET  /ready        200 once the model is loaded and one warm-up pass has run; 503 before
@@ -38,6 +40,7 @@ from starlette.exceptions import HTTPException
 from forgeml.errors import ForgeError, did_you_mean
 from forgeml.serve.auth import require_api_key
 from forgeml.serve.batcher import Batcher, QueueFull, ShuttingDown
+from forgeml.serve.recommend import describe_recommender, is_recommender, not_for_predict, warm_recommender
 from forgeml.serve.schema import ImageDecodeError, decode_rows, example_row, request_schema, row_model
 
 log = logging.getLogger("forgeml")
@@ -250,13 +253,18 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
     from forgeml.serve.metrics import Metrics, MetricsMiddleware
 
     predictor = load(run, backend=backend, trust_code=trust_code)
-    model = Model(predictor, max_instances)
+    recommender = is_recommender(predictor)  # a recommendation bundle: /v1/recommend (serve/recommend.py), no row batches
+    model = None if recommender else Model(predictor, max_instances)
     metrics = Metrics()
     name = Path(run).resolve().name
 
     async def warm_up(app) -> None:
         """One pass on a row built from the features, through the same path as a request: then /ready says 200."""
         try:
+            if recommender:  # one ranking for the first known user, off the event loop
+                await asyncio.to_thread(warm_recommender, predictor)
+                app.state.ready = True
+                return
             row = example_row(model.features)
             rows = decode_rows(model.features, [model.row.model_validate(row)])
             x = model.transform(rows, None)
@@ -267,14 +275,16 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
 
     @asynccontextmanager
     async def lifespan(app):
-        batcher = Batcher(model.forward, max_batch_size, max_wait_ms, max_queue, metrics,
-                          stack=_lm_stack if model.language_model else None)
+        batcher = None if recommender else Batcher(model.forward, max_batch_size, max_wait_ms, max_queue, metrics,
+                                                   stack=_lm_stack if model.language_model else None)
         app.state.batcher = batcher
-        batcher.start()
+        if batcher is not None:
+            batcher.start()
         warm = asyncio.get_running_loop().create_task(warm_up(app))
         yield
         # uvicorn has stopped taking connections and waited for the open ones; answer whatever is still queued
-        await batcher.drain()
+        if batcher is not None:
+            await batcher.drain()
         warm.cancel()
 
     app = FastAPI(title=f"forgeml: {name}", version=__version__, lifespan=lifespan,
@@ -305,8 +315,8 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
         log.exception("%s %s failed", request.method, request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); the server log has the traceback", None)
 
-    schema = request_schema(model.row, max_instances)
-    example = example_row(model.features)
+    schema = request_schema(model.row, max_instances) if model else {"type": "object"}
+    example = example_row(model.features) if model else {}
     body_doc = {"required": True, "content": {
         "application/json": {"schema": schema, "example": {"instances": [example]}},
         "multipart/form-data": {"schema": {"type": "object", "description": "one row: a form field per input, a file part per image"}}}}
@@ -314,6 +324,8 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
     @app.post("/v1/predict", dependencies=[Depends(require_api_key)], openapi_extra={"requestBody": body_doc},
               summary="Predict every output for one row or a list of rows")
     async def predict(request: Request):
+        if model is None:
+            return not_for_predict(name, "/v1/predict")
         rows, prefix = await _read_rows(request, model)
         if len(rows) > max_instances:
             raise ApiError(413, f"instances: {len(rows)} rows in one request; the server takes at most {max_instances} "
@@ -335,6 +347,8 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
     async def explain(request: Request):
         from forgeml.explain.per_kind import jsonable
 
+        if model is None:
+            return not_for_predict(name, "/v1/explain")
         rows, prefix = await _read_rows(request, model, EXPLAIN_OPTIONS)
         options = request.state.options
         if len(rows) > MAX_EXPLAIN_ROWS:
@@ -377,8 +391,10 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
     # streaming generation and the try-it page
     from forgeml.serve.generate import router as generate_router
     from forgeml.serve.page import router as page_router
+    from forgeml.serve.recommend import router as recommend_router
 
     app.include_router(generate_router)
+    app.include_router(recommend_router)
     app.include_router(page_router)
     return app
 
@@ -408,8 +424,11 @@ def describe_model(predictor, name: str, version: str) -> dict[str, Any]:
         outputs.append(entry)
     bundle = predictor.bundle
     metrics = bundle.read_json("metrics.json") if bundle.file("metrics.json").is_file() else {}
-    return {"name": name, "task": predictor.task, "inputs": inputs, "outputs": outputs, "metrics": metrics,
-            "version": version, "backend": predictor.backend}
+    described = {"name": name, "task": predictor.task, "inputs": inputs, "outputs": outputs, "metrics": metrics,
+                 "version": version, "backend": predictor.backend}
+    if is_recommender(predictor):
+        described["recommend"] = describe_recommender(predictor)
+    return described
 
 
 # `forgeml serve --workers N`: uvicorn starts N processes, each calling this factory; the settings travel in the

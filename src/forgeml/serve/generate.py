@@ -143,7 +143,8 @@ async def generate(request: Request):
     predictor = request.app.state.predictor
     if predictor.tokenizer is None:
         return error(400, f"{request.app.state.name} is a {predictor.task} model, not a language model: it has no next-token "
-                          "output to generate text with; send its inputs to POST /v1/predict")
+                          "output to generate text with; " + ("ask POST /v1/recommend for a user's items" if predictor.task == "recommend"
+                                                               else "send its inputs to POST /v1/predict"))
     try:
         body = GenerateRequest.model_validate_json(await request.body())
     except ValidationError as exc:

@@ -4,6 +4,7 @@ The server fills in what it knows without a request (name, task, inputs, outputs
 and builds a form per input kind (a file upload for an image, read as base64 in the browser; a select with the allowed
 values for a category; number fields; text areas; a JSON list for a series), posts it to /v1/predict and draws every
 output with a bar per probability. For a language model: a prompt box and the text streaming in from /v1/generate.
+For a recommendation bundle: a user id box, k and 'leave out seen items', and the ranked list from /v1/recommend.
 When the server answers 401 the page shows a field for the API key and sends it on every request after.
 """
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 import forgeml
+from forgeml.serve.recommend import is_recommender
 
 router = APIRouter()
 
@@ -34,6 +36,6 @@ def page(request: Request) -> HTMLResponse:
     features = predictor.features
     html = _template().render(
         name=request.app.state.name, task=predictor.task, version=forgeml.__version__,
-        language_model=predictor.tokenizer is not None,
+        language_model=predictor.tokenizer is not None, recommend=is_recommender(predictor),
         inputs=[(f.name, f.kind) for f in features.inputs], outputs=[(o.name, o.kind) for o in features.outputs])
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})  # a new bundle behind the same URL shows at once
