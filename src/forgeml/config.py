@@ -59,10 +59,10 @@ class AugmentConfig(Section):
     hflip: bool = Field(False, description="random horizontal flip (not for digits or text!)")
     cutout: int = Field(0, ge=0, description="side of a random square set to zero in each image; 0 = off")
     # audio (SpecAugment, Park et al. 2019), on the standardised log-mel spectrogram (B, 1, mels, frames); 0 = off
-    freq_mask: int = Field(0, ge=0, description="audio: zero a band of up to this many mel bins per clip (a random width and place)")
-    time_mask: int = Field(0, ge=0, description="audio: zero a span of up to this many frames per clip (a random width and place)")
+    freq_mask: int = Field(0, ge=0, description="audio: set a band of up to this many mel bins per clip to the clip's mean (a random width and place)")
+    time_mask: int = Field(0, ge=0, description="audio: set a span of up to this many frames per clip to the clip's mean (a random width and place)")
     masks: int = Field(1, ge=1, description="audio: how many frequency masks and how many time masks each clip gets")
-    time_shift: int = Field(0, ge=0, description="audio: shift each clip by up to this many frames, either way (zero fill)")
+    time_shift: int = Field(0, ge=0, description="audio: shift each clip by up to this many frames, either way (silence shifted in)")
 
 
 class AudioConfig(Section):

@@ -1,7 +1,9 @@
 """Batched augmentation of images and of audio spectrograms on the device the batch lives on: one kernel per
 op, no Python loop over samples. Randomness comes from torch's RNG on that device, so a seeded run repeats
 exactly. Audio: SpecAugment's frequency and time masks (Park et al. 2019) and a time shift, on the
-standardised log-mel spectrogram (N, 1, mels, frames), where 0 is the training mean."""
+standardised log-mel spectrogram (N, 1, mels, frames). Masked bins take the clip's own mean (as in SpecAugment);
+frames shifted in take the clip's own floor, its silence (what padding to data.audio.duration put there), so a
+shift never invents sound."""
 
 from __future__ import annotations
 
@@ -44,9 +46,9 @@ def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.masked_fill(hole, 0.0)
 
 
-def band_mask(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    """Zero one band per example along `dim` (2: mel bins, 3: frames): a width drawn from [0, width], at a place
-    drawn so that the band lies inside."""
+def band_mask(x: torch.Tensor, width: int, dim: int, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Set one band per example along `dim` (2: mel bins, 3: frames) to `fill` (N, 1, 1, 1), default each example's
+    mean: a width drawn from [0, width], at a place drawn so that the band lies inside."""
     N, size = x.shape[0], x.shape[dim]
     w = torch.randint(0, width + 1, (N, 1), device=x.device).clamp(max=size)  # (N, 1)
     start = (torch.rand(N, 1, device=x.device) * (size - w + 1)).floor().long()  # (N, 1): in [0, size - w]
@@ -54,18 +56,20 @@ def band_mask(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     band = (pos >= start) & (pos < start + w)  # (N, size)
     shape = [N, 1, 1, 1]
     shape[dim] = size
-    return x.masked_fill(band.view(shape), 0.0)
+    fill = x.mean(dim=(1, 2, 3), keepdim=True) if fill is None else fill  # (N, 1, 1, 1)
+    return torch.where(band.view(shape), fill, x)
 
 
 def time_shift(x: torch.Tensor, frames: int) -> torch.Tensor:
     """Shift each example along its last axis by a whole number of frames drawn from [-frames, frames]; the
-    frames shifted in are 0 (the training mean), the ones shifted out are lost."""
+    frames shifted in take the example's minimum (its silence floor), the ones shifted out are lost."""
     N, C, M, T = x.shape
     s = torch.randint(-frames, frames + 1, (N, 1), device=x.device)  # (N, 1)
     src = torch.arange(T, device=x.device)[None, :] - s  # (N, T): the frame each output frame reads
     inside = ((src >= 0) & (src < T)).view(N, 1, 1, T)
     idx = src.clamp(0, T - 1).view(N, 1, 1, T).expand(N, C, M, T)
-    return x.gather(3, idx).masked_fill(~inside, 0.0)
+    floor = x.amin(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
+    return torch.where(inside, x.gather(3, idx), floor)
 
 
 IMAGE_OPS = ("translate", "crop_padding", "hflip", "cutout")
@@ -127,8 +131,10 @@ class Augment:
             x = cutout(x, c.cutout)
         if c.time_shift:  # shift first, so that masks never fall on frames shifted out
             x = time_shift(x, c.time_shift)
-        for _ in range(c.masks if c.freq_mask else 0):
-            x = band_mask(x, c.freq_mask, 2)
-        for _ in range(c.masks if c.time_mask else 0):
-            x = band_mask(x, c.time_mask, 3)
+        if c.freq_mask or c.time_mask:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1): each clip's, before any mask
+            for _ in range(c.masks if c.freq_mask else 0):
+                x = band_mask(x, c.freq_mask, 2, mean)
+            for _ in range(c.masks if c.time_mask else 0):
+                x = band_mask(x, c.time_mask, 3, mean)
         return x
