@@ -126,6 +126,7 @@ def main() -> None:
             res = results.setdefault(name, {})
             for label, x in base.items():
                 res[label] = logreg(x, labels, train, test)
+                print(f"  {name}: {label} {100 * res[label]:.1f}%", flush=True)
             for model in args.models:
                 sets = {"data.path": train_csv, "data.test_path": test_csv, "train.epochs": args.epochs, "train.progress": False,
                         "train.tensorboard": False, "eval.explain": False, "runs_dir": str(Path(tmp) / "runs")}
