@@ -108,13 +108,15 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["cnn", "frames"], choices=["cnn", "frames"])
     ap.add_argument("--splits", nargs="+", default=["usual", "speaker"], choices=["usual", "speaker"])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides for both models")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the logistic regressions")
     args = ap.parse_args()
     print(f"{describe_cpu()}, Python {platform.python_version()}, forgeml {forgeml.__version__}")
     rows = read_rows()
     labels = np.array([r["label"] for r in rows])
     where = {r["path"]: i for i, r in enumerate(rows)}
     t = time.time()
-    base = baseline_features(rows)
+    base = {} if args.no_baselines else baseline_features(rows)
     print(f"baseline features of {len(rows)} clips: {time.time() - t:.1f} s")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,9 +134,10 @@ def main() -> None:
                         "train.tensorboard": False, "eval.explain": False, "runs_dir": str(Path(tmp) / "runs")}
                 if args.threads:
                     sets["train.threads"] = args.threads
+                sets.update(dict(kv.split("=", 1) for kv in args.set))
                 t = time.time()
                 run = pipeline.train(ROOT / "examples" / f"spoken-digits-{model}.yaml", overrides=sets,
-                                    name=f"{model}-{len(res)}", report=False)
+                                    name=f"{model}-{len(results)}", report=False)
                 metrics = json.loads((Path(run) / "metrics.json").read_text())
                 res[f"forgeml {model}"] = metrics["test"]["accuracy"]
                 print(f"  {name}: {model} {100 * res[f'forgeml {model}']:.1f}% in {time.time() - t:.0f} s", flush=True)
