@@ -27,6 +27,11 @@ EXAMPLES = {
     "msweb-mf": ["data.limit=20000", "train.max_steps=5"],
     "msweb-two-tower": ["data.limit=20000", "train.max_steps=3"],
     "ratings-mf": ["train.epochs=2"],  # on ratings generated below: none are shipped
+    # the 60 clips shipped in data/spoken_digits (the full set lives in ../shared)
+    "spoken-digits-cnn": ["data.path=data/spoken_digits/small_train.csv", "data.test_path=data/spoken_digits/small_test.csv",
+                          "data.split.val=0.25", "train.epochs=1"],
+    "spoken-digits-frames": ["data.path=data/spoken_digits/small_train.csv", "data.test_path=data/spoken_digits/small_test.csv",
+                             "data.split.val=0.25", "train.epochs=1", "model.hidden=8"],
 }
 
 

@@ -54,7 +54,7 @@ def test_network_takes_a_dict_and_gives_a_dict_per_the_contract(combiner):
 
 def test_an_encoder_that_cannot_read_a_kind_is_a_config_error():
     cfg = CompositeConfig(encoders={"age": {"name": "cnn"}})
-    with pytest.raises(ConfigError, match="'cnn' encoder reads image features, but 'age' is numeric"):
+    with pytest.raises(ConfigError, match="'cnn' encoder reads image or audio features, but 'age' is numeric"):
         build_network(cfg, [NumericFeature("age")], [ClassLabels("y", ["a", "b"])])
     with pytest.raises(ConfigError, match="model.encoders.agee: not an input column"):
         build_network(CompositeConfig(encoders={"agee": {"name": "tabular"}}), [NumericFeature("age")], [ClassLabels("y", ["a", "b"])])
