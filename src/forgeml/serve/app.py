@@ -397,6 +397,8 @@ def describe_model(predictor, name: str, version: str) -> dict[str, Any]:
             entry["dtype"] = f.dtype
         elif f.kind == "sequence":
             entry["shape"] = [f.length, f.channels]  # (T, C); shorter or longer series are fine when ragged
+        elif f.kind == "audio":  # the page records at this rate; a client may send any rate (the server resamples)
+            entry.update({k: getattr(f, k) for k in ("sample_rate", "duration") if getattr(f, k, None) is not None})
         inputs.append(entry)
     outputs = []
     for o in predictor.features.outputs:
