@@ -7,6 +7,7 @@ each is cut at MAX_CLIP_S seconds; the page says so beside them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,18 +26,20 @@ def audio_mistakes(feature, split, index: np.ndarray, captions: list[str]) -> di
     image = plots.spectrogram_grid(specs, captions, f"the {len(index)} worst mistakes: {feature.name}, log-mel "
                                                     "spectrogram as the model read it")
     raw = split.raw.data[feature.name]
-    rate = int(feature.sample_rate)
+    rate = int(feature.settings["sample_rate"])
     clips, unreadable = [], 0
     for i, caption in list(zip(index, captions))[:MAX_CLIPS]:
         try:
-            wave = heard(feature, raw[int(i)], split.raw.origin)
+            wave = heard(feature, raw[int(i)], f"{split.raw.origin}: row {int(i)}")
         except Exception:  # noqa: BLE001 - a file gone since training: its spectrogram above still shows it
             unreadable += 1
             continue
-        clips.append((caption, wav_data_uri(wave[: int(MAX_CLIP_S * rate)], rate)))
+        value = raw[int(i)]
+        named = f"{caption}\n{Path(value).name}" if isinstance(value, (str, Path)) else caption  # which file to look up
+        clips.append((named, wav_data_uri(wave[: int(MAX_CLIP_S * rate)], rate)))
     note = (f"Players for the first {len(clips)} of these {len(index)} mistakes (at most {MAX_CLIPS}, each cut at "
             f"{MAX_CLIP_S:g} s, to keep this page small): each clip as the model heard it, resampled to {rate} Hz"
-            + (f" and cut or padded to {feature.duration:g} s" if getattr(feature, "duration", None) else "")
+            + f", cut or padded to {feature.settings['duration']:g} s"
             + ", its loudest sample raised to 90% of full scale for listening.")
     if unreadable:
         note += f" {unreadable} clip(s) could not be read here (moved or deleted since the run)."
@@ -46,5 +49,4 @@ def audio_mistakes(feature, split, index: np.ndarray, captions: list[str]) -> di
 def heard(feature, value: Any, origin: str) -> np.ndarray:
     """One raw value of the column (a path, file bytes or samples) as the 1-D float32 wave the feature hands on to its
     spectrogram: decoded, mono, resampled, normalised, cut or padded."""
-    waves = feature.waves([value], origin)  # (1, S)
-    return np.asarray(waves[0], dtype=np.float32).reshape(-1)
+    return np.asarray(feature.wave(value, origin), dtype=np.float32).reshape(-1)  # (S,)

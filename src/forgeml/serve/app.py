@@ -398,7 +398,7 @@ def describe_model(predictor, name: str, version: str) -> dict[str, Any]:
         elif f.kind == "sequence":
             entry["shape"] = [f.length, f.channels]  # (T, C); shorter or longer series are fine when ragged
         elif f.kind == "audio":  # the page records at this rate; a client may send any rate (the server resamples)
-            entry.update({k: getattr(f, k) for k in ("sample_rate", "duration") if getattr(f, k, None) is not None})
+            entry.update(shape=list(f.shape), sample_rate=f.settings["sample_rate"], duration=f.settings["duration"])
         inputs.append(entry)
     outputs = []
     for o in predictor.features.outputs:

@@ -3,9 +3,10 @@
     400   not base64, or bytes that soundfile cannot decode as WAV/FLAC/OGG (the field named)
     413   a clip whose decoded length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few kilobytes of
           FLAC or OGG can hold hours of silence, so the body limit alone does not bound the memory a request takes
+    422   a clip that decodes but that the feature refuses: silence, a sample rate it cannot resample from
 
-The checked bytes go on to the Predictor as they came (it decodes, resamples and pads them as in training); a clip the
-feature refuses after decoding (silence only, a rate it cannot take) is the transform's 422.
+Each clip is decoded and resampled once, here, before the request joins a batch; the Predictor gets the wave at the
+feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
 """
 
 from __future__ import annotations
@@ -45,47 +46,58 @@ def file_bytes(value: Any, where: str, error) -> bytes:
     return data
 
 
-def decode_audio(feature, value: Any, where: str, error, budget: AudioBudget | None = None) -> bytes:
-    """Check that an audio field decodes (and fits the request's budget); return its file bytes for the Predictor.
-
-    Args:
-        feature: the bundle's audio feature (its name is in the messages through `where`).
-        value: base64 text or raw bytes.
-        where: the field's JSON path, e.g. instances[2].path.
-        error: the exception class to raise, called as error(where, message[, status]).
-        budget: decoded samples left to this request (default: a fresh one per call).
-    """
-    data = file_bytes(value, where, error)
+def checked_length(data: bytes, where: str, error, budget: AudioBudget) -> None:
+    """Read the header only: a 400 when it is not a sound file, a 413 when its samples overrun the request's budget."""
     try:
         import soundfile as sf
     except ImportError:
         raise error(where, "the server cannot read sound: soundfile is not installed (pip install 'forgeml[audio]')", 501) from None
-    budget = budget or AudioBudget()
     try:
-        info = sf.info(io.BytesIO(data))  # the header only: how long the clip is before a sample is decoded
-        samples = int(info.frames) * int(info.channels)
+        info = sf.info(io.BytesIO(data))  # how long the clip is, before a sample is decoded
     except (RuntimeError, TypeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc)})") from None
-    if samples <= 0:
-        raise error(where, f"a {FORMATS} file with no samples")
+    samples = int(info.frames) * int(info.channels)
     if budget.used + samples > budget.limit:
         seconds = info.frames / max(info.samplerate, 1)
         raise error(where, f"a clip of {seconds:.0f} s ({info.channels} channel(s) at {info.samplerate} Hz) takes the "
                            f"request past {budget.limit:,} decoded samples; send shorter clips or fewer per request", 413)
     budget.used += samples
+
+
+def decode_audio(feature, value: Any, where: str, error, budget: AudioBudget | None = None) -> np.ndarray:
+    """An audio field to the 1-D float32 wave at the feature's sample rate that the Predictor takes.
+
+    Args:
+        feature: the bundle's audio feature (its settings: rate, mixdown, level, silence threshold, length).
+        value: base64 text or raw bytes of a WAV/FLAC/OGG file.
+        where: the field's JSON path, e.g. instances[2].path: every error names it.
+        error: the exception class to raise, called as error(where, message[, status]).
+        budget: decoded samples left to this request (default: a fresh one per call).
+    """
+    from forgeml.data.audio.decode import prepare_wave, resample
     from forgeml.data.features.audio import decode_bytes
     from forgeml.errors import DataError
 
+    data = file_bytes(value, where, error)
+    checked_length(data, where, error, budget or AudioBudget())
+    settings = feature.settings
     try:
-        wave, _ = decode_bytes(data, where)  # the same decoder the training data went through
+        wave, rate = decode_bytes(data, where, settings["mixdown"])  # the decoder the training files went through
     except DataError as exc:
-        raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc)})") from None
-    if not np.isfinite(wave).all():
-        raise error(where, "the clip holds samples that are not finite numbers", 422)
-    return data
+        raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    try:
+        wave = resample(wave, rate, int(settings["sample_rate"]), where)
+        prepare_wave(wave, int(settings["sample_rate"]), settings, where)  # refused here (silence), not in the batch
+    except DataError as exc:
+        raise error(where, _why(exc, where), 422) from None
+    return wave
 
 
-def _why(exc: Exception) -> str:
-    """libsndfile's reason, on one line, without the path-like prefix of a BytesIO."""
+def _why(exc: Exception, where: str = "") -> str:
+    """The reason on one line, without the field's name again or libsndfile's name for a BytesIO."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    if where and text.startswith(where + ": "):
+        text = text[len(where) + 2:]
+    if text.startswith("Error opening"):  # 'Error opening <_io.BytesIO object at 0x...>: Format not recognised.'
+        text = text.split(">: ", 1)[-1]
+    return text

@@ -112,15 +112,14 @@ def example_clip(feature) -> str:
     """A quiet 440 Hz tone as base64 WAV at the feature's rate and length (silence might be refused as silence)."""
     from forgeml.report.wav import wav_bytes
 
-    rate = int(getattr(feature, "sample_rate", 16000) or 16000)
-    seconds = float(getattr(feature, "duration", 1.0) or 1.0)
+    rate, seconds = int(feature.settings["sample_rate"]), float(feature.settings["duration"])
     t = np.arange(max(1, int(rate * seconds))) / rate
     return base64.b64encode(wav_bytes(0.1 * np.sin(2 * np.pi * 440.0 * t), rate, peak=False)).decode()
 
 
 def decode_rows(features, rows: list[BaseModel], prefix: str | None = "instances") -> list[dict[str, Any]]:
-    """Validated rows to the dicts Predictor.predict takes: images decoded to arrays, sounds checked and passed on as
-    file bytes (ImageDecodeError: a 400, or a 413 for sounds past the request's sample budget)."""
+    """Validated rows to the dicts Predictor.predict takes: images decoded to arrays, sounds to waves at the feature's
+    rate (ImageDecodeError: a 400; 413 for sounds past the request's sample budget, 422 for a sound the feature refuses)."""
     images = [f for f in features.inputs if f.kind == "image"]
     sounds = [f for f in features.inputs if f.kind == "audio"]
     budget = None
