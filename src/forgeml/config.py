@@ -35,7 +35,7 @@ class Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------- data
-FeatureType = Literal["numeric", "category", "binary", "image", "text", "sequence", "ignore"]
+FeatureType = Literal["numeric", "category", "binary", "image", "text", "sequence", "audio", "ignore"]
 
 
 class SplitConfig(Section):
@@ -58,6 +58,44 @@ class AugmentConfig(Section):
     crop_padding: int = Field(0, ge=0, description="pad by this many pixels, then crop back at a random place")
     hflip: bool = Field(False, description="random horizontal flip (not for digits or text!)")
     cutout: int = Field(0, ge=0, description="side of a random square set to zero in each image; 0 = off")
+    # audio (SpecAugment, Park et al. 2019), on the standardised log-mel spectrogram (B, 1, mels, frames); 0 = off
+    freq_mask: int = Field(0, ge=0, description="audio: zero a band of up to this many mel bins per clip (a random width and place)")
+    time_mask: int = Field(0, ge=0, description="audio: zero a span of up to this many frames per clip (a random width and place)")
+    masks: int = Field(1, ge=1, description="audio: how many frequency masks and how many time masks each clip gets")
+    time_shift: int = Field(0, ge=0, description="audio: shift each clip by up to this many frames, either way (zero fill)")
+
+
+class AudioConfig(Section):
+    """How audio files become log-mel spectrograms (data/features/audio.py; docs/audio.md)."""
+
+    sample_rate: int = Field(16000, ge=1000, le=192000, description="every clip is resampled to this rate (Hz) before its spectrogram")
+    duration: float = Field(1.0, gt=0, le=600, description="seconds per clip: shorter clips are padded with zeros, longer ones cropped")
+    align: Literal["center", "start"] = Field("center", description="where a padded or cropped clip sits: its middle on the "
+                                              "window's middle, or its start at the window's start")
+    mixdown: Literal["mean", "first"] = Field("mean", description="several channels to one: their mean, or the first channel only")
+    normalise: Literal["peak", "rms", "none"] = Field("peak", description="level of each clip: peak scales its loudest sample "
+                                                      "to 1, rms its RMS to 0.1, none keeps the recorded level")
+    min_rms: float = Field(1e-4, ge=0, description="a clip quieter than this RMS (before normalising; 1e-4 = -80 dBFS) is "
+                           "silence and an error; 0 accepts silent clips")
+    n_fft: int = Field(512, ge=16, description="STFT window and FFT length in samples (Hann window)")
+    hop_length: int = Field(160, ge=1, description="samples between frames (160 at 16 kHz = 10 ms)")
+    n_mels: int = Field(64, ge=1, description="mel bands (Slaney mel scale and area normalisation, as librosa's defaults)")
+    top_db: float | None = Field(80.0, gt=0, description="each clip's log-mel values are floored at its maximum minus this many dB; None = no floor")
+
+    @model_validator(mode="after")
+    def _hop_fits(self) -> AudioConfig:
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length ({self.hop_length}) is more than n_fft ({self.n_fft}): samples between windows "
+                             "would never be read; use hop_length <= n_fft (a quarter of it is usual)")
+        return self
+
+    def samples(self) -> int:
+        """Samples per clip after padding/cropping."""
+        return int(round(self.duration * self.sample_rate))
+
+    def frames(self) -> int:
+        """Spectrogram frames per clip (centred STFT: one frame per hop, plus one)."""
+        return 1 + self.samples() // self.hop_length
 
 
 class TextConfig(Section):
@@ -105,7 +143,7 @@ class OutputConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "sklearn", "text"] = Field(
+    source: Literal["auto", "csv", "tsv", "parquet", "jsonl", "npz", "idx", "image_folder", "audio_folder", "sklearn", "text"] = Field(
         "auto", description="how to read data.path; auto decides from the file extension or folder layout"
     )
     path: str | None = Field(None, description="training data: a file, a folder of class folders, or a scikit-learn set name")
@@ -143,7 +181,8 @@ class DataConfig(Section):
     category_max_vocab: int | None = Field(None, ge=1, description="keep only this many most frequent values per category")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how train/val/test are carved from data.path")
     image: ImageConfig = Field(default_factory=ImageConfig, description="how image files are read")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="batched augmentation of training images or spectrograms")
+    audio: AudioConfig = Field(default_factory=AudioConfig, description="how audio files are read and turned into log-mel spectrograms")
     text: TextConfig = Field(default_factory=TextConfig, description="how text columns and language-model corpora are tokenized")
     sequence: SequenceConfig = Field(default_factory=SequenceConfig, description="how series are read: a group of columns by pattern, or list columns (data.features: {col: sequence})")
 
@@ -312,6 +351,21 @@ class RecurrentSeriesConfig(Section):
         return data
 
 
+class FramesConfig(Section):
+    """An audio clip's spectrogram read as a series of frames (models/encoders/frames.py): each frame's mel bands,
+    projected, through a stacked GRU/LSTM, pooled over time."""
+
+    name: Literal["frames"] = "frames"
+    cell: Literal["gru", "lstm"] = Field("gru", description="recurrent cell over the frames")
+    input_dim: int = Field(0, ge=0, description="project each frame's n_mels values to this width first; 0 = feed them as they are")
+    hidden: int = Field(128, ge=1, description="hidden state width per direction")
+    layers: int = Field(2, ge=1, description="stacked recurrent layers")
+    bidirectional: bool = Field(True, description="read the clip both ways")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout between layers and on the pooled vector")
+    pooling: Literal["last", "mean", "max"] = Field("mean", description="frames to vector: final states, or the mean/max over frames")
+    init: InitScheme = Field("default", description="weight initialisation of the input projection (the recurrence keeps PyTorch's)")
+
+
 class PretrainedConfig(Section):
     """A Hugging Face model folder (local, or shipped by an installed package) over one text column; its tokenizer
     becomes the column's tokenizer (models/encoders/pretrained.py, data/tokenizers/pretrained.py)."""
@@ -332,10 +386,10 @@ class PretrainedConfig(Section):
 
 
 EncoderConfig = Annotated[TabularEncoderConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
-                          | PretrainedConfig, Field(discriminator="name")]
+                          | PretrainedConfig | FramesConfig, Field(discriminator="name")]
 ENCODER_CONFIGS = {"tabular": TabularEncoderConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
                    "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig,
-                   "pretrained": PretrainedConfig}
+                   "pretrained": PretrainedConfig, "frames": FramesConfig}
 
 
 class ConcatCombinerConfig(Section):
@@ -369,8 +423,8 @@ CombinerConfig = Annotated[ConcatCombinerConfig | TransformerCombinerConfig, Fie
 class CompositeConfig(Section):
     name: Literal["composite"] = "composite"
     encoders: dict[str, EncoderConfig] = Field(
-        default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text, sequence) "
-        "or per column name; kinds not named get tabular / cnn / rnn / conv1d")
+        default_factory=dict, description="encoder per input kind (tabular = numeric/binary/category columns, image, text, sequence, audio) "
+        "or per column name; kinds not named get tabular / cnn / rnn / conv1d / cnn")
     combiner: CombinerConfig = Field(default_factory=ConcatCombinerConfig, description="how the encoders' vectors are joined: concat or transformer")
     init_from: str | None = Field(None, description="start from the weights of this trained run (a bundle folder): same inputs and "
                                   "outputs, its text tokenizers kept; the architecture must match")
@@ -379,10 +433,10 @@ class CompositeConfig(Section):
 # The short forms name one encoder for the one input (mlp: the tabular encoder + the MLP): cnn an image, rnn and
 # transformer a text, conv1d, gru and lstm a sequence; composite spells out encoders and combiner.
 ModelConfig = Annotated[MLPConfig | CNNConfig | RNNConfig | TransformerConfig | Conv1dEncoderConfig | RecurrentSeriesConfig
-                        | GPTConfig | CustomConfig | CompositeConfig | PretrainedConfig, Field(discriminator="name")]
+                        | GPTConfig | CustomConfig | CompositeConfig | PretrainedConfig | FramesConfig, Field(discriminator="name")]
 MODEL_CONFIGS = {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "transformer": TransformerConfig,
                  "conv1d": Conv1dEncoderConfig, "gru": RecurrentSeriesConfig, "lstm": RecurrentSeriesConfig, "gpt": GPTConfig,
-                 "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig}
+                 "custom": CustomConfig, "composite": CompositeConfig, "pretrained": PretrainedConfig, "frames": FramesConfig}
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -646,7 +700,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name: the folder under runs_dir; default: the config file's name")
     runs_dir: str = Field("runs", description="where run folders are written")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data is and how to read it")
-    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, gpt, pretrained (a Hugging Face model), custom or composite (encoders + combiner)")
+    model: ModelConfig = Field(default_factory=CNNConfig, description="architecture; model.name picks mlp, cnn, rnn, transformer, conv1d, gru, lstm, frames, gpt, pretrained (a Hugging Face model), custom or composite (encoders + combiner)")
     train: TrainConfig = Field(default_factory=TrainConfig, description="optimisation")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="measurement")
     tune: TuneConfig | None = Field(None, description="forgeml tune: the search space and study settings; training ignores it")

@@ -117,7 +117,7 @@ def _train_batches(cfg: Config, data: PreparedData, trainer: Trainer) -> Any:
     from forgeml.data.batcher import TensorBatcher
 
     augment = Augment(cfg.data.augment)
-    images = [f.name for f in data.features.inputs if f.kind == "image"]
+    images = [f.name for f in data.features.inputs if f.kind == ("audio" if augment.audio else "image")]  # what it augments
     texts = [f.name for f in data.features.inputs if f.kind == "text"]
     use_augment = augment.active and len(images) == 1
     split = data.splits["train"]

@@ -1,4 +1,4 @@
-"""What `forgeml predict RUN INPUT...` accepts: table files, image files, JSON(L) files, or JSON text."""
+"""What `forgeml predict RUN INPUT...` accepts: table files, image files, audio files, JSON(L) files, or JSON text."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from forgeml.data.audio.decode import AUDIO_EXT
 from forgeml.data.columns import Columns
 from forgeml.data.sources.arrays import read_npz
 from forgeml.data.sources.images import IMAGE_EXT, read_image
@@ -26,6 +27,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
     schema = predictor.features.schema()
     image_feature = next((f for f in predictor.features.inputs if f.kind == "image"), None)
     text_feature = next((f for f in predictor.features.inputs if f.kind in ("text", "corpus")), None)  # corpus: a prompt
+    audio_feature = next((f for f in predictor.features.inputs if f.kind == "audio"), None)
     for item in inputs:
         path = Path(item)
         if item != "-" and not item.lstrip().startswith(("{", "[")) and not path.exists() and _looks_like_path(item):
@@ -48,6 +50,14 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
                                    "(their pixel scale would differ); give the arrays as JSON rows instead")
             c, h, w = image_feature.shape
             rows.append({image_feature.name: read_image(path, (h, w), c)})
+            names.append(path.name)
+        elif path.suffix.lower() in AUDIO_EXT:  # decoded by the audio feature, as in training
+            if audio_feature is None or len(schema) > 1:
+                raise RequestError(f"{item}: this model takes {', '.join(schema)}, not a lone audio file"
+                                   + ("; give a table or JSON rows with every input" if audio_feature is not None else ""))
+            if not path.is_file():
+                raise RequestError(f"{item}: no such audio file")
+            rows.append({audio_feature.name: str(path)})
             names.append(path.name)
         elif path.suffix.lower() == ".npz" and path.is_file():
             data_cfg = predictor.config.data
@@ -77,7 +87,8 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             rows.append({text_feature.name: item})
             names.append(item if len(item) <= 40 else item[:37] + "...")
         else:
-            raise RequestError(f"{item}: not a file, and not JSON text. Give CSV/TSV/Parquet/JSON/JSONL files, image files, or '-' for JSON lines on stdin")
+            raise RequestError(f"{item}: not a file, and not JSON text. Give CSV/TSV/Parquet/JSON/JSONL files, image or audio files, "
+                               "or '-' for JSON lines on stdin")
     if not rows:
         raise RequestError("no rows to predict")
     has_truth = all(isinstance(r, dict) and target in r for r in rows)
@@ -94,7 +105,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
 
 
 # A text model reads a bare argument as a sentence; one shaped like a file name is a mistyped path, not a review.
-FILE_EXT = {".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq", ".npz", ".gz", *IMAGE_EXT}
+FILE_EXT = {".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq", ".npz", ".gz", *IMAGE_EXT, *AUDIO_EXT}
 
 
 def _looks_like_path(item: str) -> bool:

@@ -60,6 +60,10 @@ def task_mismatch(values: np.ndarray, task: str, name: str, origin: str) -> str 
 def infer_kind(values: np.ndarray) -> str:
     if values.ndim == 4:
         return "image"
+    from forgeml.data.features.audio import looks_like_audio
+
+    if looks_like_audio(values):  # a column of .wav/.flac/.ogg file names
+        return "audio"
     tokens = set(as_tokens(values[: 100_000])) - {MISSING}
     try:
         as_float(values, "")
@@ -183,6 +187,8 @@ class FeatureSet:
                 feat = cls_(name, max_length=cfg.text.max_length, settings=cfg.text.model_dump())
             elif kind == "sequence":
                 feat = cls_(name, settings=cfg.sequence)
+            elif kind == "audio":
+                feat = cls_(name, settings=cfg.audio)
             else:
                 feat = cls_(name)
             with train.citing_rows():
@@ -207,7 +213,7 @@ class FeatureSet:
 
     @property
     def input_shape(self) -> list[int]:
-        if self.inputs[0].kind == "image":
+        if self.inputs[0].kind in ("image", "audio"):
             return list(self.inputs[0].shape)
         if self.inputs[0].kind == "text":
             return [self.inputs[0].max_length]
@@ -294,6 +300,10 @@ class FeatureSet:
                     data[f.name] = np.stack([np.asarray(v) for v in values])
                 except ValueError as exc:
                     raise RequestError(f"{origin}: images of different shapes ({exc})") from None
+            elif f.kind == "audio":  # a path, a file's bytes or a 1-D wave per cell, read by AudioFeature.wave
+                data[f.name] = np.empty(len(values), dtype=object)
+                for i, v in enumerate(values):
+                    data[f.name][i] = v
             elif f.kind == "sequence":  # one series per cell; np.array would merge equal-length lists into one block
                 data[f.name] = np.empty(len(values), dtype=object)
                 for i, v in enumerate(values):

@@ -77,6 +77,10 @@ def _check_short_form(name: str, inputs: list) -> None:
         seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
         raise ConfigError(f"model.name: pretrained reads one text input, but the inputs are {seen}; use model.name: composite "
                           "with model.encoders.text: {name: pretrained, source: ...} (the other columns get their kind's encoder)")
+    if name == "frames" and (len(inputs) != 1 or inputs[0].kind != "audio"):
+        seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
+        raise ConfigError(f"model.name: frames reads one audio input, but the inputs are {seen}; use model.name: composite "
+                          "with model.encoders.audio: {name: frames} (the other columns get their kind's encoder)")
     if name in SERIES_SHORT_FORMS and (len(inputs) != 1 or inputs[0].kind != "sequence"):
         seen = ", ".join(f"{f.name!r} ({f.kind})" for f in inputs[:5])
         raise ConfigError(f"model.name: {name} reads one sequence input, but the inputs are {seen}; use model.name: composite "

@@ -19,7 +19,9 @@ def detect_source(path: str) -> str:
     .bz2/.xz/.zip after a table's extension (reviews.csv.zip, Kaggle's usual download, is a CSV)."""
     p = Path(path)
     if p.is_dir():
-        return "image_folder"
+        from forgeml.data.sources.audio import is_audio_folder
+
+        return "audio_folder" if is_audio_folder(p) else "image_folder"
     suffixes = [s.lower() for s in p.suffixes]
     if len(suffixes) > 1 and suffixes[-1] in TABLE_COMPRESSED and suffixes[-2] in TABLE_EXT:
         return TABLE_EXT[suffixes[-2]]
@@ -34,7 +36,7 @@ def detect_source(path: str) -> str:
         return "idx"
     if ext in (".data", ".test", ".names", ""):
         return "csv"
-    raise ConfigError(f"data.path {path}: cannot tell its format from the name; set data.source (csv, tsv, parquet, jsonl, npz, idx, image_folder)")
+    raise ConfigError(f"data.path {path}: cannot tell its format from the name; set data.source (csv, tsv, parquet, jsonl, npz, idx, image_folder, audio_folder)")
 
 
 def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | None = None, split: str = "train") -> Columns:
@@ -84,6 +86,10 @@ def read_source(cfg: DataConfig, path: str | None = None, labels_path: str | Non
         from forgeml.data.sources.images import read_image_folder
 
         return read_image_folder(path, cfg.image.size, cfg.image.channels, target=cfg.target or "label")
+    if kind == "audio_folder":
+        from forgeml.data.sources.audio import read_audio_folder
+
+        return read_audio_folder(path, target=cfg.target or "label")
     if kind == "text":
         raise ConfigError("data.source: text is a corpus for a language model; set model.name: gpt "
                           "(for a column of texts to classify, read the table and set data.features: {COLUMN: text})")

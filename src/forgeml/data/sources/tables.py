@@ -68,6 +68,10 @@ def read_table(path: str, kind: str, cfg: DataConfig) -> Columns:
             values = col.to_numpy(dtype=object)
             data[str(name)] = np.array([v.strip() if isinstance(v, str) else v for v in values], dtype=object)
     cols = Columns(data, origin=path, rows=rows, row_word=word)
+    if any(k == "audio" for k in cfg.features.values()) or any(v.dtype == object for v in data.values()):
+        from forgeml.data.sources.audio import resolve_audio_paths  # audio files named relative to the table
+
+        cols = resolve_audio_paths(cols, path, cfg.features)
     if cfg.sequence.pattern:  # x_0..x_44, y_0..y_44 -> one series column (N, 45, 2)
         return group_series_columns(cols, cfg.sequence.pattern, cfg.sequence.name)
     return cols

@@ -11,7 +11,17 @@ from collections.abc import Callable
 
 from torch import nn
 
-from forgeml.models.encoders import cnn, conv1d, gpt, pretrained, recurrent_series, rnn, tabular, transformer
+from forgeml.models.encoders import (
+    cnn,
+    conv1d,
+    frames,
+    gpt,
+    pretrained,
+    recurrent_series,
+    rnn,
+    tabular,
+    transformer,
+)
 
 EncoderBuilder = Callable[..., nn.Module]  # build(cfg_section, features: list[fitted feature]) -> Encoder
 
@@ -25,4 +35,5 @@ ENCODERS: dict[str, EncoderBuilder] = {
     "lstm": recurrent_series.build_lstm,
     "gpt": gpt.build,
     "pretrained": pretrained.build,
+    "frames": frames.build,
 }

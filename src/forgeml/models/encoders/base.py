@@ -25,4 +25,4 @@ def sequence_feature(encoder: str, features: list):
 
 # The encoder a kind gets when the config names none.
 DEFAULT_FOR = {"numeric": "tabular", "binary": "tabular", "category": "tabular", "image": "cnn", "text": "rnn",
-               "sequence": "conv1d"}
+               "sequence": "conv1d", "audio": "cnn"}

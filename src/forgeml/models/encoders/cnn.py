@@ -14,7 +14,7 @@ from forgeml.errors import ConfigError
 from forgeml.models.encoders.base import check_kinds
 from forgeml.models.layers import activation
 
-READS = ("image",)
+READS = ("image", "audio")  # audio: its log-mel spectrogram, (1, n_mels, frames)
 
 
 def conv_block(cfg: ConvBlockConfig, in_channels: int, act: str) -> nn.Sequential:
