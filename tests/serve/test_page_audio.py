@@ -59,6 +59,12 @@ def test_an_uploaded_wav_is_sent_as_it_is_and_predicted(audio_page, browser):
     got = predicted(browser)
     expected = app.state.predictor.predict([{"path": str(wav)}])[0]
     assert got["label"] == expected["label"] and got["bars"] == len(expected["probabilities"])
+    pytest.importorskip("captum", reason="the explain extra is not installed")
+    browser.js("document.querySelector('#explain').click()")  # the spectrogram's heat map: bands up, frames across
+    assert browser.wait_for("['done', 'error'].includes(document.querySelector('#explanation').dataset.state) && "
+                            "document.querySelector('#explanation').dataset.state") == "done"
+    _, n_mels, frames = app.state.predictor.features.inputs[0].shape
+    assert browser.js("[document.querySelector('canvas.heat').width, document.querySelector('canvas.heat').height]") == [frames, n_mels]
 
 
 @needs_chromium
