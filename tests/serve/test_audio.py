@@ -100,6 +100,14 @@ def test_silence_decodes_but_is_refused_as_silence(served):
     assert answer.json()["field"] == "instances[0].path" and "silen" in answer.json()["error"]
 
 
+def test_a_clip_with_more_channels_than_the_feature_mixes_down_is_a_422(served):
+    _, url = served
+    buf = io.BytesIO()
+    sf.write(buf, np.full((800, 9), 0.1, dtype=np.float32), RATE, format="WAV", subtype="PCM_16")
+    answer = post(url, {"path": b64(buf.getvalue())})
+    assert answer.status_code == 422 and answer.json()["field"] == "path" and "9 channels" in answer.json()["error"]
+
+
 def test_a_small_flac_of_hours_of_sound_is_refused_before_it_is_decoded(served):
     from forgeml.serve.audio import MAX_AUDIO_SAMPLES
 

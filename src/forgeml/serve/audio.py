@@ -3,7 +3,8 @@
     400   not base64, or bytes that soundfile cannot decode as WAV/FLAC/OGG (the field named)
     413   a clip whose decoded length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few kilobytes of
           FLAC or OGG can hold hours of silence, so the body limit alone does not bound the memory a request takes
-    422   a clip that decodes but that the feature refuses: silence, a sample rate it cannot resample from
+    422   a clip that decodes but that the feature refuses: silence, a sample rate it cannot resample from, more
+          channels than it mixes down, NaN samples in a float WAV
 
 Each clip is decoded and resampled once, here, before the request joins a batch; the Predictor gets the wave at the
 feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
@@ -83,8 +84,10 @@ def decode_audio(feature, value: Any, where: str, error, budget: AudioBudget | N
     settings = feature.settings
     try:
         wave, rate = decode_bytes(data, where, settings["mixdown"])  # the decoder the training files went through
-    except DataError as exc:
-        raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    except DataError as exc:  # unreadable samples: 400; read, but not a clip to take (9 channels, NaN floats): 422
+        if "cannot decode" in str(exc):
+            raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+        raise error(where, _why(exc, where), 422) from None
     try:
         wave = resample(wave, rate, int(settings["sample_rate"]), where)
         prepare_wave(wave, int(settings["sample_rate"]), settings, where)  # refused here (silence), not in the batch
