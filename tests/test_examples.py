@@ -24,6 +24,11 @@ EXAMPLES = {
     "goemotions-multilabel": ["train.max_steps=10", "model.hidden=16"],
     "libras-conv1d": ["train.max_steps=3", "model.encoders.sequence.channels=[8,8]", "model.encoders.sequence.kernel_sizes=[3,3]"],
     "shakespeare-gpt": ["train.max_steps=10", "train.eval_every_steps=5", "train.eval_batches=2", "model.n_layer=1"],
+    # the 60 clips shipped in data/spoken_digits (the full set lives in ../shared)
+    "spoken-digits-cnn": ["data.path=data/spoken_digits/small_train.csv", "data.test_path=data/spoken_digits/small_test.csv",
+                          "data.split.val=0.25", "train.epochs=1"],
+    "spoken-digits-frames": ["data.path=data/spoken_digits/small_train.csv", "data.test_path=data/spoken_digits/small_test.csv",
+                             "data.split.val=0.25", "train.epochs=1", "model.hidden=8"],
 }
 
 
