@@ -74,3 +74,25 @@ def test_in_chromium_every_player_loads_its_clip(report, tmp_path):
     durations = json.loads(re.search(r'data-probe="([^"]+)"', dom).group(1).replace("&quot;", '"'))
     assert len(durations) == len(AUDIO.findall(html))
     assert all(d == pytest.approx(SECONDS, abs=0.01) for d in durations)  # each decoded: its length, not NaN or 0
+
+
+def test_a_clip_gone_since_the_spectrograms_loses_its_player_not_the_section(report, tmp_path):
+    import numpy as np
+
+    import forgeml
+    from forgeml.data.columns import Columns
+    from forgeml.data.prepare import Split
+    from forgeml.report.audio import audio_mistakes
+    from tests.audio_runs import clip
+
+    run, _ = report
+    predictor = forgeml.load(run)
+    copies = [tmp_path / f"{d}.wav" for d in "012"]
+    for d, path in zip("012", copies):
+        path.write_bytes(clip(d, "theo", 5).read_bytes())
+    cols = Columns({"path": np.array([str(p) for p in copies], dtype=object)}, origin="clips")
+    split = Split(x=predictor.features.transform_inputs(cols), y={}, raw=cols)
+    copies[1].unlink()  # gone between the spectrograms and the players
+    shown = audio_mistakes(predictor.features.inputs[0], split, np.array([2, 1, 0]), ["a", "b", "c"])
+    assert [c.split("\n") for c, _ in shown["clips"]] == [["a", "2.wav"], ["c", "0.wav"]]
+    assert "Players for the first 2 of these 3 mistakes" in shown["note"] and "1 clip(s) could not be read" in shown["note"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from forgeml.errors import ForgeError
 from forgeml.report import plots
 from forgeml.report.wav import wav_data_uri
 
@@ -31,7 +32,7 @@ def audio_mistakes(feature, split, index: np.ndarray, captions: list[str]) -> di
     for i, caption in list(zip(index, captions))[:MAX_CLIPS]:
         try:
             wave = heard(feature, raw[int(i)], f"{split.raw.origin}: row {int(i)}")
-        except Exception:  # noqa: BLE001 - a file gone since training: its spectrogram above still shows it
+        except ForgeError:  # a file gone or changed since training: its spectrogram above still shows it
             unreadable += 1
             continue
         value = raw[int(i)]
@@ -42,7 +43,7 @@ def audio_mistakes(feature, split, index: np.ndarray, captions: list[str]) -> di
             + f", cut or padded to {feature.settings['duration']:g} s"
             + ", its loudest sample raised to 90% of full scale for listening.")
     if unreadable:
-        note += f" {unreadable} clip(s) could not be read here (moved or deleted since the run)."
+        note += f" {unreadable} clip(s) could not be read here (moved, deleted or changed since the run): no player."
     return {"kind": "audio", "image": image, "clips": clips, "note": note}
 
 
