@@ -47,6 +47,8 @@ def test_predictor_takes_a_path_the_bytes_or_the_wave(cnn_run):
     assert by_path["label"] == by_bytes["label"] == by_wave["label"]
     assert by_path["probabilities"] == pytest.approx(by_bytes["probabilities"])
     assert by_path["probabilities"] == pytest.approx(by_wave["probabilities"], abs=1e-4)
+    bare = model.predict([CLIP, open(CLIP, "rb").read()])  # one audio input: raw clips without the column name
+    assert [r["label"] for r in bare] == [by_path["label"]] * 2
     with pytest.raises(forgeml.errors.ForgeError, match="nothere.wav"):
         model.predict([{"path": "nothere.wav"}])
 

@@ -46,7 +46,7 @@ def test_an_unknown_encoder_or_combiner_name_names_its_field_and_its_choices():
     with pytest.raises(ConfigError) as err:
         load_config(composite)
     assert ("model.encoders.sequence.name: 'conv2d' is not an encoder; choose one of tabular, cnn, rnn, transformer, "
-            "conv1d, gru, lstm, pretrained; did you mean conv1d?") in str(err.value)
+            "conv1d, gru, lstm, pretrained, frames; did you mean conv1d?") in str(err.value)
     with pytest.raises(ConfigError, match="model.combiner.name: 'attn' is not a combiner; choose one of concat, transformer$"):
         load_config({"model": {"name": "composite", "combiner": {"name": "attn"}}})
     with pytest.raises(ConfigError, match="model.name: 'lstn' is not a model; choose one of mlp, .*lstm.*did you mean lstm"):

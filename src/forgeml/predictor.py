@@ -147,6 +147,9 @@ class Predictor:
             inputs = [inputs]
         if self.features.inputs[0].kind in ("text", "corpus") and isinstance(inputs, (list, tuple)):
             inputs = [{self.features.inputs[0].name: v} if isinstance(v, str) else v for v in inputs]  # raw strings
+        if len(self.features.inputs) == 1 and self.features.inputs[0].kind == "audio" and isinstance(inputs, (list, tuple, bytes, Path)):
+            inputs = [inputs] if isinstance(inputs, (bytes, Path)) else inputs  # raw clips: paths, file bytes, 1-D waves
+            inputs = [{self.features.inputs[0].name: v} if isinstance(v, (str, Path, bytes, np.ndarray)) else v for v in inputs]
         if isinstance(inputs, np.ndarray) and self.features.inputs[0].kind == "image":
             inputs = [{self.features.inputs[0].name: im} for im in inputs]
         if not isinstance(inputs, (list, tuple)):
