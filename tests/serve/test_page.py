@@ -57,10 +57,10 @@ class Browser:
     """Headless Chromium driven over --remote-debugging-pipe (fd 3 in, fd 4 out, JSON messages ending in NUL):
     the DevTools protocol without a websocket client or a driver download."""
 
-    def __init__(self, profile):
+    def __init__(self, profile, flags=()):
         read_in, write_in = os.pipe()  # we write, Chromium reads on fd 3
         read_out, write_out = os.pipe()  # Chromium writes on fd 4, we read
-        self.proc = subprocess.Popen(["bash", "-c", f'exec "$0" "$@" 3<&{read_in} 4>&{write_out}', CHROMIUM, *FLAGS,
+        self.proc = subprocess.Popen(["bash", "-c", f'exec "$0" "$@" 3<&{read_in} 4>&{write_out}', CHROMIUM, *FLAGS, *flags,
                                       f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
                                      pass_fds=(read_in, write_out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(read_in), os.close(write_out)

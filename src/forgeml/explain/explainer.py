@@ -24,7 +24,7 @@ from forgeml.explain.per_kind import per_row
 from forgeml.explain.space import Space
 
 SUPPORTED = ("explanations support class, multi-label and regression outputs over numeric, binary, category, text, "
-             "image and sequence inputs")
+             "image, sequence and audio inputs")
 
 
 def check(predictor, method: str, output: str | None = None) -> list:

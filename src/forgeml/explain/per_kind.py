@@ -4,6 +4,7 @@
     text                        one number per token, the tokens as the tokenizer split them (embedding dims summed);
                                 padding dropped
     image                       an (H, W) heat map (channels summed)
+    audio                       an (n_mels, frames) heat map over its log-mel spectrogram (attributed as an image)
     sequence                    one number per time step (channels summed), the series' own length
 
 Sums keep the sign and keep integrated gradients' completeness: over a row, all numbers add up to the same total.

@@ -7,6 +7,7 @@ perturbs and interpolates a tuple of float tensors, so each input becomes one he
     category          (B, V+1) one-hot weights over its values (the tabular encoder reads weights as well as indices)
     text              (B, T, E) token embeddings, put in place of the encoder's embedding layer's output by a hook
     image, sequence   (B, C, H, W) / (B, T, C) floats as they are; a series' `<name>.length` is held fixed
+    audio             (B, 1, n_mels, frames) log-mel spectrogram, as an image: an (n_mels, frames) heat map back
 
 Tokens and categories are discrete: there is no "half a word" to interpolate, so attributions for them are taken at
 the embedding (Captum's LayerIntegratedGradients does the same with a hook on the layer). Token ids and series
@@ -66,9 +67,11 @@ class Space:
                 self.parts.append(Part(f.name, f.kind, emb.embedding_dim))
             elif f.kind in ("numeric", "binary", "category", "image", "sequence"):
                 self.parts.append(Part(f.name, f.kind, f.width))
+            elif f.kind == "audio":  # (B, 1, n_mels, frames): a log-mel spectrogram is attributed as a one-channel image
+                self.parts.append(Part(f.name, "image", getattr(f, "width", 0)))
             else:
                 raise RequestError(f"input {f.name!r} ({f.kind}): explanations support numeric, binary, category, text, "
-                                   "image and sequence inputs")
+                                   "image, sequence and audio inputs")
         self._local = threading.local()  # the embeddings to put in place, per thread (a server predicts beside)
 
     # ------------------------------------------------------------------ contract tensors <-> attributed tensors

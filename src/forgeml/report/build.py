@@ -238,6 +238,10 @@ def mistakes(predictor, split, index: np.ndarray, captions: list[str]) -> dict[s
         rows = series_from_cells([raw[feature.name][i] for i in index], feature.name)  # (T_i, C) each
         return {"kind": "image", "image": plots.series_grid(rows, captions, f"the {len(index)} worst mistakes: "
                                                             f"{feature.name}, a line per channel over its steps")}
+    if alone and feature.kind == "audio":  # spectrograms, and players with the clips inlined
+        from forgeml.report.audio import audio_mistakes
+
+        return audio_mistakes(feature, split, index, captions)
     if alone and feature.kind == "text":
         return {"kind": "text", "rows": [(str(raw[feature.name][i]), c) for i, c in zip(index, captions)]}
     shown = [f for f in predictor.features.inputs if f.kind != "image"]

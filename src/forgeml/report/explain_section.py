@@ -49,8 +49,9 @@ def _rgba(value: float, largest: float) -> str:
     return f"rgba(220,40,40,{a:.2f})" if value >= 0 else f"rgba(40,90,230,{a:.2f})"
 
 
-def shown(explanation: dict[str, Any], raw_row: dict[str, Any]) -> dict[str, Any]:
-    """One mistake's attributions as the template draws them: bars per column, coloured tokens, a heat-map image."""
+def shown(explanation: dict[str, Any], raw_row: dict[str, Any], sounds: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One mistake's attributions as the template draws them: bars per column, coloured tokens, a heat-map image
+    (`sounds`: the audio inputs, whose value in `raw_row` is the (n_mels, frames) spectrogram the map lies on)."""
     from forgeml.explain.overlay import overlay_png
 
     out: dict[str, Any] = {"target": explanation["target"], "score": explanation["score"], "bars": [], "tokens": [],
@@ -64,6 +65,9 @@ def shown(explanation: dict[str, Any], raw_row: dict[str, Any]) -> dict[str, Any
         if isinstance(v, list):  # text
             big = max((abs(a) for _, a in v), default=0.0)
             out["tokens"].append((name, [(t, a, _rgba(a, big)) for t, a in v]))
+        elif isinstance(v, np.ndarray) and v.ndim == 2 and name in sounds:  # a spectrogram's (n_mels, frames) map
+            png = overlay_png(raw_row[name][::-1], v[::-1], min_side=96)  # low bands at the bottom, as the spectrograms show
+            out["images"].append((name, "data:image/png;base64," + base64.b64encode(png).decode()))
         elif isinstance(v, np.ndarray) and v.ndim == 2:  # image
             png = overlay_png(raw_row[name], v, min_side=96)
             out["images"].append((name, "data:image/png;base64," + base64.b64encode(png).decode()))
@@ -81,7 +85,13 @@ def mistake_explanations(predictor, split, output: str, index: np.ndarray, capti
     rows = split.raw.take(np.asarray(index))
     explained = predictor.explain(rows.without([o.name for o in predictor.features.outputs]), output=output)
     explained = [e.get(output, e) if "attributions" not in e else e for e in explained]
-    return [{"caption": c, **shown(e, {n: rows.data[n][i] for n in names})} for i, (e, c) in enumerate(zip(explained, captions))]
+    sounds = frozenset(f.name for f in predictor.features.inputs if f.kind == "audio")
+
+    def row(i: int) -> dict[str, Any]:  # a sound's map lies on its spectrogram (the network's input), not on its file
+        return {n: split.x[n][int(index[i])].reshape(split.x[n].shape[-2:]).float().cpu().numpy() if n in sounds
+                else rows.data[n][i] for n in names}
+
+    return [{"caption": c, **shown(e, row(i), sounds)} for i, (e, c) in enumerate(zip(explained, captions))]
 
 
 def explain_sections(predictor, split, worst: dict[str, tuple[np.ndarray, list[str]]], notes: list[str]) -> dict[str, Any]:

@@ -172,3 +172,19 @@ def importance_bars(names: list[str], attribution: list[float], permutation: lis
     for ax in (left, right):
         ax.grid(axis="y", visible=False)
     return to_data_uri(fig)
+
+
+def spectrogram_grid(specs: list[np.ndarray], captions: list[str], title: str) -> str:
+    """Small multiples of (n_mels, frames) log-mel spectrograms: low bands at the bottom, time to the right."""
+    fig, axes = _panels(len(specs), 4, (2.4, 1.9))
+    for ax, s, cap in zip(axes.ravel(), specs, captions):
+        ax.axis("on")
+        ax.imshow(np.asarray(s, dtype=float), origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+        ax.grid(False)
+        ax.set_title(cap, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("frame", fontsize=6)
+        ax.set_ylabel("mel band", fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return to_data_uri(fig)

@@ -1,6 +1,7 @@
 """The HTTP app for one bundle: `create_app(run)` -> a FastAPI app that uvicorn serves (`forgeml serve RUN`).
 
-    POST /v1/predict   {"instances": [ROW, ...]} or one ROW (JSON), or one row as multipart/form-data (a file per image)
+    POST /v1/predict   {"instances": [ROW, ...]} or one ROW (JSON), or one row as multipart/form-data (a file per image
+                       or sound)
                        -> {"model": NAME, "predictions": [one dict per row, as Predictor.predict gives]}
     POST /v1/explain   the same body, plus "method" (integrated_gradients, shap, occlusion), "output", "target" beside
                        the rows -> {"model": NAME, "explanations": [one per row, as Predictor.explain gives, arrays as
@@ -13,9 +14,9 @@
     GET  /metrics      Prometheus (serve/metrics.py)
     GET  /docs         OpenAPI, with the request model built from the bundle's features (serve/schema.py)
 
-Every error is JSON {"error": MESSAGE, "field": "instances[3].age" or null}: 400 (undecodable body or image), 401 (API
-key), 413 (body or instance count over the limit), 422 (wrong type, missing field, unknown category), 503 (queue full or
-shutting down, with Retry-After). This module imports FastAPI: only `forgeml serve` and create_app's callers import it.
+Every error is JSON {"error": MESSAGE, "field": "instances[3].age" or null}: 400 (undecodable body, image or sound), 401
+(API key), 413 (body or instance count over the limit; sounds past serve/audio.py's decoded-sample budget), 422 (wrong
+type, missing field, unknown category, a silent clip), 503 (queue full or shutting down, with Retry-After). This module imports FastAPI: only `forgeml serve` and create_app's callers import it.
 A request is checked and transformed on its own before it joins a batch, so one bad
 row fails only its own request.
 """
@@ -319,7 +320,8 @@ def create_app(run: str | Path, *, backend: str | None = None, max_batch_size: i
     example = example_row(model.features) if model else {}
     body_doc = {"required": True, "content": {
         "application/json": {"schema": schema, "example": {"instances": [example]}},
-        "multipart/form-data": {"schema": {"type": "object", "description": "one row: a form field per input, a file part per image"}}}}
+        "multipart/form-data": {"schema": {"type": "object", "description": "one row: a form field per input, a file part per "
+                                                                       "image or sound"}}}}
 
     @app.post("/v1/predict", dependencies=[Depends(require_api_key)], openapi_extra={"requestBody": body_doc},
               summary="Predict every output for one row or a list of rows")
@@ -413,6 +415,8 @@ def describe_model(predictor, name: str, version: str) -> dict[str, Any]:
             entry["dtype"] = f.dtype
         elif f.kind == "sequence":
             entry["shape"] = [f.length, f.channels]  # (T, C); shorter or longer series are fine when ragged
+        elif f.kind == "audio":  # the page records at this rate; a client may send any rate (the server resamples)
+            entry.update(shape=list(f.shape), sample_rate=f.settings["sample_rate"], duration=f.settings["duration"])
         inputs.append(entry)
     outputs = []
     for o in predictor.features.outputs:

@@ -1,9 +1,11 @@
 """GET /: a page to try the served model in a browser, with nothing fetched from elsewhere (no CDN: it works offline).
 
 The server fills in what it knows without a request (name, task, inputs, outputs); the page's script reads GET /v1/model
-and builds a form per input kind (a file upload for an image, read as base64 in the browser; a select with the allowed
-values for a category; number fields; text areas; a JSON list for a series), posts it to /v1/predict and draws every
-output with a bar per probability. For a language model: a prompt box and the text streaming in from /v1/generate.
+and builds a form per input kind (a file upload for an image, read as base64 in the browser; for a sound, a file upload
+and a Record button: the microphone through MediaRecorder, converted in the browser (decodeAudioData) to a mono 16-bit
+WAV at the model's rate, so the server reads only WAV/FLAC/OGG; a select with the allowed values for a category; number
+fields; text areas; a JSON list for a series), posts it to /v1/predict and draws every output with a bar per probability.
+For a language model: a prompt box and the text streaming in from /v1/generate.
 For a recommendation bundle: a user id box, k and 'leave out seen items', and the ranked list from /v1/recommend.
 When the server answers 401 the page shows a field for the API key and sends it on every request after.
 """

@@ -6,9 +6,10 @@
     text         a non-empty string
     image        base64 PNG/JPEG (8-bit models) or nested number lists of the trained shape (C, H, W) or (H, W)
     sequence     a list of numbers (one channel) or of per-step lists (several channels)
+    audio        base64 WAV/FLAC/OGG file bytes (serve/audio.py: 400 when they do not decode, 413 past the sample budget)
 
 pydantic checks types, missing fields, unknown keys and categories (422, naming the field); `decode_rows` then turns
-validated rows into what `Predictor` takes, where an image that does not decode is a 400 naming the field.
+validated rows into what `Predictor` takes, where an image or a sound that does not decode is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ FLOAT_LIMIT = 1e38
 
 
 class ImageDecodeError(RequestError):
-    """An image field holds bytes that are not a PNG/JPEG image (or an image the model cannot take): a 400."""
+    """An image field holds bytes that are not a PNG/JPEG image (or an image the model cannot take), or an audio field
+    bytes that are not a WAV/FLAC/OGG file: a 400 (422 or 413 where `status` says so)."""
 
     def __init__(self, field: str, message: str, status: int = 400):
         super().__init__(f"{field}: {message}")
@@ -56,6 +58,8 @@ def _field(feature) -> tuple[Any, dict[str, Any]]:
     if kind == "image":
         return str | list[Any], dict(description=f"an image: base64 PNG/JPEG, or nested number lists of shape "
                                                              f"{feature.shape} (C, H, W)")
+    if kind == "audio":
+        return str, dict(min_length=1, description="a sound: the bytes of a WAV, FLAC or OGG file, base64-encoded")
     if kind == "sequence":
         return list[float] | list[list[float]], dict(min_length=1, description=f"a series: one number per step, or "
                                                                                            f"{feature.channels} per step")
@@ -99,17 +103,38 @@ def example_row(features) -> dict[str, Any]:
             row[f.name] = np.zeros(f.shape).tolist()
         elif f.kind == "sequence":
             row[f.name] = [[0.0] * f.channels for _ in range(max(1, f.length))]
+        elif f.kind == "audio":
+            row[f.name] = example_clip(f)
     return row
 
 
+def example_clip(feature) -> str:
+    """A quiet 440 Hz tone as base64 WAV at the feature's rate and length (silence might be refused as silence)."""
+    from forgeml.report.wav import wav_bytes
+
+    rate, seconds = int(feature.settings["sample_rate"]), float(feature.settings["duration"])
+    t = np.arange(max(1, int(rate * seconds))) / rate
+    return base64.b64encode(wav_bytes(0.1 * np.sin(2 * np.pi * 440.0 * t), rate, peak=False)).decode()
+
+
 def decode_rows(features, rows: list[BaseModel], prefix: str | None = "instances") -> list[dict[str, Any]]:
-    """Validated rows to the dicts Predictor.predict takes: images decoded to arrays (ImageDecodeError: a 400)."""
+    """Validated rows to the dicts Predictor.predict takes: images decoded to arrays, sounds to waves at the feature's
+    rate (ImageDecodeError: a 400; 413 for sounds past the request's sample budget, 422 for a sound the feature refuses)."""
     images = [f for f in features.inputs if f.kind == "image"]
+    sounds = [f for f in features.inputs if f.kind == "audio"]
+    budget = None
+    if sounds:
+        from forgeml.serve.audio import AudioBudget, decode_audio
+
+        budget = AudioBudget()  # one per request: every clip of every row counts
     out = []
     for i, row in enumerate(rows):
         values = row.model_dump(by_alias=True)
         for f in images:
             values[f.name] = decode_image(f, values[f.name], f"{prefix}[{i}].{f.name}" if prefix else f.name)
+        for f in sounds:
+            values[f.name] = decode_audio(f, values[f.name], f"{prefix}[{i}].{f.name}" if prefix else f.name,
+                                          ImageDecodeError, budget)
         out.append(values)
     return out
 
