@@ -15,7 +15,7 @@ $(VENV)/.stamp-core: pyproject.toml
 	touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-core
-	$(BIN)/pip install -q -e '.[dev,onnx,serve,tune,pretrained,explain,privacy,federated]'
+	$(BIN)/pip install -q -e '.[dev,onnx,serve,tune,pretrained,explain,privacy,federated,audio]'
 	touch $@
 
 setup: $(VENV)/.stamp-core
