@@ -171,8 +171,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     """Recommend items to a user with a trained recommendation run (model.name mf or two_tower).
 
     Every item is scored for the user (full ranking) and the K best are printed, best first; the items the
-    user interacted with in training are left out unless --include-seen. USER is an id as it appears in
-    the training data's user column (data.users). A user the run never trained on is an error that says
+    user interacted with in the run's data (training, validation and test) are left out unless --include-seen.
+    USER is an id as it appears in the training data's user column (data.users). A user the run never trained on is an error that says
     what to do. --json prints one JSON object: {"user", "k", "items": [{"item", "score", "rank"}]}.
 
     examples:
@@ -676,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, metavar="ID", help="the user's id, as in the training data's user column")
     p.add_argument("--k", type=int, default=10, help="how many items to recommend (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--include-seen", action="store_true", help="also rank the items the user interacted with in training")
+    p.add_argument("--include-seen", action="store_true", help="also rank the items the user interacted with in the run's data (train, val, test)")
     p = parsers["explain"]
     p.add_argument("run", help="run folder, e.g. runs/adult-mlp")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, JSON text, or - for JSON lines on stdin (as predict)")

@@ -36,7 +36,7 @@ class RecommendRequest(BaseModel):
 
     user: str | int = Field(description="the user's id as the training data held it (a number is read as its digits)")
     k: int = Field(10, ge=1, le=MAX_K, description=f"how many items to return (1..{MAX_K}; fewer when fewer are left)")
-    exclude_seen: bool = Field(True, description="leave out the items the user interacted with in training")
+    exclude_seen: bool = Field(True, description="leave out the items the user interacted with in the run's data (train, val and test)")
 
     def user_id(self) -> str:
         return str(self.user)
