@@ -93,7 +93,29 @@ def test_duration_and_align_pad_or_crop(tmp_path):
     centre = spec([str(tmp_path / "short.wav")], duration=1.0, align="center")[0, 0]
     assert start.shape == (40, 101)
     assert np.argmax(start.mean(0)) < 10 and np.argmax(centre.mean(0)) > 20  # the burst moves by the pad before it
-    assert spec([str(tmp_path / "short.wav")], duration=0.25).shape[-1] == 1 + 2000 // 80
+    assert spec([str(tmp_path / "short.wav")], duration=0.25, align="start").shape[-1] == 1 + 2000 // 80
+    with pytest.raises(DataError, match="silence"):  # the centred quarter second keeps none of the burst: silence
+        spec([str(tmp_path / "short.wav")], duration=0.25)
+
+
+@pytest.mark.parametrize("rate, align", [(1000, "center"), (44100, "start"), (22050, "center"), (8000, "center")])
+def test_a_long_clip_is_resampled_only_around_its_window(rate, align):
+    """prepare_wave crops at the file's rate (with the filter's margin) before resampling: the same wave as
+    resampling the whole clip and cropping it after, the level taken over the window it keeps."""
+    from scipy.signal import resample_poly
+
+    from forgeml.data.audio.decode import fit_length, normalise, prepare_wave, ratio
+
+    s = settings(duration=0.5, align=align, normalise="peak")
+    rng = np.random.default_rng(rate)
+    wave = (0.1 * rng.standard_normal(rate * 7)).astype(np.float32)  # 7 s of noise, a loud burst outside the window
+    wave[: rate // 10] *= 9
+    up, down = ratio(rate, 8000, "x")
+    whole = resample_poly(wave, up, down).astype(np.float32)
+    expected = normalise(fit_length(whole, 4000, align), "peak", 1e-4, "x")
+    got = prepare_wave(wave, rate, s, "x")
+    assert got.shape == (4000,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_a_column_of_audio_file_names_is_read_as_audio():

@@ -47,8 +47,9 @@ def file_bytes(value: Any, where: str, error) -> bytes:
     return data
 
 
-def checked_length(data: bytes, where: str, error, budget: AudioBudget) -> None:
-    """Read the header only: a 400 when it is not a sound file, a 413 when its samples overrun the request's budget."""
+def checked_length(data: bytes, where: str, error, budget: AudioBudget, target: int | None = None) -> None:
+    """Read the header only: a 400 when it is not a sound file, a 413 when its samples (decoded, or resampled to
+    `target` Hz, whichever is more) overrun the request's budget."""
     try:
         import soundfile as sf
     except ImportError:
@@ -57,7 +58,10 @@ def checked_length(data: bytes, where: str, error, budget: AudioBudget) -> None:
         info = sf.info(io.BytesIO(data))  # how long the clip is, before a sample is decoded
     except (RuntimeError, TypeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc)})") from None
-    samples = int(info.frames) * int(info.channels)
+    # the decoded samples, and the samples the clip would have at the feature's rate: a 1 kHz FLAC resampled to
+    # 16 kHz is 16 times longer (the feature resamples only the kept window, but the budget does not rely on it)
+    resampled = -(-int(info.frames) * int(target) // max(int(info.samplerate), 1)) if target else 0
+    samples = max(int(info.frames) * int(info.channels), resampled)
     if budget.used + samples > budget.limit:
         seconds = info.frames / max(info.samplerate, 1)
         raise error(where, f"a clip of {seconds:.0f} s ({info.channels} channel(s) at {info.samplerate} Hz) takes the "
@@ -75,21 +79,21 @@ def decode_audio(feature, value: Any, where: str, error, budget: AudioBudget | N
         error: the exception class to raise, called as error(where, message[, status]).
         budget: decoded samples left to this request (default: a fresh one per call).
     """
-    from forgeml.data.audio.decode import prepare_wave, resample
+    from forgeml.data.audio.decode import AudioDecodeError, prepare_wave, window
     from forgeml.data.features.audio import decode_bytes
     from forgeml.errors import DataError
 
-    data = file_bytes(value, where, error)
-    checked_length(data, where, error, budget or AudioBudget())
     settings = feature.settings
+    data = file_bytes(value, where, error)
+    checked_length(data, where, error, budget or AudioBudget(), int(settings["sample_rate"]))
     try:
         wave, rate = decode_bytes(data, where, settings["mixdown"])  # the decoder the training files went through
-    except DataError as exc:  # unreadable samples: 400; read, but not a clip to take (9 channels, NaN floats): 422
-        if "cannot decode" in str(exc):
-            raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    except AudioDecodeError as exc:  # unreadable samples: 400
+        raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    except DataError as exc:  # read, but not a clip to take (9 channels, NaN floats): 422
         raise error(where, _why(exc, where), 422) from None
     try:
-        wave = resample(wave, rate, int(settings["sample_rate"]), where)
+        wave = window(wave, rate, settings, where)  # resampled and cropped as the feature does it: the kept window only
         prepare_wave(wave, int(settings["sample_rate"]), settings, where)  # refused here (silence), not in the batch
     except DataError as exc:
         raise error(where, _why(exc, where), 422) from None
