@@ -123,6 +123,23 @@ def test_a_column_of_audio_file_names_is_read_as_audio():
     assert not looks_like_audio(np.array(["a.wav", "hello"], dtype=object))
     assert looks_like_audio(np.array(["a.wav", None], dtype=object))  # still audio: the empty cell is an error later
     assert not looks_like_audio(np.array(["a.wav", 3.0], dtype=object))
+    assert looks_like_audio(np.array(["a.wav", "", "  ", float("nan"), "b.flac"], dtype=object))  # blanks are missing
+    assert not looks_like_audio(np.array(["", None], dtype=object))
+
+
+def test_the_chunk_of_clips_fits_the_memory_budget(monkeypatch):
+    from forgeml.data.features import audio
+
+    short, long = AudioFeature("path", settings()), AudioFeature("path", settings(duration=60.0, sample_rate=48000,
+                                                                                 n_fft=4096, hop_length=256))
+    assert short.chunk == audio.MAX_CHUNK  # 1 s at 8 kHz: 256 clips are some 20 MB
+    bins = 4096 // 2 + 1
+    assert 1 <= long.chunk < 32 and long.chunk * bins * long.frames * 8 <= audio.CHUNK_BYTES
+    values = np.array([CLIP, QUIET, CLIP], dtype=object)
+    whole = short.spectrograms(values)
+    monkeypatch.setattr(audio, "CHUNK_BYTES", 1)  # one clip per batch: the same spectrograms
+    assert short.chunk == 1
+    np.testing.assert_array_equal(short.spectrograms(values), whole)
 
 
 # ------------------------------------------------------------------------------ bad input
