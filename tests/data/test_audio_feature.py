@@ -170,3 +170,32 @@ def test_every_setting_changes_the_spectrogram(change):
     base = spec([QUIET])
     other = spec([QUIET], **change)
     assert base.shape != other.shape or not np.allclose(base, other)
+
+
+# ------------------------------------------------------------------------------ the folder source
+def test_an_audio_folder_notes_what_it_skips_and_keeps_absolute_paths(tmp_path, caplog, monkeypatch):
+    import logging
+    import shutil
+
+    from forgeml.data.audio.decode import audio_ext
+    from forgeml.data.sources.audio import is_audio_folder, read_audio_folder
+
+    root = tmp_path / "clips"
+    for name in ("one", "two", "three"):
+        (root / name).mkdir(parents=True)
+    (root / "one" / "README.md").write_text("recorded in 2024\n")  # sorts first: it does not decide the folder's kind
+    (root / "one" / "a.m4a").write_bytes(b"\x00" * 10)
+    (root / "one" / ".DS_Store").write_bytes(b"\x00")
+    shutil.copy(CLIP, root / "one" / "b.wav")
+    shutil.copy(QUIET, root / "two" / "c.flac.wav")
+    (root / "three" / "notes.txt").write_text("no clips yet\n")
+    assert is_audio_folder(root)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="forgeml"):
+        cols = read_audio_folder("clips")
+    assert list(cols.data["label"]) == ["one", "two"]
+    assert all(p.startswith(str(tmp_path.resolve())) for p in cols.data["path"])  # absolute: readable from anywhere
+    said = caplog.text
+    assert "2 files of other types skipped" in said and ".m4a" in said and ".txt" in said
+    assert "three" in said and "hold no audio files" in said
+    assert (".mp3" in audio_ext()) == ("MP3" in sf.available_formats())

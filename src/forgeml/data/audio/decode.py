@@ -10,6 +10,7 @@ functions that need it, so `import forgeml` stays instant.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from math import gcd
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from forgeml.errors import DataError, ForgeError
 
 INSTALL = "pip install 'forgeml[audio]'"
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
+MP3 = ".mp3"  # read when this libsndfile reads it (1.1 and later): audio_ext() asks soundfile
 MAX_CHANNELS = 8  # more is a multichannel array (ambisonics, a mixing desk), not a recording to mix down blindly
 MAX_RATIO_TERM = 1000  # resample_poly's up/down after reduction; beyond it the filter grows long and slow
 
@@ -34,6 +36,22 @@ def _soundfile():
     except ImportError as exc:
         raise ForgeError(f"audio input needs soundfile ({exc.name} is not installed): {INSTALL}") from None
     return soundfile
+
+
+@lru_cache(maxsize=1)
+def audio_ext() -> frozenset[str]:
+    """The extensions read as audio: .wav, .flac, .ogg, and .mp3 when soundfile.available_formats() lists MP3."""
+    try:
+        import soundfile
+    except ImportError:
+        return frozenset(AUDIO_EXT)
+    return frozenset(AUDIO_EXT | ({MP3} if "MP3" in soundfile.available_formats() else set()))
+
+
+def is_audio_name(name: str | Path) -> bool:
+    """Whether a file name ends in an audio extension forgeml reads (soundfile is asked only about .mp3)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in AUDIO_EXT or (suffix == MP3 and MP3 in audio_ext())
 
 
 def decode_file(source: str | Path | bytes, origin: str, mixdown: str = "mean") -> tuple[np.ndarray, int]:

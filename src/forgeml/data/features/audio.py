@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from forgeml.data.audio.decode import AUDIO_EXT, decode_bytes, decode_file, prepare_wave
+from forgeml.data.audio.decode import AUDIO_EXT, decode_bytes, decode_file, is_audio_name, prepare_wave
 from forgeml.errors import DataError
 
 __all__ = ["AudioFeature", "decode_bytes", "AUDIO_EXT", "looks_like_audio"]
@@ -34,12 +34,12 @@ def _blank(v: Any) -> bool:
 
 
 def looks_like_audio(values: np.ndarray) -> bool:
-    """A text column whose every non-blank cell names a .wav/.flac/.ogg file: read it as audio (blank cells are
+    """A text column whose every non-blank cell names a .wav/.flac/.ogg (or readable .mp3) file: read it as audio (blank cells are
     missing values, an error naming the row later)."""
     if values.dtype != object or not len(values):
         return False
     cells = [v for v in values[:1000] if not _blank(v)]
-    return bool(cells) and all(isinstance(v, str) and Path(v.strip()).suffix.lower() in AUDIO_EXT for v in cells)
+    return bool(cells) and all(isinstance(v, str) and is_audio_name(v.strip()) for v in cells)
 
 
 class AudioFeature:
