@@ -1,13 +1,13 @@
 """An audio field of a request: base64 WAV/FLAC/OGG file bytes (or the raw bytes of a multipart file part).
 
     400   not base64, or bytes that soundfile cannot decode as WAV/FLAC/OGG (the field named)
-    413   a clip whose decoded length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few kilobytes of
-          FLAC or OGG can hold hours of silence, so the body limit alone does not bound the memory a request takes
+    413   a clip whose decoded or resampled length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few
+          kilobytes of FLAC or OGG can hold hours of silence, so the body limit alone does not bound a request's memory
     422   a clip that decodes but that the feature refuses: silence, a sample rate it cannot resample from, more
           channels than it mixes down, NaN samples in a float WAV
 
-Each clip is decoded and resampled once, here, before the request joins a batch; the Predictor gets the wave at the
-feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
+Each clip is decoded, and the window it keeps resampled (decode.window), once, here, before the request joins a batch;
+the Predictor gets the wave at the feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
 """
 
 from __future__ import annotations
