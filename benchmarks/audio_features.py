@@ -104,7 +104,8 @@ def main() -> None:
         out = []
         for p in paths:
             w, sr = librosa.load(p, sr=None, mono=True)
-            w = fit_length(w / np.abs(w).max(), int(round(a.duration * sr)), a.align)
+            w = fit_length(w, int(round(a.duration * sr)), a.align)  # the kept window, then its peak to 1 (as forgeml)
+            w = w / np.abs(w).max()
             out.append(lib_one(w))
         return np.stack(out)
 
