@@ -82,7 +82,7 @@ class AudioConfig(Section):
     mixdown: Literal["mean", "first"] = Field("mean", description="several channels to one: their mean, or the first channel only")
     normalise: Literal["peak", "rms", "none"] = Field("peak", description="level of each clip: peak scales its loudest sample "
                                                       "to 1, rms its RMS to 0.1, none keeps the recorded level")
-    min_rms: float = Field(1e-4, ge=0, description="a clip quieter than this RMS (before normalising; 1e-4 = -80 dBFS) is "
+    min_rms: float = Field(1e-4, ge=0, description="a clip whose kept window is quieter than this RMS (before normalising; 1e-4 = -80 dBFS) is "
                            "silence and an error; 0 accepts silent clips")
     n_fft: int = Field(512, ge=16, description="STFT window and FFT length in samples (Hann window)")
     hop_length: int = Field(160, ge=1, description="samples between frames (160 at 16 kHz = 10 ms)")

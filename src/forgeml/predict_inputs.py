@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from forgeml.data.audio.decode import AUDIO_EXT
+from forgeml.data.audio.decode import AUDIO_EXT, MP3, is_audio_name
 from forgeml.data.columns import Columns
 from forgeml.data.sources.arrays import read_npz
 from forgeml.data.sources.images import IMAGE_EXT, read_image
@@ -51,7 +51,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
             c, h, w = image_feature.shape
             rows.append({image_feature.name: read_image(path, (h, w), c)})
             names.append(path.name)
-        elif path.suffix.lower() in AUDIO_EXT:  # decoded by the audio feature, as in training
+        elif is_audio_name(path.name):  # decoded by the audio feature, as in training
             if audio_feature is None or len(schema) > 1:
                 raise RequestError(f"{item}: this model takes {', '.join(schema)}, not a lone audio file"
                                    + ("; give a table or JSON rows with every input" if audio_feature is not None else ""))
@@ -105,7 +105,7 @@ def read_inputs(predictor: Predictor, inputs: list[str]) -> tuple[Columns, list[
 
 
 # A text model reads a bare argument as a sentence; one shaped like a file name is a mistyped path, not a review.
-FILE_EXT = {".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq", ".npz", ".gz", *IMAGE_EXT, *AUDIO_EXT}
+FILE_EXT = {".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq", ".npz", ".gz", *IMAGE_EXT, *AUDIO_EXT, MP3}
 
 
 def _looks_like_path(item: str) -> bool:

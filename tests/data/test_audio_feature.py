@@ -93,7 +93,29 @@ def test_duration_and_align_pad_or_crop(tmp_path):
     centre = spec([str(tmp_path / "short.wav")], duration=1.0, align="center")[0, 0]
     assert start.shape == (40, 101)
     assert np.argmax(start.mean(0)) < 10 and np.argmax(centre.mean(0)) > 20  # the burst moves by the pad before it
-    assert spec([str(tmp_path / "short.wav")], duration=0.25).shape[-1] == 1 + 2000 // 80
+    assert spec([str(tmp_path / "short.wav")], duration=0.25, align="start").shape[-1] == 1 + 2000 // 80
+    with pytest.raises(DataError, match="silence"):  # the centred quarter second keeps none of the burst: silence
+        spec([str(tmp_path / "short.wav")], duration=0.25)
+
+
+@pytest.mark.parametrize("rate, align", [(1000, "center"), (44100, "start"), (22050, "center"), (8000, "center")])
+def test_a_long_clip_is_resampled_only_around_its_window(rate, align):
+    """prepare_wave crops at the file's rate (with the filter's margin) before resampling: the same wave as
+    resampling the whole clip and cropping it after, the level taken over the window it keeps."""
+    from scipy.signal import resample_poly
+
+    from forgeml.data.audio.decode import fit_length, normalise, prepare_wave, ratio
+
+    s = settings(duration=0.5, align=align, normalise="peak")
+    rng = np.random.default_rng(rate)
+    wave = (0.1 * rng.standard_normal(rate * 7)).astype(np.float32)  # 7 s of noise, a loud burst outside the window
+    wave[: rate // 10] *= 9
+    up, down = ratio(rate, 8000, "x")
+    whole = resample_poly(wave, up, down).astype(np.float32)
+    expected = normalise(fit_length(whole, 4000, align), "peak", 1e-4, "x")
+    got = prepare_wave(wave, rate, s, "x")
+    assert got.shape == (4000,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_a_column_of_audio_file_names_is_read_as_audio():
@@ -101,6 +123,23 @@ def test_a_column_of_audio_file_names_is_read_as_audio():
     assert not looks_like_audio(np.array(["a.wav", "hello"], dtype=object))
     assert looks_like_audio(np.array(["a.wav", None], dtype=object))  # still audio: the empty cell is an error later
     assert not looks_like_audio(np.array(["a.wav", 3.0], dtype=object))
+    assert looks_like_audio(np.array(["a.wav", "", "  ", float("nan"), "b.flac"], dtype=object))  # blanks are missing
+    assert not looks_like_audio(np.array(["", None], dtype=object))
+
+
+def test_the_chunk_of_clips_fits_the_memory_budget(monkeypatch):
+    from forgeml.data.features import audio
+
+    short, long = AudioFeature("path", settings()), AudioFeature("path", settings(duration=60.0, sample_rate=48000,
+                                                                                 n_fft=4096, hop_length=256))
+    assert short.chunk == audio.MAX_CHUNK  # 1 s at 8 kHz: 256 clips are some 20 MB
+    bins = 4096 // 2 + 1
+    assert 1 <= long.chunk < 32 and long.chunk * bins * long.frames * 8 <= audio.CHUNK_BYTES
+    values = np.array([CLIP, QUIET, CLIP], dtype=object)
+    whole = short.spectrograms(values)
+    monkeypatch.setattr(audio, "CHUNK_BYTES", 1)  # one clip per batch: the same spectrograms
+    assert short.chunk == 1
+    np.testing.assert_array_equal(short.spectrograms(values), whole)
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -131,3 +170,32 @@ def test_every_setting_changes_the_spectrogram(change):
     base = spec([QUIET])
     other = spec([QUIET], **change)
     assert base.shape != other.shape or not np.allclose(base, other)
+
+
+# ------------------------------------------------------------------------------ the folder source
+def test_an_audio_folder_notes_what_it_skips_and_keeps_absolute_paths(tmp_path, caplog, monkeypatch):
+    import logging
+    import shutil
+
+    from forgeml.data.audio.decode import audio_ext
+    from forgeml.data.sources.audio import is_audio_folder, read_audio_folder
+
+    root = tmp_path / "clips"
+    for name in ("one", "two", "three"):
+        (root / name).mkdir(parents=True)
+    (root / "one" / "README.md").write_text("recorded in 2024\n")  # sorts first: it does not decide the folder's kind
+    (root / "one" / "a.m4a").write_bytes(b"\x00" * 10)
+    (root / "one" / ".DS_Store").write_bytes(b"\x00")
+    shutil.copy(CLIP, root / "one" / "b.wav")
+    shutil.copy(QUIET, root / "two" / "c.flac.wav")
+    (root / "three" / "notes.txt").write_text("no clips yet\n")
+    assert is_audio_folder(root)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="forgeml"):
+        cols = read_audio_folder("clips")
+    assert list(cols.data["label"]) == ["one", "two"]
+    assert all(p.startswith(str(tmp_path.resolve())) for p in cols.data["path"])  # absolute: readable from anywhere
+    said = caplog.text
+    assert "2 files of other types skipped" in said and ".m4a" in said and ".txt" in said
+    assert "three" in said and "hold no audio files" in said
+    assert (".mp3" in audio_ext()) == ("MP3" in sf.available_formats())

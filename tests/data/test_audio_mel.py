@@ -23,7 +23,7 @@ def _waves(n: int = 8000) -> np.ndarray:
     return np.stack(out)  # (4, n)
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels", [(8000, 256, 40), (16000, 512, 64), (22050, 1024, 128)])
+@pytest.mark.parametrize("sr,n_fft,n_mels", [(8000, 256, 40), (16000, 512, 64), (22050, 1024, 128), (8000, 255, 40), (16000, 401, 64)])
 def test_mel_filterbank_is_librosas(sr, n_fft, n_mels):
     ours = mel_filterbank(sr, n_fft, n_mels).numpy()
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)

@@ -120,6 +120,17 @@ def test_a_small_flac_of_hours_of_sound_is_refused_before_it_is_decoded(served):
     assert answer.json()["field"] == "instances[0].path" and "decoded samples" in answer.json()["error"]
 
 
+def test_a_long_clip_at_a_low_rate_is_counted_at_the_feature_rate(served):
+    from forgeml.serve.audio import MAX_AUDIO_SAMPLES
+
+    _, url = served
+    buf = io.BytesIO()  # 1 kHz: under the budget as decoded, 8 times over it once resampled to the feature's 8 kHz
+    sf.write(buf, np.zeros(MAX_AUDIO_SAMPLES - 1000, dtype=np.int16), 1000, format="FLAC")
+    answer = post(url, {"instances": [{"path": b64(buf.getvalue())}]})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["field"] == "instances[0].path" and "1000 Hz" in answer.json()["error"]
+
+
 def test_the_sample_budget_counts_every_clip_of_a_request():
     from forgeml.serve.audio import AudioBudget, checked_length
     from forgeml.serve.schema import ImageDecodeError

@@ -165,23 +165,23 @@ def prepare(cfg: DataConfig, tokenizers: dict | None = None) -> PreparedData:
 
 def _check_augment(cfg: DataConfig, features: FeatureSet, origin: str) -> None:
     """data.augment is a promise about training images (or spectrograms): refuse it where it cannot do what it says."""
-    from forgeml.data.augment import AUDIO_OPS, asked, check_audio_fits
+    from forgeml.data.augment import AUDIO_OPS, IMAGE_OPS, asked, check_audio_fits
 
     aug = cfg.augment
     if asked(aug, AUDIO_OPS):
         audio = [f for f in features.inputs if f.kind == "audio"]
-        if len(audio) != 1 or asked(aug, ("translate", "crop_padding", "hflip", "cutout")):
+        if len(audio) != 1 or asked(aug, IMAGE_OPS):
             raise ConfigError(f"data.augment ({', '.join(asked(aug, AUDIO_OPS))}): masks and time shifts apply to one audio "
                               f"input's spectrograms (and no image ops beside them), but the inputs of {origin} are "
                               f"{', '.join(f'{f.name} ({f.kind})' for f in features.inputs[:5])}; remove them from data.augment")
         check_audio_fits(aug, audio[0].shape, origin)
         return
-    if not (aug.translate or aug.crop_padding or aug.hflip or aug.cutout):
+    image_ops = asked(aug, IMAGE_OPS)
+    if not image_ops:
         return
     first = features.inputs[0]
     if first.kind != "image":
-        asked = ", ".join(k for k, v in aug.model_dump().items() if v)
-        raise ConfigError(f"data.augment ({asked}): augmentation applies to images, but the inputs of {origin} are "
+        raise ConfigError(f"data.augment ({', '.join(image_ops)}): augmentation applies to images, but the inputs of {origin} are "
                           f"{', '.join(f'{f.name} ({f.kind})' for f in features.inputs[:5])}; remove data.augment")
     from forgeml.data.augment import check_fits
 

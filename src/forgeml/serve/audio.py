@@ -1,13 +1,13 @@
 """An audio field of a request: base64 WAV/FLAC/OGG file bytes (or the raw bytes of a multipart file part).
 
     400   not base64, or bytes that soundfile cannot decode as WAV/FLAC/OGG (the field named)
-    413   a clip whose decoded length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few kilobytes of
-          FLAC or OGG can hold hours of silence, so the body limit alone does not bound the memory a request takes
+    413   a clip whose decoded or resampled length, with the request's other clips, is over MAX_AUDIO_SAMPLES: a few
+          kilobytes of FLAC or OGG can hold hours of silence, so the body limit alone does not bound a request's memory
     422   a clip that decodes but that the feature refuses: silence, a sample rate it cannot resample from, more
           channels than it mixes down, NaN samples in a float WAV
 
-Each clip is decoded and resampled once, here, before the request joins a batch; the Predictor gets the wave at the
-feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
+Each clip is decoded, and the window it keeps resampled (decode.window), once, here, before the request joins a batch;
+the Predictor gets the wave at the feature's rate (a 1-D float array, which the feature levels and pads exactly as it does a file's samples).
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def file_bytes(value: Any, where: str, error) -> bytes:
     return data
 
 
-def checked_length(data: bytes, where: str, error, budget: AudioBudget) -> None:
-    """Read the header only: a 400 when it is not a sound file, a 413 when its samples overrun the request's budget."""
+def checked_length(data: bytes, where: str, error, budget: AudioBudget, target: int | None = None) -> None:
+    """Read the header only: a 400 when it is not a sound file, a 413 when its samples (decoded, or resampled to
+    `target` Hz, whichever is more) overrun the request's budget."""
     try:
         import soundfile as sf
     except ImportError:
@@ -57,7 +58,10 @@ def checked_length(data: bytes, where: str, error, budget: AudioBudget) -> None:
         info = sf.info(io.BytesIO(data))  # how long the clip is, before a sample is decoded
     except (RuntimeError, TypeError, ValueError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc)})") from None
-    samples = int(info.frames) * int(info.channels)
+    # the decoded samples, and the samples the clip would have at the feature's rate: a 1 kHz FLAC resampled to
+    # 16 kHz is 16 times longer (the feature resamples only the kept window, but the budget does not rely on it)
+    resampled = -(-int(info.frames) * int(target) // max(int(info.samplerate), 1)) if target else 0
+    samples = max(int(info.frames) * int(info.channels), resampled)
     if budget.used + samples > budget.limit:
         seconds = info.frames / max(info.samplerate, 1)
         raise error(where, f"a clip of {seconds:.0f} s ({info.channels} channel(s) at {info.samplerate} Hz) takes the "
@@ -75,21 +79,21 @@ def decode_audio(feature, value: Any, where: str, error, budget: AudioBudget | N
         error: the exception class to raise, called as error(where, message[, status]).
         budget: decoded samples left to this request (default: a fresh one per call).
     """
-    from forgeml.data.audio.decode import prepare_wave, resample
+    from forgeml.data.audio.decode import AudioDecodeError, prepare_wave, window
     from forgeml.data.features.audio import decode_bytes
     from forgeml.errors import DataError
 
-    data = file_bytes(value, where, error)
-    checked_length(data, where, error, budget or AudioBudget())
     settings = feature.settings
+    data = file_bytes(value, where, error)
+    checked_length(data, where, error, budget or AudioBudget(), int(settings["sample_rate"]))
     try:
         wave, rate = decode_bytes(data, where, settings["mixdown"])  # the decoder the training files went through
-    except DataError as exc:  # unreadable samples: 400; read, but not a clip to take (9 channels, NaN floats): 422
-        if "cannot decode" in str(exc):
-            raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    except AudioDecodeError as exc:  # unreadable samples: 400
+        raise error(where, f"cannot decode as a {FORMATS} file ({_why(exc, where)})") from None
+    except DataError as exc:  # read, but not a clip to take (9 channels, NaN floats): 422
         raise error(where, _why(exc, where), 422) from None
     try:
-        wave = resample(wave, rate, int(settings["sample_rate"]), where)
+        wave = window(wave, rate, settings, where)  # resampled and cropped as the feature does it: the kept window only
         prepare_wave(wave, int(settings["sample_rate"]), settings, where)  # refused here (silence), not in the batch
     except DataError as exc:
         raise error(where, _why(exc, where), 422) from None

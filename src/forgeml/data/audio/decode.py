@@ -10,6 +10,7 @@ functions that need it, so `import forgeml` stays instant.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from math import gcd
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,13 @@ from forgeml.errors import DataError, ForgeError
 
 INSTALL = "pip install 'forgeml[audio]'"
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
+MP3 = ".mp3"  # read when this libsndfile reads it (1.1 and later): audio_ext() asks soundfile
 MAX_CHANNELS = 8  # more is a multichannel array (ambisonics, a mixing desk), not a recording to mix down blindly
 MAX_RATIO_TERM = 1000  # resample_poly's up/down after reduction; beyond it the filter grows long and slow
+
+
+class AudioDecodeError(DataError):
+    """Bytes that libsndfile cannot read as a sound (the server's 400), as against a sound it refuses (a 422)."""
 
 
 def _soundfile():
@@ -30,6 +36,22 @@ def _soundfile():
     except ImportError as exc:
         raise ForgeError(f"audio input needs soundfile ({exc.name} is not installed): {INSTALL}") from None
     return soundfile
+
+
+@lru_cache(maxsize=1)
+def audio_ext() -> frozenset[str]:
+    """The extensions read as audio: .wav, .flac, .ogg, and .mp3 when soundfile.available_formats() lists MP3."""
+    try:
+        import soundfile
+    except ImportError:
+        return frozenset(AUDIO_EXT)
+    return frozenset(AUDIO_EXT | ({MP3} if "MP3" in soundfile.available_formats() else set()))
+
+
+def is_audio_name(name: str | Path) -> bool:
+    """Whether a file name ends in an audio extension forgeml reads (soundfile is asked only about .mp3)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in AUDIO_EXT or (suffix == MP3 and MP3 in audio_ext())
 
 
 def decode_file(source: str | Path | bytes, origin: str, mixdown: str = "mean") -> tuple[np.ndarray, int]:
@@ -56,7 +78,7 @@ def decode_file(source: str | Path | bytes, origin: str, mixdown: str = "mean") 
     try:
         data, rate = sf.read(handle, dtype="float32", always_2d=True)  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise DataError(f"{origin}: cannot decode as audio ({exc}). forgeml reads WAV, FLAC and OGG/Vorbis through "
+        raise AudioDecodeError(f"{origin}: cannot decode as audio ({exc}). forgeml reads WAV, FLAC and OGG/Vorbis through "
                         "libsndfile; convert the file (e.g. ffmpeg -i IN -ar 16000 OUT.wav) or remove its row") from None
     if data.shape[0] == 0:
         raise DataError(f"{origin}: the file holds no samples (a header only); replace it with the recording or remove its row")
@@ -79,10 +101,8 @@ def decode_bytes(data: bytes, origin: str, mixdown: str = "mean") -> tuple[np.nd
     return decode_file(bytes(data), origin, mixdown)
 
 
-def resample(wave: np.ndarray, rate: int, target: int, origin: str) -> np.ndarray:
-    """`wave` at `rate` Hz to `target` Hz with a polyphase filter (scipy.signal.resample_poly, Kaiser window)."""
-    if rate == target:
-        return wave
+def ratio(rate: int, target: int, origin: str) -> tuple[int, int]:
+    """(up, down): `rate` Hz to `target` Hz as resample_poly's reduced ratio; a DataError for a rate forgeml refuses."""
     if rate < 1000:
         raise DataError(f"{origin}: sample rate {rate} Hz is below the 1000 Hz forgeml reads (a broken header?); "
                         "convert the file to a usual rate (8000, 16000, 44100 Hz)")
@@ -92,6 +112,14 @@ def resample(wave: np.ndarray, rate: int, target: int, origin: str) -> np.ndarra
         raise DataError(f"{origin}: sample rate {rate} Hz has no short ratio to data.audio.sample_rate {target} Hz "
                         f"({up}/{down}); convert the file to a usual rate (8000, 16000, 22050, 44100, 48000 Hz) "
                         f"or set data.audio.sample_rate to {rate}")
+    return up, down
+
+
+def resample(wave: np.ndarray, rate: int, target: int, origin: str) -> np.ndarray:
+    """`wave` at `rate` Hz to `target` Hz with a polyphase filter (scipy.signal.resample_poly, Kaiser window)."""
+    if rate == target:
+        return wave
+    up, down = ratio(rate, target, origin)
     from scipy.signal import resample_poly  # scipy comes with scikit-learn
 
     return resample_poly(wave, up, down).astype(np.float32)
@@ -123,10 +151,35 @@ def fit_length(wave: np.ndarray, samples: int, align: str) -> np.ndarray:
     return out
 
 
-def prepare_wave(wave: np.ndarray, rate: int, settings: dict[str, Any], origin: str) -> np.ndarray:
-    """A decoded mono wave at `rate` to what the spectrogram reads: resampled to settings['sample_rate'],
-    silence-checked and normalised, then padded or cropped to settings['duration'] seconds."""
+def window(wave: np.ndarray, rate: int, settings: dict[str, Any], origin: str) -> np.ndarray:
+    """`wave` at `rate` to settings['sample_rate'], cropped to the settings['duration'] window the clip keeps
+    (shorter clips come back whole, to be padded later).
+
+    Only the window's part of the clip, plus the resampling filter's half-length on each side, is resampled:
+    the result equals resampling the whole clip and then cropping (tests/data/test_audio_feature.py checks it),
+    while a long clip at a low rate (hours at 1 kHz, upsampled x16) never grows to its full resampled length."""
     target = int(settings["sample_rate"])
-    wave = resample(np.asarray(wave, dtype=np.float32), rate, target, origin)
+    samples = int(round(settings["duration"] * target))
+    wave = np.asarray(wave, dtype=np.float32)
+    if rate == target:
+        return fit_length(wave, samples, settings["align"]) if len(wave) > samples else wave
+    up, down = ratio(rate, target, origin)
+    n_out = -(-len(wave) * up // down)  # resample_poly's output length: ceil(n * up / down)
+    if n_out <= samples:
+        return resample(wave, rate, target, origin)
+    first = (n_out - samples) // 2 if settings["align"] == "center" else 0  # the window in the whole resampled clip
+    margin = -(-10 * max(up, down) // up) + 1  # resample_poly's filter half-length (10 x max(up, down) taps at rate*up)
+    lo = max(0, (first * down // up - margin) // down * down)  # a multiple of `down`: the output grid stays the same
+    hi = min(len(wave), -(-(first + samples) * down // up) + margin)
+    part = resample(wave[lo:hi], rate, target, origin)
+    skip = first - lo * up // down
+    return part[skip : skip + samples]
+
+
+def prepare_wave(wave: np.ndarray, rate: int, settings: dict[str, Any], origin: str) -> np.ndarray:
+    """A decoded mono wave at `rate` to what the spectrogram reads: resampled to settings['sample_rate'] and
+    cropped to settings['duration'] seconds (window), silence-checked and normalised over what it keeps, then
+    padded to settings['duration'] seconds."""
+    wave = window(wave, rate, settings, origin)
     wave = normalise(wave, settings["normalise"], float(settings["min_rms"]), origin)
-    return fit_length(wave, int(round(settings["duration"] * target)), settings["align"])
+    return fit_length(wave, int(round(settings["duration"] * int(settings["sample_rate"]))), settings["align"])

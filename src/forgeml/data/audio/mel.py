@@ -34,7 +34,7 @@ def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters, each scaled to unit area (Slaney norm), in float64."""
     f_max = sample_rate / 2 if f_max is None else f_max
-    fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)  # (F,)
+    fft_freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sample_rate / n_fft)  # (F,): rfftfreq, odd n_fft too
     mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
                           float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64))), n_mels + 2, dtype=torch.float64)
     edges = mel_to_hz(mels)  # (n_mels + 2,): each filter's left edge, centre and right edge

@@ -4,9 +4,9 @@ a series of frames to the frames encoder.
 
 Per clip: decode (soundfile), mix down to mono, resample to data.audio.sample_rate (scipy's polyphase
 resample_poly), refuse silence, normalise the level, pad or crop to data.audio.duration. Then, a chunk of
-clips at a time, the log-mel spectrogram with torch (data/audio/mel.py; on the GPU when there is one), and
+clips at a time, the log-mel spectrogram with torch (data/audio/mel.py; on the CPU), and
 finally the training split's mean and standard deviation standardise every value. features.json keeps every
-setting and both statistics, so a raw file in production becomes exactly the tensor training saw.
+setting and both statistics, so a raw file in production becomes the tensor training saw (to float rounding).
 
 Fast path: the training split is decoded once. `fit` keeps the spectrograms it computed and `transform`
 of the very same column hands them back instead of decoding again; every split then lives as one tensor.
@@ -19,27 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from forgeml.data.audio.decode import AUDIO_EXT, decode_bytes, decode_file, prepare_wave
+from forgeml.data.audio.decode import AUDIO_EXT, decode_bytes, decode_file, is_audio_name, prepare_wave
 from forgeml.errors import DataError
 
 __all__ = ["AudioFeature", "decode_bytes", "AUDIO_EXT", "looks_like_audio"]
 
-CHUNK = 256  # clips per batched spectrogram: bounds the memory of raw waves to CHUNK x samples floats
+CHUNK_BYTES = 256 << 20  # memory one batched spectrogram may take: the waves, the complex STFT, its power and the mels
+MAX_CHUNK = 256  # clips per batch at most, however short
+
+
+def _blank(v: Any) -> bool:
+    """A missing cell: None, NaN, or a string of spaces."""
+    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
 
 
 def looks_like_audio(values: np.ndarray) -> bool:
-    """A text column whose every non-empty cell names a .wav/.flac/.ogg file: read it as audio."""
+    """A text column whose every non-blank cell names a .wav/.flac/.ogg (or readable .mp3) file: read it as audio (blank cells are
+    missing values, an error naming the row later)."""
     if values.dtype != object or not len(values):
         return False
-    names = [v for v in values[:1000] if isinstance(v, str) and v.strip()]
-    return bool(names) and len(names) == sum(1 for v in values[:1000] if v is not None and v == v) and \
-        all(Path(v.strip()).suffix.lower() in AUDIO_EXT for v in names)
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    cells = [v for v in values[:1000] if not _blank(v)]
+    return bool(cells) and all(isinstance(v, str) and is_audio_name(v.strip()) for v in cells)
 
 
 class AudioFeature:
@@ -57,12 +57,27 @@ class AudioFeature:
 
     # ------------------------------------------------------------------ shape
     @property
+    def config(self):
+        """The settings as an AudioConfig: one place (config.py) says how long a clip is in samples and frames."""
+        from forgeml.config import AudioConfig
+
+        return AudioConfig(**self.settings)
+
+    @property
     def samples(self) -> int:
-        return int(round(self.settings["duration"] * self.settings["sample_rate"]))
+        return self.config.samples()
 
     @property
     def frames(self) -> int:
-        return 1 + self.samples // int(self.settings["hop_length"])
+        return self.config.frames()
+
+    @property
+    def chunk(self) -> int:
+        """Clips per batched spectrogram: as many as fit CHUNK_BYTES (float32 wave, complex64 STFT, float32 power
+        and mels per clip), at least 1 and at most MAX_CHUNK."""
+        bins = int(self.settings["n_fft"]) // 2 + 1
+        per_clip = 4 * self.samples + (8 + 4) * bins * self.frames + 4 * int(self.settings["n_mels"]) * self.frames
+        return max(1, min(MAX_CHUNK, CHUNK_BYTES // per_clip))
 
     @property
     def shape(self) -> list[int]:
@@ -95,8 +110,9 @@ class AudioFeature:
         raise DataError(f"{origin}: {self.name!r} holds {type(value).__name__} {str(value)[:40]!r}, not an audio file; give a "
                         "path to a WAV/FLAC/OGG file (or its bytes, or a 1-D float array of samples)")
 
-    def spectrograms(self, values: np.ndarray, origin: str = "") -> np.ndarray:
-        """Raw cells to (N, 1, n_mels, frames) log-mel dB, not yet standardised; a chunk of clips at a time."""
+    def spectrograms(self, values: np.ndarray, origin: str = "", device: str = "cpu") -> np.ndarray:
+        """Raw cells to (N, 1, n_mels, frames) log-mel dB, not yet standardised; `chunk` clips at a time, on `device`
+        (the CPU unless the caller asks: the run's device is the caller's choice, and GPU FFTs round differently)."""
         import torch
 
         from forgeml.data.audio.mel import log_mel, mel_filterbank
@@ -104,10 +120,10 @@ class AudioFeature:
         s = self.settings
         filters = mel_filterbank(int(s["sample_rate"]), int(s["n_fft"]), int(s["n_mels"]))
         out = np.empty((len(values), *self.shape), dtype=np.float32)
-        device = _device()
         where = origin or "input"
-        for start in range(0, len(values), CHUNK):
-            cells = values[start : start + CHUNK]
+        chunk = self.chunk
+        for start in range(0, len(values), chunk):
+            cells = values[start : start + chunk]
             waves = np.stack([self.wave(v, f"{where}: row {start + i}") for i, v in enumerate(cells)])  # (B, S)
             mel = log_mel(torch.from_numpy(waves).to(device), int(s["sample_rate"]), int(s["n_fft"]), int(s["hop_length"]),
                           int(s["n_mels"]), s["top_db"], filters)  # (B, n_mels, frames)
