@@ -152,5 +152,7 @@ def test_every_training_setting_is_covered():
                                             "test_fsdp.py (under FSDP on 2 processes)",
                 "strategy": "tests/training/test_distributed.py (real 2-process torchrun jobs)",
                 "checkpoint_every_minutes": "test_killed_runs.py (a real run killed after a timed checkpoint)",
-                "privacy": "test_privacy.py (epsilon sets the noise, max_grad_norm clips each row, the spent epsilon)"}
+                "privacy": "test_privacy.py (epsilon sets the noise, max_grad_norm clips each row, the spent epsilon)",
+                "negatives": "tests/test_recommend.py::test_losses_differ_by_setting (in_batch and uniform give other losses)",
+                "num_negatives": "tests/test_recommend.py::test_losses_differ_by_setting (2 and 50 uniform negatives differ)"}
     assert set(TrainConfig.model_fields) - covered - set(not_here) == set()
