@@ -42,6 +42,18 @@ def best(fn, repeats: int) -> tuple[float, object]:
     return min(times), out
 
 
+
+def compare(title: str, ours, ours_name: str, theirs, theirs_name: str, n: int, repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """Time both sides (best of `repeats`), print clips/s, the ratio and the largest difference; return both outputs."""
+    t_ours, x_ours = best(ours, repeats)
+    t_lib, x_lib = best(theirs, repeats)
+    print(f"\n{title}")
+    print(f"  {ours_name + ':':<41}{n / t_ours:9.0f} clips/s")
+    print(f"  {theirs_name + ':':<41}{n / t_lib:9.0f} clips/s   forgeml/librosa = {t_lib / t_ours:.1f}x")
+    print(f"  max |forgeml - librosa| = {np.abs(x_ours - x_lib).max():.2e} dB")
+    return x_ours, x_lib
+
+
 def main() -> None:
     import librosa
 
@@ -83,12 +95,8 @@ def main() -> None:
     def theirs() -> np.ndarray:
         return np.stack([lib_one(w) for w in waves])
 
-    t_ours, x_ours = best(ours, args.repeats)
-    t_lib, x_lib = best(theirs, args.repeats)
-    print(f"\nspectrogram stage, {n} clips of {waves.shape[1]} samples -> ({a.n_mels}, {x_ours.shape[-1]}) log-mel")
-    print(f"  forgeml batched (cpu, batch {args.batch}): {n / t_ours:9.0f} clips/s")
-    print(f"  librosa clip by clip:              {n / t_lib:9.0f} clips/s   forgeml/librosa = {t_lib / t_ours:.1f}x")
-    print(f"  max |forgeml - librosa| = {np.abs(x_ours - x_lib).max():.2e} dB")
+    x_ours, x_lib = compare(f"spectrogram stage, {n} clips of {waves.shape[1]} samples -> {a.n_mels} mel bands of log-mel",
+                            ours, f"forgeml batched (cpu, batch {args.batch})", theirs, "librosa clip by clip", n, args.repeats)
     if torch.cuda.is_available():
         ours("cuda")
         torch.cuda.synchronize()
@@ -109,12 +117,8 @@ def main() -> None:
             out.append(lib_one(w))
         return np.stack(out)
 
-    t_ours_f, y_ours = best(from_files_ours, args.repeats)
-    t_lib_f, y_lib = best(from_files_lib, args.repeats)
-    print(f"\nfrom files (decode, level, pad/crop, log-mel), {n} clips")
-    print(f"  forgeml AudioFeature.spectrograms (cpu): {n / t_ours_f:9.0f} clips/s")
-    print(f"  librosa.load + the same, per clip:       {n / t_lib_f:9.0f} clips/s   forgeml/librosa = {t_lib_f / t_ours_f:.1f}x")
-    print(f"  max |forgeml - librosa| = {np.abs(y_ours - y_lib).max():.2e} dB")
+    compare(f"from files (decode, level, pad/crop, log-mel), {n} clips", from_files_ours,
+            "forgeml AudioFeature.spectrograms (cpu)", from_files_lib, "librosa.load + the same, per clip", n, args.repeats)
 
 
 if __name__ == "__main__":
