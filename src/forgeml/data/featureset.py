@@ -300,11 +300,8 @@ class FeatureSet:
                     data[f.name] = np.stack([np.asarray(v) for v in values])
                 except ValueError as exc:
                     raise RequestError(f"{origin}: images of different shapes ({exc})") from None
-            elif f.kind == "audio":  # a path, a file's bytes or a 1-D wave per cell, read by AudioFeature.wave
-                data[f.name] = np.empty(len(values), dtype=object)
-                for i, v in enumerate(values):
-                    data[f.name][i] = v
-            elif f.kind == "sequence":  # one series per cell; np.array would merge equal-length lists into one block
+            elif f.kind in ("audio", "sequence"):  # one clip (path, bytes or 1-D wave) or one series per cell; np.array
+                # would merge equal-length lists or waves into one block
                 data[f.name] = np.empty(len(values), dtype=object)
                 for i, v in enumerate(values):
                     data[f.name][i] = v

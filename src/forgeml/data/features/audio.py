@@ -14,6 +14,7 @@ of the very same column hands them back instead of decoding again; every split t
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,9 @@ class AudioFeature:
         self._kept: tuple[np.ndarray, np.ndarray] | None = None  # (the column fit read, its spectrograms)
 
     # ------------------------------------------------------------------ shape
-    @property
+    @functools.cached_property
     def config(self):
-        """The settings as an AudioConfig: one place (config.py) says how long a clip is in samples and frames."""
+        """The settings as an AudioConfig (built once): one place (config.py) says how long a clip is in samples and frames."""
         from forgeml.config import AudioConfig
 
         return AudioConfig(**self.settings)

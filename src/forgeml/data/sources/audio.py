@@ -12,10 +12,9 @@ import numpy as np
 
 from forgeml.data.audio.decode import audio_ext, is_audio_name
 from forgeml.data.columns import Columns
+from forgeml.data.sources.images import IMAGE_EXT
 from forgeml.errors import DataError
 from forgeml.notes import note
-
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}  # data/sources/images.py's
 
 
 def _class_folders(base: Path) -> list[Path]:
