@@ -28,12 +28,11 @@ from forgeml.evaluation.ranking import rating_errors, split_per_user
 from forgeml.models import count_parameters
 from forgeml.models.recommenders import build_recommender
 from forgeml.notes import note, warn
+from forgeml.rec_predictor import SEEN_FILE
 from forgeml.training.callbacks import Callback
 from forgeml.training.fit_run import fit_into_bundle
 from forgeml.training.rec_losses import RecLoss
 from forgeml.training.trainer import Trainer
-
-SEEN_FILE = "seen.safetensors"
 
 
 # ------------------------------------------------------------------------------------------------ model

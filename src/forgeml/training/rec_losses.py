@@ -53,7 +53,9 @@ class RecLoss:
             everything = self.model.item_vectors(torch.arange(self.n_items, device=U.device)).float()  # (N, D)
             return F.cross_entropy(U @ everything.T, y)  # (B, N) logits
         if self.negatives == "in_batch":
-            logits = U @ V.T - self.log_q.to(U.device)[y][None, :]  # (B, B): row b's item is column b; logQ correction
+            if self.log_q.device != U.device:  # moved once, not copied host to device on every step
+                self.log_q = self.log_q.to(U.device)
+            logits = U @ V.T - self.log_q[y][None, :]  # (B, B): row b's item is column b; logQ correction
             clash = (y[None, :] == y[:, None]) & ~torch.eye(len(y), dtype=torch.bool, device=U.device)
             logits = logits.masked_fill(clash, float("-inf"))  # another row's copy of my own item is no negative
             return F.cross_entropy(logits, torch.arange(len(y), device=U.device))
