@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from forgeml.evaluation.ranking import csr_mask, popularity_scorer, rank_per_user, rating_errors, split_per_user
+from forgeml.evaluation.ranking import (
+    csr_mask,
+    popularity_scorer,
+    rank_per_user,
+    rating_errors,
+    split_per_user,
+)
 
 
 def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
